@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   generate microstructures with the default settings (installs what is missing)
+#   make test   run the unit tests and execute every book chapter (installs what is missing)
+# Point LGTUTORIAL_DATA at a folder of reference files, or let the package download them.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# A CPU build of torch that pip finds on the project machines; Colab/conda bring their own.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test book lint benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --user --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/lgtutorial demo
+
+test: install
+	$(PY) -m pytest -q
+
+book: install
+	$(VENV)/bin/jupyter-book build .
+
+lint: install
+	$(VENV)/bin/ruff check lgtutorial tests benchmarks
+
+benchmark: install
+	$(PY) benchmarks/grf_throughput.py
+
+clean:
+	rm -rf _build book/_build .pytest_cache

@@ -1,0 +1,204 @@
+"""The ``lgtutorial`` command line: ``lgtutorial --help`` lists the subcommands.
+
+Each subcommand is a pair of functions here, ``_add_<name>(subparsers)`` and ``_run_<name>(args)``;
+options that have defaults in :mod:`lgtutorial.settings` are generated from those dataclasses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import settings as settings_module
+
+OUTPUT_ROOT = Path("lgtutorial-output")
+
+
+def _save_npy(path: Path, array) -> None:
+    from ._io import atomic_write
+
+    with atomic_write(path) as handle:
+        np.save(handle, np.asarray(array))
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from ._io import atomic_write
+
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip("."), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _save_text(path: Path, text: str) -> None:
+    from ._io import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _add_data(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="the reference data registry")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list registered references and where they are found")
+    listing.add_argument("--kind", choices=["micrograph", "checkpoint", "config"], default=None)
+    fetch = actions.add_parser("fetch", help="find or download a registered file and print its path")
+    fetch.add_argument("name")
+
+
+def _run_data(args) -> int:
+    from . import data
+
+    if args.action == "fetch":
+        print(data.fetch(args.name))
+        return 0
+    print(f"searched: {', '.join(str(p) for p in data.data_directories())}")
+    print(f"{'name':<30} {'kind':<11} {'licence':<12} {'found':<6} description")
+    for entry in data.list_references(args.kind):
+        found = any((folder / entry.filename).is_file() for folder in data.data_directories())
+        print(f"{entry.name:<30} {entry.kind:<11} {entry.licence:<12} {'yes' if found else 'no':<6} {entry.description}")
+    return 0
+
+
+# -- stats --------------------------------------------------------------------------------------
+def _add_stats(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "stats", help="volume fractions and 2-point statistics of a reference or a micrograph file"
+    )
+    parser.add_argument("source", help="registry name (see 'lgtutorial data list') or a file path")
+    parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
+                        help="periodic statistics (default: as the registry says; non-periodic for files)")
+    parser.add_argument("--output", type=Path, default=None, help="output folder (default: lgtutorial-output/stats-NAME)")
+
+
+def _run_stats(args) -> int:
+    from . import data
+    from ._io import fresh_directory
+    from .plotting import show_two_point_statistics
+    from .statistics import two_point_statistics, volume_fractions
+
+    micro, meta = data.load(args.source)
+    periodic = args.periodic if args.periodic is not None else bool(meta.get("periodic", False))
+    fractions = volume_fractions(micro)[0].tolist()
+    name = meta.get("name", Path(args.source).stem)
+    print(f"{name}: {micro.shape[1]} phases, {tuple(micro.shape[2:])} pixels")
+    for phase, fraction in zip(meta["phases"], fractions):
+        print(f"  volume fraction of {phase}: {fraction:.4f}")
+    stats = two_point_statistics(micro.double(), periodic=periodic)[0]
+    out = fresh_directory(args.output or OUTPUT_ROOT / f"stats-{name}")
+    _save_npy(out / "two_point_statistics.npy", stats.float().numpy())
+    summary = {"source": str(args.source), "phases": meta["phases"], "volume_fractions": fractions,
+               "periodic": periodic, "lag_order": "FFT order: zero lag at index 0",
+               "array": "two_point_statistics.npy (n_phases, n_phases, *lags)"}
+    _save_text(out / "summary.json", json.dumps(summary, indent=2))
+    cutoff = min(64, min(micro.shape[2:]) // 2)
+    _save_figure(show_two_point_statistics(stats, phase_names=meta["phases"], cutoff=cutoff),
+                 out / "two_point_statistics.png")
+    print(f"wrote {out}/two_point_statistics.npy, .png and summary.json")
+    return 0
+
+
+# -- grf ----------------------------------------------------------------------------------------
+def _add_grf(subparsers) -> None:
+    parser = subparsers.add_parser("grf", help="sample Gaussian random fields from a reference's 2-point statistics")
+    settings_module.add_arguments(parser, settings_module.GRFSettings)
+    parser.add_argument("--output", type=Path, default=None, help="output folder (default: lgtutorial-output/grf-REFERENCE)")
+
+
+def run_grf(settings: settings_module.GRFSettings, output: Path | None = None) -> Path:
+    """Sample GRFs as ``settings`` says; write ``samples.npy``, ``samples.png`` and ``summary.json``."""
+    import torch
+
+    from . import data
+    from ._io import fresh_directory
+    from .grf import GaussianRandomField
+    from .plotting import show_microstructures
+
+    device = settings_module.resolve_device(settings.device)
+    micro, meta = data.load(settings.reference)
+    field = GaussianRandomField.from_microstructure(micro, reference_phase=settings.reference_phase, device=device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    segmentation = None if settings.segmentation == "none" else settings.segmentation
+    samples = field.sample(settings.n_samples, generator=generator, filter_sigma=settings.filter_sigma,
+                           segmentation=segmentation)
+    result = samples.segmented if samples.segmented is not None else samples.filtered
+    name = meta.get("name", Path(settings.reference).stem)
+    out = fresh_directory(output or OUTPUT_ROOT / f"grf-{name}")
+    _save_npy(out / "samples.npy", result.cpu().numpy())
+    if samples.segmented is not None:
+        _save_npy(out / "samples_continuous.npy", samples.filtered.cpu().numpy())
+    shown = min(4, settings.n_samples)
+    fig_axes = show_microstructures([micro[0]] + list(result[:shown].cpu()),
+                                    ["reference"] + [f"GRF {k}" for k in range(shown)])
+    _save_figure(fig_axes[0].figure, out / "samples.png")
+    achieved = samples.achieved_volume_fractions.double()
+    summary = {
+        "settings": settings.__dict__,
+        "device": str(device),
+        "phases": meta["phases"],
+        "target_volume_fractions": samples.target_volume_fractions.tolist(),
+        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
+        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * achieved.shape[1],
+        "samples": "samples.npy (n_samples, n_phases, H, W) one-hot" if samples.segmented is not None
+        else "samples.npy (n_samples, n_phases, H, W) continuous",
+    }
+    _save_text(out / "summary.json", json.dumps(summary, indent=2))
+    print(samples.report())
+    print(f"wrote {settings.n_samples} samples to {out}")
+    return out
+
+
+def _run_grf(args) -> int:
+    run_grf(settings_module.from_arguments(settings_module.GRFSettings, args), args.output)
+    return 0
+
+
+# -- demo ---------------------------------------------------------------------------------------
+def _add_demo(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="generate a few microstructures of the default case study")
+    parser.add_argument("--output", type=Path, default=None)
+
+
+def _run_demo(args) -> int:
+    run_grf(settings_module.GRFSettings(), args.output or OUTPUT_ROOT / "demo")
+    return 0
+
+
+COMMANDS = {
+    "data": (_add_data, _run_data),
+    "stats": (_add_stats, _run_stats),
+    "grf": (_add_grf, _run_grf),
+    "demo": (_add_demo, _run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lgtutorial",
+        description="Local-global decompositions for conditional microstructure generation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"lgtutorial {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The data registry: reference micrographs and checkpoints by name, and loaders for users' files.
+
+Reference files are never part of this project. :func:`fetch` finds a registered file by looking
+
+1. under ``$LGTUTORIAL_DATA`` (a local copy, e.g. ``../shared/data`` on the project machines),
+2. in the download cache (``$LGTUTORIAL_CACHE``, else the platform cache folder),
+3. at its source URL (downloaded with ``pooch`` into the cache),
+
+and checks the file's SHA-256 (or the git blob SHA-1 that GitHub shows) every time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .microstructure import as_tensor, check_microstructure, labels_to_one_hot
+
+__all__ = [
+    "ReferenceEntry",
+    "registry",
+    "list_references",
+    "fetch",
+    "load_reference",
+    "load_micrograph",
+    "data_directories",
+    "DataNotFoundError",
+]
+
+DATA_ENV = "LGTUTORIAL_DATA"
+CACHE_ENV = "LGTUTORIAL_CACHE"
+MAX_PHASES = 16
+
+class DataNotFoundError(FileNotFoundError):
+    """A registered file is neither local, cached nor downloadable."""
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One registered file: what it is, where it comes from, how to check it."""
+
+    name: str
+    kind: str
+    description: str
+    filename: str
+    format: str
+    licence: str
+    citation: str
+    url: str | None = None
+    sha256: str | None = None
+    git_sha1: str | None = None
+    phases: tuple[str, ...] = field(default_factory=tuple)
+    periodic: bool = False
+
+    @property
+    def citation_text(self) -> str:
+        return _load_registry()[1].get(self.citation, self.citation)
+
+def _registry_path() -> Path:
+    """The registry file: installed as package data, or ``data/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "registry.toml", here.parent / "data" / "registry.toml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("lgtutorial's data registry (registry.toml) is missing from the installation")
+
+@functools.lru_cache(maxsize=1)
+def _load_registry() -> tuple[dict[str, ReferenceEntry], dict[str, str]]:
+    with open(_registry_path(), "rb") as handle:
+        raw = tomllib.load(handle)
+    citations = raw.pop("citations", {})
+    entries = {}
+    for name, values in raw.items():
+        values = dict(values)
+        values["phases"] = tuple(values.get("phases", ()))
+        entries[name] = ReferenceEntry(name=name, **values)
+    return entries, citations
+
+def registry() -> dict[str, ReferenceEntry]:
+    """All registered entries by name."""
+    return dict(_load_registry()[0])
+
+def list_references(kind: str | None = None) -> list[ReferenceEntry]:
+    """Registered entries, optionally only one ``kind`` (micrograph, checkpoint, config)."""
+    return [e for e in registry().values() if kind is None or e.kind == kind]
+
+def _entry(name: str) -> ReferenceEntry:
+    entries = registry()
+    if name not in entries:
+        raise KeyError(f"unknown reference {name!r}; registered names: {', '.join(sorted(entries))}")
+    return entries[name]
+
+def cache_directory() -> Path:
+    """Where downloads are kept (``$LGTUTORIAL_CACHE`` or the platform cache folder)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("lgtutorial"))
+
+def data_directories() -> list[Path]:
+    """The local folders searched before downloading, in order."""
+    folders = []
+    if os.environ.get(DATA_ENV):
+        folders.append(Path(os.environ[DATA_ENV]).expanduser())
+    folders.append(cache_directory())
+    return folders
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
+    data = Path(path).read_bytes()
+    if algorithm == "git_sha1":
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+def _verify(entry: ReferenceEntry, path: Path) -> None:
+    stat = path.stat()
+    if entry.sha256:
+        expected, algorithm = entry.sha256, "sha256"
+    elif entry.git_sha1:
+        expected, algorithm = entry.git_sha1, "git_sha1"
+    else:  # pragma: no cover - the registry test requires a hash for every entry
+        raise ValueError(f"registry entry {entry.name!r} has no hash")
+    found = _digest(str(path), stat.st_size, stat.st_mtime_ns, algorithm)
+    if found != expected:
+        raise ValueError(
+            f"{path} does not match the registry entry {entry.name!r}: expected {algorithm} "
+            f"{expected}, found {found}. The file is corrupt or a different version; delete it or "
+            f"replace it with the file from {entry.url or 'the project data folder'}."
+        )
+
+def fetch(name: str, *, download: bool = True) -> Path:
+    """Path of the registered file ``name``, verified; downloaded into the cache if needed.
+
+    Raises:
+        DataNotFoundError: the file is in none of the searched places and cannot be downloaded.
+        ValueError: a file was found but its hash is wrong.
+    """
+    entry = _entry(name)
+    looked = []
+    for folder in data_directories():
+        path = folder / entry.filename
+        looked.append(str(path))
+        if path.is_file():
+            _verify(entry, path)
+            return path
+    if download and entry.url:
+        import pooch
+
+        target = cache_directory() / entry.filename
+        known = f"sha256:{entry.sha256}" if entry.sha256 else None
+        try:
+            downloaded = pooch.retrieve(
+                entry.url, known_hash=known, fname=target.name, path=target.parent, progressbar=False
+            )
+        except Exception as error:  # network errors come in many types
+            raise DataNotFoundError(
+                f"could not find {entry.filename!r} ({name}) locally (looked in: {', '.join(looked)}) "
+                f"and downloading {entry.url} failed ({type(error).__name__}: {error}). "
+                f"Download it by hand into one of those places, or set ${DATA_ENV} to a folder "
+                f"that holds {entry.filename}."
+            ) from error
+        _verify(entry, Path(downloaded))
+        return Path(downloaded)
+    how = f"download {entry.url}" if entry.url else "copy it from the project's shared data folder"
+    raise DataNotFoundError(
+        f"could not find {entry.filename!r} ({name}); looked in: {', '.join(looked)}. "
+        f"Set ${DATA_ENV} to a folder that holds {entry.filename}, or {how} into one of those places."
+    )
+
+def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
+    if entry.format == "torch-one-hot":
+        tensor = torch.load(path, map_location="cpu", weights_only=True)
+        tensor = tensor.to(torch.float32)
+        if tensor.ndim == 3:
+            tensor = tensor.unsqueeze(0)
+        return check_microstructure(tensor, name=entry.name)
+    if entry.format == "labels-npy":
+        return labels_to_one_hot(np.load(path))
+    if entry.format == "one-hot-npy-last":
+        array = np.load(path)
+        return check_microstructure(torch.from_numpy(np.moveaxis(array, -1, 0)[None]).float(), name=entry.name)
+    raise ValueError(f"{entry.name!r} is a {entry.kind}, not a micrograph; use fetch() for its path")
+
+def load_reference(name: str, *, device=None, download: bool = True) -> tuple[torch.Tensor, dict]:
+    """Load a registered micrograph as a one-hot tensor.
+
+    Args:
+        name: a registry name (see ``lgtutorial data list``), e.g. ``"ti-alpha-beta"``.
+        device: where to put the tensor.
+        download: allow downloading when no local copy exists.
+
+    Returns:
+        ``(microstructure, metadata)``: a float32 tensor of shape ``(1, n_phases, H, W)`` and a
+        dict with name, description, phases, path, licence, citation, periodic.
+    """
+    entry = _entry(name)
+    if entry.kind != "micrograph":
+        raise ValueError(f"{name!r} is a {entry.kind}, not a micrograph")
+    path = fetch(name, download=download)
+    micro = _read_reference(entry, path)
+    n = micro.shape[1]
+    phases = list(entry.phases) if len(entry.phases) == n else [f"phase {i}" for i in range(n)]
+    meta = {
+        "name": name,
+        "description": entry.description,
+        "phases": phases,
+        "path": str(path),
+        "licence": entry.licence,
+        "citation": entry.citation_text,
+        "periodic": entry.periodic,
+        "shape": tuple(micro.shape),
+    }
+    return (micro.to(device) if device is not None else micro), meta
+
+def _phases_from_values(values: np.ndarray, source: str) -> tuple[np.ndarray, list]:
+    """Map arbitrary grey levels or colours (last axis) to labels 0..N-1, in sorted order."""
+    flat = values.reshape(-1, values.shape[-1]) if values.ndim == 3 else values.reshape(-1, 1)
+    unique, labels = np.unique(flat, axis=0, return_inverse=True)
+    if len(unique) > MAX_PHASES:
+        raise ValueError(
+            f"{source}: found {len(unique)} distinct values; expected a segmented image with at most "
+            f"{MAX_PHASES} phases (one grey level or colour per phase). Segment the image first."
+        )
+    shape = values.shape[:-1] if values.ndim == 3 else values.shape
+    return labels.reshape(shape), [tuple(int(c) for c in u) if len(u) > 1 else u[0].item() for u in unique]
+
+def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
+    """Load a user's segmented micrograph and turn it into a one-hot tensor.
+
+    Accepted files:
+
+    * ``.npy``: integer labels ``(H, W)``; one-hot ``(N, H, W)`` or ``(H, W, N)``;
+    * ``.png``, ``.tif``, ``.tiff``, ``.bmp``: grey or colour images in which every phase has its own
+      grey level or colour (phases are numbered in sorted order of that value);
+    * ``.pt``, ``.pth``: a tensor of labels ``(H, W)`` or one-hot ``(N, H, W)`` / ``(1, N, H, W)``.
+
+    Returns:
+        ``(microstructure, metadata)`` with the tensor ``(1, n_phases, H, W)`` and a dict whose
+        ``"phases"`` lists the grey level / colour / label each phase came from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such micrograph file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        array = np.load(path)
+    elif suffix in (".pt", ".pth"):
+        array = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(array, torch.Tensor):
+            raise ValueError(f"{path}: expected a saved tensor, found {type(array).__name__}")
+        array = array.numpy()
+    elif suffix in (".png", ".tif", ".tiff", ".bmp"):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "P"):
+                image = image.convert("RGB" if image.mode != "LA" else "L")
+            array = np.asarray(image)
+        labels, values = _phases_from_values(array, str(path))
+        micro = labels_to_one_hot(labels)
+        meta = {"path": str(path), "phases": [f"value {v}" for v in values], "shape": tuple(micro.shape)}
+        return (micro.to(device) if device is not None else micro), meta
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npy, .png, .tif, .pt or .pth")
+
+    array = np.asarray(array)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+            raise ValueError(f"{path}: a 2-D array must hold integer phase labels; found non-integer values")
+        labels, values = _phases_from_values(array, str(path))
+        micro = labels_to_one_hot(labels)
+        phases = [f"label {v}" for v in values]
+    elif array.ndim == 3:
+        channels_first = array.shape[0] <= MAX_PHASES and array.shape[0] < min(array.shape[1:])
+        one_hot = array if channels_first else np.moveaxis(array, -1, 0)
+        micro = check_microstructure(as_tensor(one_hot[None]).float(), name=str(path))
+        phases = [f"channel {i}" for i in range(micro.shape[1])]
+    else:
+        raise ValueError(
+            f"{path}: expected labels (H, W) or one-hot (N, H, W) / (H, W, N); got shape {array.shape}"
+        )
+    meta = {"path": str(path), "phases": phases, "shape": tuple(micro.shape)}
+    return (micro.to(device) if device is not None else micro), meta
+
+def load(name_or_path, *, device=None) -> tuple[torch.Tensor, dict]:
+    """Load a registered reference by name, or a user's file by path."""
+    if str(name_or_path) in registry():
+        return load_reference(str(name_or_path), device=device)
+    if Path(name_or_path).exists():
+        return load_micrograph(name_or_path, device=device)
+    raise ValueError(
+        f"{name_or_path!r} is neither a registered reference ({', '.join(e.name for e in list_references('micrograph'))}) "
+        "nor an existing file"
+    )
