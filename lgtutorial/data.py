@@ -157,7 +157,11 @@ def fetch(name: str, *, download: bool = True) -> Path:
         known = f"sha256:{entry.sha256}" if entry.sha256 else None
         try:
             downloaded = pooch.retrieve(
-                entry.url, known_hash=known, fname=target.name, path=target.parent, progressbar=False
+                entry.url,
+                known_hash=known,
+                fname=target.name,
+                path=target.parent,
+                downloader=pooch.HTTPDownloader(timeout=60, progressbar=False),
             )
         except Exception as error:  # network errors come in many types
             raise DataNotFoundError(
@@ -280,9 +284,16 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
         micro = labels_to_one_hot(labels)
         phases = [f"label {v}" for v in values]
     elif array.ndim == 3:
-        channels_first = array.shape[0] <= MAX_PHASES and array.shape[0] < min(array.shape[1:])
-        one_hot = array if channels_first else np.moveaxis(array, -1, 0)
-        micro = check_microstructure(as_tensor(one_hot[None]).float(), name=str(path))
+        if np.allclose(array.sum(0), 1.0) and array.shape[0] <= MAX_PHASES:
+            one_hot = array  # (N, H, W)
+        elif np.allclose(array.sum(-1), 1.0) and array.shape[-1] <= MAX_PHASES:
+            one_hot = np.moveaxis(array, -1, 0)  # (H, W, N)
+        else:
+            raise ValueError(
+                f"{path}: a 3-D array must be one-hot with phases on the first or last axis "
+                f"(values summing to 1 over that axis); got shape {array.shape}"
+            )
+        micro = check_microstructure(as_tensor(np.ascontiguousarray(one_hot)[None]).float(), name=str(path))
         phases = [f"channel {i}" for i in range(micro.shape[1])]
     else:
         raise ValueError(

@@ -151,9 +151,9 @@ class GaussianRandomField:
         negative = eigenvalues < 0
         self.clipped = int(negative.sum())
         self.most_negative_eigenvalue = min(most_negative, 0.0)
-        if self.clipped:
+        if self.clipped and -most_negative > 1e-12 * scale:  # beyond float64 round-off
             warnings.warn(
-                f"clipped {self.clipped} slightly negative spectral values (round-off; the most "
+                f"clipped {self.clipped} slightly negative spectral values (the most "
                 f"negative is {most_negative:.2e}, {-most_negative / scale:.1e} of the largest)",
                 stacklevel=2,
             )
@@ -170,7 +170,10 @@ class GaussianRandomField:
         complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         self._amplitude = torch.sqrt(eigenvalues * size).to(self.device, dtype)
         self._transfer = transfer.to(self.device, complex_dtype)
-        self._mean_reference = v_ref
+        # For the statistics of one microstructure this equals f_pp(0); for convex combinations of
+        # references with different volume fractions it is the zero-frequency (long-range) value,
+        # the one choice that keeps every phase's mean consistent and their sum equal to one.
+        self._mean_reference = float(self.target_volume_fractions[reference_phase])
         self.target_volume_fractions = self.target_volume_fractions.to(self.device)
 
     @classmethod
@@ -337,7 +340,9 @@ def interpolate_statistics(statistics_a, statistics_b, theta: float) -> torch.Te
 
     Both must have the same shape (same phases, same domain). A convex combination of valid
     statistics is valid, so the result can feed :class:`GaussianRandomField` (Section 5.2 of
-    Robertson et al. 2023).
+    Robertson et al. 2023). When the two references have different volume fractions, the field's
+    volume fractions follow the zero-frequency content of the mixture,
+    ``v_n = sum_r f_pn(r) / (S f_pp(0))``, a weighted average of the references' fractions.
     """
     a, b = as_tensor(statistics_a), as_tensor(statistics_b)
     if a.shape != b.shape:

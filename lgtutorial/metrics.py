@@ -1,0 +1,353 @@
+"""Statistics beyond the 2-point level: chord lengths, a 3-point subset, feature size, patch statistics.
+
+These are the measures Robertson et al. 2023 (Section 5, Figs. 6 and 12, Table 1, Appendix C) use to
+show what a Gaussian random field cannot reproduce and the local (denoising) layer restores:
+
+* chord length distributions (CLD) per phase along x (the width axis) and y (the height axis),
+  computed by run-length encoding every row or column at once;
+* the 3-point statistics ``f_a(r1, r2)`` whose first displacement has ``|r1| <= 1`` pixel, i.e. the
+  cross-correlation of the "expanded state" ``m_a(x) m_a(x + r1)`` with ``m_a``;
+* the average feature size, from the slope at the origin of the radially averaged autocorrelation;
+* non-periodic 2-point statistics of small patches, the features of the patch PCA (see
+  :mod:`lgtutorial.pca`).
+
+Inputs are one-hot (or continuous, argmax-segmented for chords) ``(n_samples, n_phases, H, W)``
+arrays or tensors; the work runs on the input's device. Displacements are ``(dy, dx)`` pairs and lag
+axes follow :mod:`lgtutorial.statistics` (FFT order, zero lag at index 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .microstructure import as_tensor, one_hot_to_labels
+from .statistics import _crop_lags, two_point_statistics, volume_fractions
+
+__all__ = [
+    "ChordLengths",
+    "chord_lengths",
+    "FIRST_DISPLACEMENTS",
+    "three_point_statistics",
+    "radial_average",
+    "feature_size",
+    "patch_two_point_statistics",
+]
+
+#: First displacements ``r1 = (dy, dx)`` with ``|r1| <= 1`` pixel: the 3-point subset of Section 5.2.
+FIRST_DISPLACEMENTS = ((0, 0), (0, 1), (1, 0), (0, -1), (-1, 0))
+
+
+def _microstructure_2d(microstructure, name: str = "microstructure") -> torch.Tensor:
+    t = as_tensor(microstructure)
+    if t.ndim != 4:
+        raise ValueError(f"{name}: expected shape (n_samples, n_phases, H, W); got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return t
+
+
+@dataclass
+class ChordLengths:
+    """All chords of one phase along one axis of an ensemble (output of :func:`chord_lengths`).
+
+    Attributes:
+        lengths: ``(n_chords,)`` int64 chord lengths in pixels.
+        samples: ``(n_chords,)`` int64 index of the sample each chord belongs to.
+        n_samples: number of samples in the ensemble.
+        phase: the phase index.
+        axis: ``"x"`` (along rows, the width axis) or ``"y"`` (along columns).
+        periodic: ``True`` if chords wrap around the edges, ``False`` if edge chords were dropped.
+        line_length: pixels per line (the longest possible chord).
+    """
+
+    lengths: torch.Tensor
+    samples: torch.Tensor
+    n_samples: int
+    phase: int
+    axis: str
+    periodic: bool
+    line_length: int
+
+    def mean(self) -> float:
+        """Mean chord length in pixels over all chords (NaN if there are none)."""
+        return float(self.lengths.double().mean()) if self.lengths.numel() else math.nan
+
+    def std(self) -> float:
+        """Standard deviation of the chord lengths (population; NaN if there are none)."""
+        return float(self.lengths.double().std(unbiased=False)) if self.lengths.numel() else math.nan
+
+    def per_sample_mean(self) -> torch.Tensor:
+        """``(n_samples,)`` float64 mean chord length of every sample (NaN for a sample without chords)."""
+        device = self.lengths.device
+        total = torch.zeros(self.n_samples, dtype=torch.float64, device=device)
+        total.index_add_(0, self.samples, self.lengths.double())
+        count = torch.bincount(self.samples, minlength=self.n_samples).double()
+        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
+
+    def distribution(self, max_length: int | None = None, *, per_sample: bool = False) -> torch.Tensor:
+        """Chord length distribution: the fraction of chords with length ``1, 2, ..., max_length``.
+
+        Args:
+            max_length: longest length shown (default: the line length). Longer chords count in
+                the normalisation but get no bin, so the result then sums to less than one.
+            per_sample: one distribution per sample instead of one for the pooled ensemble.
+
+        Returns:
+            ``(max_length,)`` or ``(n_samples, max_length)`` float64; entry ``k`` is length ``k + 1``.
+        """
+        max_length = self.line_length if max_length is None else int(max_length)
+        if max_length < 1:
+            raise ValueError(f"max_length must be at least 1 pixel, got {max_length}")
+        rows = self.samples if per_sample else torch.zeros_like(self.samples)
+        n_rows = self.n_samples if per_sample else 1
+        counts = torch.zeros(n_rows, max_length + 1, dtype=torch.float64, device=self.lengths.device)
+        bins = self.lengths.clamp_max(max_length + 1) - 1  # chords beyond max_length land in the last bin
+        counts.index_put_((rows, bins), torch.ones_like(bins, dtype=torch.float64), accumulate=True)
+        totals = counts.sum(1, keepdim=True)
+        pmf = (counts / totals.clamp_min(1))[:, :max_length]
+        return pmf if per_sample else pmf[0]
+
+
+def _runs(binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run-length encode the ``True`` runs of every line of a ``(n_lines, L)`` boolean tensor.
+
+    Returns lengths, the line of every run and whether the run touches either end of its line.
+    """
+    length = binary.shape[1]
+    padded = torch.nn.functional.pad(binary.to(torch.int8), (1, 1))
+    change = padded[:, 1:] - padded[:, :-1]  # +1 where a run starts, -1 just after it ends
+    start_line, start = (change == 1).nonzero(as_tuple=True)
+    _, end = (change == -1).nonzero(as_tuple=True)  # row-major order pairs every end with its start
+    touches = (start == 0) | (end == length)
+    return end - start, start_line, touches
+
+
+def chord_lengths(microstructure, *, axis: str, periodic: bool, phases=None) -> list[ChordLengths]:
+    """Chords (maximal runs of one phase along a line) of every phase along x or y (Section 5.2).
+
+    Every row (``axis="x"``) or column (``axis="y"``) of every sample is run-length encoded at once.
+    On a non-periodic image (a micrograph) a chord that touches the image edge is truncated and is
+    dropped. On a periodic sample chords wrap around the edges; a line made of a single phase
+    counts as one chord as long as the line.
+
+    Args:
+        microstructure: ``(n_samples, n_phases, H, W)``, one-hot (continuous fields are segmented by
+            argmax).
+        axis: ``"x"`` (chords along the width, within rows) or ``"y"`` (along the height).
+        periodic: whether chords wrap around (generated samples) or edge chords are dropped.
+        phases: phase indices to measure (default: all).
+
+    Returns:
+        One :class:`ChordLengths` per requested phase.
+
+    >>> from lgtutorial.microstructure import labels_to_one_hot
+    >>> m = labels_to_one_hot([[1, 1, 0, 1, 0, 0]])
+    >>> chord_lengths(m, axis="x", periodic=False)[1].lengths.tolist()  # the first chord touches the edge
+    [1]
+    >>> chord_lengths(m, axis="x", periodic=True)[0].lengths.tolist()  # 0 0 | 0 wraps into one chord of 3
+    [1, 3]
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    if not isinstance(periodic, bool):
+        raise TypeError(f"periodic must be True or False, got {periodic!r}")
+    m = _microstructure_2d(microstructure)
+    n_samples, n_phases, height, width = m.shape
+    labels = one_hot_to_labels(m)  # (n, H, W)
+    if axis == "y":
+        labels = labels.transpose(1, 2)
+    lines_per_sample, length = labels.shape[1], labels.shape[2]
+    lines = labels.reshape(-1, length)
+    phases = range(n_phases) if phases is None else phases
+    result = []
+    for phase in phases:
+        if not 0 <= int(phase) < n_phases:
+            raise ValueError(f"phase {phase} is out of range for a microstructure with {n_phases} phases")
+        binary = lines == int(phase)
+        if periodic:
+            # rotate every line to start at a pixel of another phase, so no chord crosses the seam
+            first_other = (~binary).to(torch.int8).argmax(dim=1, keepdim=True)
+            index = (torch.arange(length, device=lines.device) + first_other) % length
+            binary = binary.gather(1, index)
+        run_lengths, run_lines, touches = _runs(binary)
+        if not periodic:
+            run_lengths, run_lines = run_lengths[~touches], run_lines[~touches]
+        result.append(ChordLengths(
+            lengths=run_lengths.to(torch.int64), samples=(run_lines // lines_per_sample).to(torch.int64),
+            n_samples=n_samples, phase=int(phase), axis=axis, periodic=periodic, line_length=length,
+        ))
+    return result
+
+
+def _shift_valid(shape, shift, device) -> torch.Tensor:
+    """``(H, W)`` mask of the pixels ``x`` whose neighbour ``x + shift`` lies inside the image."""
+    masks = []
+    for size, step in zip(shape, shift):
+        position = torch.arange(size, device=device) + step
+        masks.append((position >= 0) & (position < size))
+    return masks[0][:, None] & masks[1][None, :]
+
+
+def _cross_correlate(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
+    """``sum_x a_k(x) b(x + r)`` for every channel ``k`` of ``a`` (n, K, H, W) and ``b`` (n, 1, H, W)."""
+    fa = torch.fft.rfftn(a, s=shape, dim=(-2, -1))
+    fb = torch.fft.rfftn(b, s=shape, dim=(-2, -1))
+    return torch.fft.irfftn(fa.conj() * fb, s=shape, dim=(-2, -1))
+
+
+def three_point_statistics(
+    microstructure,
+    *,
+    periodic: bool,
+    cutoff: int | None = None,
+    phases=None,
+    first_displacements=FIRST_DISPLACEMENTS,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """The 3-point subset ``f_a(r1, r2)`` with ``|r1| <= 1`` pixel (Section 5.2, footnote 22).
+
+    ``f_a(r1, r2)`` is the probability that ``x``, ``x + r1`` and ``x + r2`` are all phase ``a``: the
+    2-point cross-correlation of the expanded state ``e(x) = m_a(x) m_a(x + r1)`` with ``m_a``,
+    computed with FFTs. Non-periodic statistics average over the positions ``x`` for which all three
+    points lie inside the image (zero padding plus valid-triple counts, as for 2-point statistics).
+
+    Args:
+        microstructure: ``(n_samples, n_phases, H, W)``.
+        periodic: torus (generated samples) or non-periodic (micrographs).
+        cutoff: keep second displacements with ``|r2_i| <= cutoff`` on both axes.
+        phases: phase indices (default: all).
+        first_displacements: the ``(dy, dx)`` first displacements (default :data:`FIRST_DISPLACEMENTS`).
+        batch_size: samples per FFT batch (bounds memory).
+
+    Returns:
+        ``(n_samples, n_selected_phases, n_first_displacements, *lags)`` with lags as in
+        :func:`lgtutorial.statistics.two_point_statistics` (FFT order).
+
+    >>> from lgtutorial.microstructure import labels_to_one_hot
+    >>> m = labels_to_one_hot([[1, 1, 0], [0, 1, 0]])
+    >>> f = three_point_statistics(m, periodic=True)
+    >>> round(float(f[0, 1, 0, 0, 0]), 4), round(float(f[0, 1, 1, 0, 0]), 4)  # v_1; P(1 1 in a row) = 1/6
+    (0.5, 0.1667)
+    """
+    m = _microstructure_2d(microstructure)
+    n_samples, n_phases, height, width = m.shape
+    shifts = [tuple(int(s) for s in r) for r in first_displacements]
+    if not shifts or any(len(r) != 2 for r in shifts):
+        raise ValueError(f"first_displacements must be (dy, dx) pairs; got {first_displacements!r}")
+    phases = list(range(n_phases)) if phases is None else [int(p) for p in phases]
+    if any(not 0 <= p < n_phases for p in phases):
+        raise ValueError(f"phases {phases} out of range for a microstructure with {n_phases} phases")
+    shape = (height, width) if periodic else (2 * height - 1, 2 * width - 1)
+    valid = torch.stack([_shift_valid((height, width), r, m.device) for r in shifts]).to(m.dtype)
+    if not periodic:
+        pairs = _cross_correlate(valid[None], torch.ones((1, 1, height, width), dtype=m.dtype, device=m.device), shape)
+        pairs = pairs.round()
+    outputs = []
+    for start in range(0, n_samples, batch_size):
+        chunk = m[start:start + batch_size, phases]  # (b, P, H, W)
+        b, p = chunk.shape[:2]
+        flat = chunk.reshape(b * p, 1, height, width)
+        neighbours = torch.stack(
+            [torch.roll(flat[:, 0], shifts=(-dy, -dx), dims=(-2, -1)) for dy, dx in shifts], dim=1
+        )  # m_a(x + r1) for every r1: (b P, K, H, W)
+        expanded = flat * neighbours
+        if periodic:
+            f = _cross_correlate(expanded, flat, shape) / float(height * width)
+        else:
+            f = _cross_correlate(expanded * valid, flat, shape)
+            f = torch.where(pairs > 0.5, f / pairs.clamp_min(1.0), torch.full_like(f, math.nan))
+        f = _crop_lags(f, cutoff, 2)
+        outputs.append(f.reshape(b, p, len(shifts), *f.shape[-2:]))
+    return torch.cat(outputs)
+
+
+def radial_average(statistics, *, max_radius: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average 2D lag maps over rings of width one pixel around the zero lag.
+
+    Args:
+        statistics: ``(..., H, W)`` lag maps in FFT order (periodic or non-periodic layout).
+        max_radius: drop rings beyond this radius (pixels).
+
+    Returns:
+        ``(radii, values)``: ``(R,)`` mean distance of the lags in each ring (ring 0 is the zero lag)
+        and ``(..., R)`` ring averages (NaN lags are left out).
+    """
+    f = as_tensor(statistics)
+    if f.ndim < 2:
+        raise ValueError(f"expected lag maps of shape (..., H, W); got {tuple(f.shape)}")
+    height, width = f.shape[-2:]
+    dtype = f.dtype if f.is_floating_point() else torch.float32
+    ry = torch.fft.fftfreq(height, d=1.0 / height, device=f.device, dtype=torch.float64)
+    rx = torch.fft.fftfreq(width, d=1.0 / width, device=f.device, dtype=torch.float64)
+    distance = torch.sqrt(ry[:, None] ** 2 + rx[None, :] ** 2).flatten()
+    ring = distance.round().to(torch.int64)
+    keep = torch.ones_like(distance, dtype=torch.bool) if max_radius is None else distance <= max_radius
+    ring, distance = ring[keep], distance[keep]
+    values = f.flatten(-2)[..., keep].to(torch.float64)
+    finite = torch.isfinite(values)
+    n_rings = int(ring.max()) + 1
+    sums = torch.zeros(*values.shape[:-1], n_rings, dtype=torch.float64, device=f.device)
+    counts = torch.zeros_like(sums)
+    sums.index_add_(-1, ring, torch.where(finite, values, torch.zeros_like(values)))
+    counts.index_add_(-1, ring, finite.to(torch.float64))
+    radii = torch.zeros(n_rings, dtype=torch.float64, device=f.device).index_add_(0, ring, distance)
+    radii = radii / torch.bincount(ring, minlength=n_rings).clamp_min(1)
+    averages = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, math.nan))
+    return radii.to(dtype), averages.to(dtype)
+
+
+def feature_size(microstructure, *, periodic: bool, fit_radius: int = 2) -> torch.Tensor:
+    """Average feature size of every phase from the autocorrelation's slope at the origin.
+
+    The radially averaged autocorrelation ``f_aa(r)`` falls linearly from ``v_a`` near ``r = 0``
+    (its slope measures the interface length per area); the feature size is the lag at which that
+    tangent reaches the uncorrelated level ``v_a^2``: ``l_a = v_a (1 - v_a) / |f_aa'(0)|``
+    (Section 5.2, footnote 21). The slope is a least-squares fit through ``f_aa(0) = v_a`` over the
+    rings ``1..fit_radius``. For two phases both phases get the same size.
+
+    Args:
+        microstructure: ``(n_samples, n_phases, H, W)``.
+        periodic: periodic or non-periodic autocorrelations.
+        fit_radius: outermost ring (pixels) used for the slope.
+
+    Returns:
+        ``(n_samples, n_phases)`` sizes in pixels (NaN for a phase without interfaces).
+    """
+    if int(fit_radius) < 1:
+        raise ValueError(f"fit_radius must be at least 1 pixel, got {fit_radius}")
+    m = _microstructure_2d(microstructure)
+    f = two_point_statistics(m, periodic=periodic, cutoff=int(fit_radius) + 1)
+    auto = torch.diagonal(f, dim1=1, dim2=2).movedim(-1, 1)  # (n, N, lags, lags)
+    radii, rings = radial_average(auto, max_radius=float(fit_radius) + 0.5)
+    radii, rings = radii[1:].double(), rings.double()
+    drop = rings[..., :1] - rings[..., 1:]  # v_a - f(r) over the rings 1..fit_radius
+    slope = (drop * radii).sum(-1) / (radii**2).sum()
+    fractions = volume_fractions(m).double()
+    size = fractions * (1 - fractions) / slope
+    return torch.where(slope > 1e-12, size, torch.full_like(size, math.nan)).to(m.dtype)
+
+
+def patch_two_point_statistics(patches, *, cutoff: int | None = None) -> torch.Tensor:
+    """Features for the patch PCA: non-periodic 2-point statistics of every patch (Section 4.3).
+
+    Every pair ``a <= b`` of phases is kept (``f_ba(r) = f_ab(-r)`` adds nothing), cut off at half
+    the patch size by default (20 px for 40 px patches), and flattened.
+
+    Args:
+        patches: ``(n_patches, n_phases, p, p)`` (square or not).
+        cutoff: lag cutoff in pixels (default ``min(p_y, p_x) // 2``).
+
+    Returns:
+        ``(n_patches, n_features)`` with ``n_features = N (N + 1) / 2 * (2 cutoff + 1)^2``.
+    """
+    m = _microstructure_2d(patches, name="patches")
+    if cutoff is None:
+        cutoff = min(m.shape[-2:]) // 2
+    f = two_point_statistics(m, periodic=False, cutoff=int(cutoff))
+    upper = torch.triu_indices(m.shape[1], m.shape[1], device=m.device)
+    return f[:, upper[0], upper[1]].flatten(1)

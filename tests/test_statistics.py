@@ -1,0 +1,124 @@
+"""2-point statistics against brute-force sums, and the identities they must satisfy."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.statistics import centre, two_point_statistics, volume_fractions
+
+from .conftest import random_labels
+
+
+def brute_force_periodic(m, a, b, shift):
+    """(1/S) sum_x m_a(x) m_b(x + r) with indices wrapping."""
+    rolled = np.roll(m[b], [-s for s in shift], axis=tuple(range(m[b].ndim)))
+    return float((m[a] * rolled).sum() / m[a].size)
+
+
+def brute_force_non_periodic(m, a, b, shift, mask=None):
+    """Average of m_a(x) m_b(x + r) over the pairs with both ends inside the (masked) image."""
+    spatial = m.shape[1:]
+    if mask is None:
+        mask = np.ones(spatial)
+    total, pairs = 0.0, 0.0
+    for x in itertools.product(*[range(n) for n in spatial]):
+        y = tuple(xi + si for xi, si in zip(x, shift))
+        if all(0 <= yi < n for yi, n in zip(y, spatial)):
+            weight = mask[x] * mask[y]
+            total += weight * m[a][x] * m[b][y]
+            pairs += weight
+    return total / pairs
+
+
+def test_periodic_matches_brute_force(small_three_phase):
+    f = two_point_statistics(small_three_phase)
+    assert f.shape == (3, 3, 3, 7, 9)
+    m = small_three_phase[1].numpy()
+    for a, b, shift in [(0, 0, (0, 0)), (0, 1, (2, 3)), (2, 1, (-3, 4)), (1, 2, (6, -1))]:
+        expected = brute_force_periodic(m, a, b, shift)
+        assert float(f[1, a, b, shift[0] % 7, shift[1] % 9]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_non_periodic_matches_brute_force(small_three_phase):
+    f = two_point_statistics(small_three_phase, periodic=False)
+    assert f.shape == (3, 3, 3, 13, 17)
+    m = small_three_phase[2].numpy()
+    for a, b, shift in [(0, 0, (0, 0)), (0, 1, (2, 3)), (2, 1, (-3, 4)), (1, 2, (6, -8))]:
+        expected = brute_force_non_periodic(m, a, b, shift)
+        assert float(f[2, a, b, shift[0] % 13, shift[1] % 17]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_non_periodic_with_mask_matches_brute_force(small_three_phase):
+    mask = (random_labels((7, 9), 4, seed=3) > 0).double()
+    f = two_point_statistics(small_three_phase, periodic=False, mask=mask)
+    m = small_three_phase[0].numpy()
+    for a, b, shift in [(0, 0, (0, 0)), (1, 2, (1, -2)), (2, 0, (-4, 5))]:
+        expected = brute_force_non_periodic(m * mask.numpy(), a, b, shift, mask.numpy())
+        assert float(f[0, a, b, shift[0] % 13, shift[1] % 17]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cutoff_keeps_fft_order_and_values(small_three_phase):
+    full = two_point_statistics(small_three_phase, periodic=False)
+    cut = two_point_statistics(small_three_phase, periodic=False, cutoff=2)
+    assert cut.shape[-2:] == (5, 5)
+    for i, j in itertools.product(range(-2, 3), repeat=2):
+        assert torch.equal(cut[..., i % 5, j % 5], full[..., i % 13, j % 17])
+
+
+def test_identities(small_three_phase):
+    f = two_point_statistics(small_three_phase)
+    v = volume_fractions(small_three_phase)
+    # f_aa(0) = v_a
+    assert torch.allclose(torch.diagonal(f[..., 0, 0], dim1=1, dim2=2), v)
+    # f_ab(r) = f_ba(-r)
+    flipped = torch.roll(torch.flip(f, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    assert torch.allclose(f, flipped.transpose(1, 2))
+    # every row sums to v_a at every lag
+    assert torch.allclose(f.sum(2), v[:, :, None, None].expand_as(f.sum(2)))
+
+
+def test_long_range_limit_on_a_large_random_field():
+    labels = random_labels((512, 512), 3, seed=1)
+    m = labels_to_one_hot(labels, dtype=torch.float64)
+    f = centre(two_point_statistics(m))[0]
+    v = volume_fractions(m)[0]
+    far = f[..., 256 - 200, 256 + 150]  # a lag of (-200, 150) pixels: uncorrelated
+    assert torch.allclose(far, torch.outer(v, v), atol=5e-3)
+    assert not torch.allclose(f[..., 256, 256], torch.outer(v, v), atol=5e-3)  # but not at the origin
+
+
+def test_three_dimensional():
+    m = labels_to_one_hot(random_labels((4, 5, 6), 2, seed=2), spatial_dims=3, dtype=torch.float64)
+    f = two_point_statistics(m)
+    assert f.shape == (1, 2, 2, 4, 5, 6)
+    assert float(f[0, 1, 0, 1, 2, 3]) == pytest.approx(brute_force_periodic(m[0].numpy(), 1, 0, (1, 2, 3)))
+    g = two_point_statistics(m, periodic=False)
+    assert g.shape == (1, 2, 2, 7, 9, 11)
+    assert float(g[0, 0, 1, 1, -2 % 9, 3]) == pytest.approx(brute_force_non_periodic(m[0].numpy(), 0, 1, (1, -2, 3)))
+
+
+def test_float32_agrees_with_float64(small_three_phase):
+    f64 = two_point_statistics(small_three_phase, periodic=False)
+    f32 = two_point_statistics(small_three_phase.float(), periodic=False)
+    assert f32.dtype == torch.float32
+    assert torch.allclose(f32.double(), f64, atol=1e-6)
+
+
+def test_numpy_input_and_errors():
+    m = np.eye(2).reshape(1, 2, 1, 2)
+    assert two_point_statistics(m).shape == (1, 2, 2, 1, 2)
+    with pytest.raises(ValueError, match="n_samples, n_phases, H, W"):
+        two_point_statistics(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="non-periodic"):
+        two_point_statistics(m, mask=np.ones((1, 2)))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        two_point_statistics(m, periodic=False, mask=np.ones((3, 3)))
+
+
+def test_centre_puts_zero_lag_in_the_middle(small_three_phase):
+    f = two_point_statistics(small_three_phase)
+    c = centre(f)
+    assert torch.equal(c[..., 3, 4], f[..., 0, 0])
