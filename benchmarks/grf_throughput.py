@@ -65,10 +65,14 @@ def main() -> None:
     lines = [
         f"GRF throughput, samples per second ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
-        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "") + ")",
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+        + ")",
         "",
-        "| reference | size | batch | NumPy baseline | " + " | ".join(f"lgtutorial {d}" for d in devices)
-        + " | " + " | ".join(f"ratio {d}" for d in devices) + " |",
+        "| reference | size | batch | NumPy baseline | "
+        + " | ".join(f"lgtutorial {d}" for d in devices)
+        + " | "
+        + " | ".join(f"ratio {d}" for d in devices)
+        + " |",
         "|---|---|---|---|" + "---|" * (2 * len(devices)),
     ]
     for name in ("nbsa-proxy", "ti-alpha-beta"):
@@ -91,7 +95,10 @@ def main() -> None:
             h, w = micro.shape[-2:]
             lines.append(
                 f"| {name} ({micro.shape[1]} phases) | {h}x{w} | {batch} | {base:.1f} | "
-                + " | ".join(f"{r:.1f}" for r in ours) + " | " + " | ".join(f"{r / base:.1f}x" for r in ours) + " |"
+                + " | ".join(f"{r:.1f}" for r in ours)
+                + " | "
+                + " | ".join(f"{r / base:.1f}x" for r in ours)
+                + " |"
             )
             print(lines[-1], flush=True)
     table = "\n".join(lines)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import torch
 
 from .microstructure import as_tensor, check_microstructure, labels_to_one_hot
@@ -38,8 +38,10 @@ DATA_ENV = "LGTUTORIAL_DATA"
 CACHE_ENV = "LGTUTORIAL_CACHE"
 MAX_PHASES = 16
 
+
 class DataNotFoundError(FileNotFoundError):
     """A registered file is neither local, cached nor downloadable."""
+
 
 @dataclass(frozen=True)
 class ReferenceEntry:
@@ -62,6 +64,7 @@ class ReferenceEntry:
     def citation_text(self) -> str:
         return _load_registry()[1].get(self.citation, self.citation)
 
+
 def _registry_path() -> Path:
     """The registry file: installed as package data, or ``data/`` of a source checkout."""
     here = Path(__file__).resolve().parent
@@ -69,6 +72,7 @@ def _registry_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("lgtutorial's data registry (registry.toml) is missing from the installation")
+
 
 @functools.lru_cache(maxsize=1)
 def _load_registry() -> tuple[dict[str, ReferenceEntry], dict[str, str]]:
@@ -82,19 +86,23 @@ def _load_registry() -> tuple[dict[str, ReferenceEntry], dict[str, str]]:
         entries[name] = ReferenceEntry(name=name, **values)
     return entries, citations
 
+
 def registry() -> dict[str, ReferenceEntry]:
     """All registered entries by name."""
     return dict(_load_registry()[0])
 
+
 def list_references(kind: str | None = None) -> list[ReferenceEntry]:
     """Registered entries, optionally only one ``kind`` (micrograph, checkpoint, config)."""
     return [e for e in registry().values() if kind is None or e.kind == kind]
+
 
 def _entry(name: str) -> ReferenceEntry:
     entries = registry()
     if name not in entries:
         raise KeyError(f"unknown reference {name!r}; registered names: {', '.join(sorted(entries))}")
     return entries[name]
+
 
 def cache_directory() -> Path:
     """Where downloads are kept (``$LGTUTORIAL_CACHE`` or the platform cache folder)."""
@@ -104,6 +112,7 @@ def cache_directory() -> Path:
 
     return Path(pooch.os_cache("lgtutorial"))
 
+
 def data_directories() -> list[Path]:
     """The local folders searched before downloading, in order."""
     folders = []
@@ -112,12 +121,14 @@ def data_directories() -> list[Path]:
     folders.append(cache_directory())
     return folders
 
+
 @functools.lru_cache(maxsize=64)
 def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
     data = Path(path).read_bytes()
     if algorithm == "git_sha1":
         return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     return hashlib.sha256(data).hexdigest()
+
 
 def _verify(entry: ReferenceEntry, path: Path) -> None:
     stat = path.stat()
@@ -134,6 +145,7 @@ def _verify(entry: ReferenceEntry, path: Path) -> None:
             f"{expected}, found {found}. The file is corrupt or a different version; delete it or "
             f"replace it with the file from {entry.url or 'the project data folder'}."
         )
+
 
 def fetch(name: str, *, download: bool = True) -> Path:
     """Path of the registered file ``name``, verified; downloaded into the cache if needed.
@@ -178,6 +190,7 @@ def fetch(name: str, *, download: bool = True) -> Path:
         f"Set ${DATA_ENV} to a folder that holds {entry.filename}, or {how} into one of those places."
     )
 
+
 def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
     if entry.format == "torch-one-hot":
         tensor = torch.load(path, map_location="cpu", weights_only=True)
@@ -189,8 +202,11 @@ def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
         return labels_to_one_hot(np.load(path))
     if entry.format == "one-hot-npy-last":
         array = np.load(path)
-        return check_microstructure(torch.from_numpy(np.moveaxis(array, -1, 0)[None]).float(), name=entry.name)
+        return check_microstructure(
+            torch.from_numpy(np.moveaxis(array, -1, 0)[None]).float(), name=entry.name
+        )
     raise ValueError(f"{entry.name!r} is a {entry.kind}, not a micrograph; use fetch() for its path")
+
 
 def load_reference(name: str, *, device=None, download: bool = True) -> tuple[torch.Tensor, dict]:
     """Load a registered micrograph as a one-hot tensor.
@@ -223,6 +239,7 @@ def load_reference(name: str, *, device=None, download: bool = True) -> tuple[to
     }
     return (micro.to(device) if device is not None else micro), meta
 
+
 def _phases_from_values(values: np.ndarray, source: str) -> tuple[np.ndarray, list]:
     """Map arbitrary grey levels or colours (last axis) to labels 0..N-1, in sorted order."""
     flat = values.reshape(-1, values.shape[-1]) if values.ndim == 3 else values.reshape(-1, 1)
@@ -234,6 +251,7 @@ def _phases_from_values(values: np.ndarray, source: str) -> tuple[np.ndarray, li
         )
     shape = values.shape[:-1] if values.ndim == 3 else values.shape
     return labels.reshape(shape), [tuple(int(c) for c in u) if len(u) > 1 else u[0].item() for u in unique]
+
 
 def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
     """Load a user's segmented micrograph and turn it into a one-hot tensor.
@@ -301,6 +319,7 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
         )
     meta = {"path": str(path), "phases": phases, "shape": tuple(micro.shape)}
     return (micro.to(device) if device is not None else micro), meta
+
 
 def load(name_or_path, *, device=None) -> tuple[torch.Tensor, dict]:
     """Load a registered reference by name, or a user's file by path."""

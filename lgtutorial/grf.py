@@ -166,7 +166,7 @@ class GaussianRandomField:
         transfer[reference_phase] = active.to(transfer.dtype)
         eigenvalues = torch.where(active, eigenvalues, torch.zeros_like(eigenvalues))
 
-        self.target_volume_fractions = (spectra[:, *([0] * len(self.shape))].real / (size * v_ref)).to(dtype)
+        self.target_volume_fractions = (spectra[(slice(None),) + (0,) * len(self.shape)].real / (size * v_ref)).to(dtype)
         complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         self._amplitude = torch.sqrt(eigenvalues * size).to(self.device, dtype)
         self._transfer = transfer.to(self.device, complex_dtype)
@@ -259,9 +259,7 @@ def _gaussian_transfer(shape, sigma: float, device, dtype) -> torch.Tensor:
     """Fourier transform of a periodic Gaussian kernel of width ``sigma`` pixels (unit gain)."""
     if sigma <= 0:
         raise ValueError(f"filter_sigma must be positive, got {sigma}")
-    grids = torch.meshgrid(
-        *[torch.fft.fftfreq(n, device=device, dtype=dtype) for n in shape], indexing="ij"
-    )
+    grids = torch.meshgrid(*[torch.fft.fftfreq(n, device=device, dtype=dtype) for n in shape], indexing="ij")
     squared = sum(g**2 for g in grids)
     return torch.exp(-2.0 * math.pi**2 * sigma**2 * squared)
 

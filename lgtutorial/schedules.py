@@ -15,7 +15,12 @@ __all__ = ["geometric_sigmas", "langevin_step_sizes", "truncation_index", "trunc
 
 
 def geometric_sigmas(
-    sigma_max: float = 20.0, sigma_min: float = 0.01, n_levels: int = 1000, *, device=None, dtype=torch.float32
+    sigma_max: float = 20.0,
+    sigma_min: float = 0.01,
+    n_levels: int = 1000,
+    *,
+    device=None,
+    dtype=torch.float32,
 ) -> torch.Tensor:
     """Noise levels ``sigma_1 > ... > sigma_L`` spaced evenly in log, as a ``(n_levels,)`` tensor.
 
@@ -53,7 +58,7 @@ def truncation_index(sigmas: torch.Tensor, sigma_c: float) -> int:
 
 def truncate(sigmas: torch.Tensor, sigma_c: float) -> torch.Tensor:
     """The tail of the schedule that starts at the level closest to ``sigma_c``."""
-    return sigmas[truncation_index(sigmas, sigma_c):]
+    return sigmas[truncation_index(sigmas, sigma_c) :]
 
 
 def subsample(sigmas: torch.Tensor, n_levels: int) -> torch.Tensor:

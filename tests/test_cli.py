@@ -38,12 +38,16 @@ def test_stats_of_a_user_file_and_no_silent_overwrite(tmp_path, capsys):
 
 def test_grf_writes_samples(tmp_path, capsys, require_data):
     out = tmp_path / "grf"
-    assert main(["grf", "--reference", "ngrf-three-phase-simple", "--n-samples", "3", "--output", str(out)]) == 0
+    assert (
+        main(["grf", "--reference", "ngrf-three-phase-simple", "--n-samples", "3", "--output", str(out)]) == 0
+    )
     samples = np.load(out / "samples.npy")
     assert samples.shape == (3, 3, 201, 201)
     assert np.all(samples.sum(1) == 1)
     summary = json.loads((out / "summary.json").read_text())
-    assert np.allclose(summary["achieved_volume_fractions_mean"], summary["target_volume_fractions"], atol=1e-4)
+    assert np.allclose(
+        summary["achieved_volume_fractions_mean"], summary["target_volume_fractions"], atol=1e-4
+    )
 
 
 def test_errors_are_reported_not_raised(capsys):

@@ -86,9 +86,13 @@ def test_git_blob_hash_is_checked(tmp_path):
     path = tmp_path / "file.bin"
     path.write_bytes(payload)
     good = hashlib.sha1(b"blob %d\0" % len(payload) + payload).hexdigest()
-    entry = data.ReferenceEntry("x", "micrograph", "d", "file.bin", "torch-one-hot", "MIT", "c", git_sha1=good)
+    entry = data.ReferenceEntry(
+        "x", "micrograph", "d", "file.bin", "torch-one-hot", "MIT", "c", git_sha1=good
+    )
     data._verify(entry, path)
-    wrong = data.ReferenceEntry("x", "micrograph", "d", "file.bin", "torch-one-hot", "MIT", "c", git_sha1="0" * 40)
+    wrong = data.ReferenceEntry(
+        "x", "micrograph", "d", "file.bin", "torch-one-hot", "MIT", "c", git_sha1="0" * 40
+    )
     with pytest.raises(ValueError, match="git_sha1"):
         data._verify(wrong, path)
 

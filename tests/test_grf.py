@@ -101,7 +101,9 @@ def test_preserving_segmentation_hits_target_counts(field):
 
 
 def test_argmax_segmentation_and_filter(field):
-    samples = field.sample(4, generator=torch.Generator().manual_seed(4), filter_sigma=1.5, segmentation="argmax")
+    samples = field.sample(
+        4, generator=torch.Generator().manual_seed(4), filter_sigma=1.5, segmentation="argmax"
+    )
     assert torch.allclose(samples.filtered.sum(1), torch.ones(4, 32, 40, dtype=torch.float64), atol=1e-12)
     assert float(samples.filtered.std()) < float(samples.raw.std())  # smoothing removes variance
     assert torch.equal(samples.segmented.argmax(1), samples.filtered.argmax(1))

@@ -97,7 +97,9 @@ def test_three_dimensional():
     assert float(f[0, 1, 0, 1, 2, 3]) == pytest.approx(brute_force_periodic(m[0].numpy(), 1, 0, (1, 2, 3)))
     g = two_point_statistics(m, periodic=False)
     assert g.shape == (1, 2, 2, 7, 9, 11)
-    assert float(g[0, 0, 1, 1, -2 % 9, 3]) == pytest.approx(brute_force_non_periodic(m[0].numpy(), 0, 1, (1, -2, 3)))
+    assert float(g[0, 0, 1, 1, -2 % 9, 3]) == pytest.approx(
+        brute_force_non_periodic(m[0].numpy(), 0, 1, (1, -2, 3))
+    )
 
 
 def test_float32_agrees_with_float64(small_three_phase):
