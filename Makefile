@@ -9,6 +9,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # A CPU build of torch that pip finds on the project machines; Colab/conda bring their own.
 TORCH_SPEC ?= torch==2.13.0
+# Reference data: a local copy when there is one next to the checkout (absolute, because the book's
+# notebooks run from book/); otherwise the package downloads into its cache.
+ifneq ($(wildcard ../shared/data),)
+LGTUTORIAL_DATA ?= $(abspath ../shared/data)
+export LGTUTORIAL_DATA
+endif
 
 .PHONY: install demo test book lint benchmark clean
 
