@@ -170,11 +170,86 @@ def _run_demo(args) -> int:
     return 0
 
 
+# -- evaluate -----------------------------------------------------------------------------------
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="compare generated ensembles with a reference: a table (CSV, Markdown) and the figures"
+    )
+    parser.add_argument("source", help="reference: registry name (see 'lgtutorial data list') or a micrograph file")
+    parser.add_argument("--ensemble", action="append", required=True, metavar="NAME=PATH",
+                        help="an ensemble saved as .npy: one-hot (n, N, H, W) as 'lgtutorial grf' writes it, "
+                             "or labels (n, H, W); repeat the option for several ensembles")
+    settings_module.add_arguments(parser, settings_module.EvaluationSettings)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output folder (default: lgtutorial-output/evaluate-REFERENCE)")
+
+
+def _parse_ensembles(specs: list[str]) -> dict[str, Path]:
+    ensembles = {}
+    for spec in specs:
+        name, separator, path = spec.partition("=")
+        if not separator or not name.strip() or not path.strip():
+            raise ValueError(f"--ensemble expects NAME=PATH (e.g. GRF=samples.npy); got {spec!r}")
+        if name in ensembles:
+            raise ValueError(f"--ensemble name {name!r} is given twice")
+        path = Path(path)
+        if path.suffix.lower() != ".npy":
+            raise ValueError(f"--ensemble {name}: expected a .npy file, got {path}")
+        if not path.is_file():
+            raise FileNotFoundError(f"--ensemble {name}: no such file: {path}")
+        ensembles[name.strip()] = path
+    return ensembles
+
+
+def run_evaluate(settings: settings_module.EvaluationSettings, source: str, ensembles: dict,
+                 output: Path | None = None) -> Path:
+    """Compare ``.npy`` ensembles with a reference; write ``comparison.csv``/``.md``, figures, ``summary.json``."""
+    from . import data
+    from ._io import fresh_directory
+    from .comparison import compare
+
+    device = settings_module.resolve_device(settings.device)
+    micro, meta = data.load(source)
+    periodic = settings.reference_periodic if settings.reference_periodic is not None else bool(meta.get("periodic", False))
+    samples = {name: np.load(path, allow_pickle=False) for name, path in ensembles.items()}
+    comparison = compare(
+        micro, samples, patch_size=settings.patch_size, cutoff=settings.cutoff, reference_periodic=periodic,
+        ensemble_periodic=settings.ensemble_periodic, three_point_cutoff=settings.three_point_cutoff,
+        n_components=settings.n_components, fit_radius=settings.fit_radius, phase_names=meta["phases"],
+        device=device,
+    )
+    name = meta.get("name", Path(source).stem)
+    out = fresh_directory(output or OUTPUT_ROOT / f"evaluate-{name}")
+    _save_text(out / "comparison.csv", comparison.to_csv())
+    _save_text(out / "comparison.md", comparison.to_markdown())
+    figures = comparison.figures()
+    for stem, figure in figures.items():
+        _save_figure(figure, out / f"{stem}.png")
+    summary = {
+        "reference": str(source), "phases": meta["phases"], "reference_periodic": periodic,
+        "ensembles": {k: str(v) for k, v in ensembles.items()}, "settings": settings.__dict__,
+        "device": str(device), "cutoff": comparison.cutoff, "three_point_cutoff": comparison.three_point_cutoff,
+        "three_point_explained_variance_ratio": [r.tolist() for r in comparison.three_point_explained],
+        "figures": sorted(f"{stem}.png" for stem in figures),
+    }
+    _save_text(out / "summary.json", json.dumps(summary, indent=2))
+    print(comparison.to_markdown())
+    print(f"wrote comparison.csv, comparison.md, {len(figures)} figures and summary.json to {out}")
+    return out
+
+
+def _run_evaluate(args) -> int:
+    settings = settings_module.from_arguments(settings_module.EvaluationSettings, args)
+    run_evaluate(settings, args.source, _parse_ensembles(args.ensemble), args.output)
+    return 0
+
+
 COMMANDS = {
     "data": (_add_data, _run_data),
     "stats": (_add_stats, _run_stats),
     "grf": (_add_grf, _run_grf),
     "demo": (_add_demo, _run_demo),
+    "evaluate": (_add_evaluate, _run_evaluate),
 }
 
 

@@ -127,13 +127,29 @@ def _runs(binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return end - start, start_line, touches
 
 
-def chord_lengths(microstructure, *, axis: str, periodic: bool, phases=None) -> list[ChordLengths]:
+def _line_runs(lines: torch.Tensor, phase: int, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lengths and line indices of the chords of ``phase`` in ``(n_lines, L)`` label lines."""
+    binary = lines == phase
+    if periodic:
+        # rotate every line to start at a pixel of another phase, so no chord crosses the seam
+        first_other = (~binary).to(torch.int8).argmax(dim=1, keepdim=True)
+        index = (torch.arange(lines.shape[1], device=lines.device) + first_other) % lines.shape[1]
+        binary = binary.gather(1, index)
+    run_lengths, run_lines, touches = _runs(binary)
+    if not periodic:
+        run_lengths, run_lines = run_lengths[~touches], run_lines[~touches]
+    return run_lengths.to(torch.int64), run_lines.to(torch.int64)
+
+
+def chord_lengths(
+    microstructure, *, axis: str, periodic: bool, phases=None, batch_size: int = 64
+) -> list[ChordLengths]:
     """Chords (maximal runs of one phase along a line) of every phase along x or y (Section 5.2).
 
-    Every row (``axis="x"``) or column (``axis="y"``) of every sample is run-length encoded at once.
-    On a non-periodic image (a micrograph) a chord that touches the image edge is truncated and is
-    dropped. On a periodic sample chords wrap around the edges; a line made of a single phase
-    counts as one chord as long as the line.
+    Every row (``axis="x"``) or column (``axis="y"``) of a batch of samples is run-length encoded at
+    once. On a non-periodic image (a micrograph) a chord that touches the image edge is truncated
+    and is dropped. On a periodic sample chords wrap around the edges; a line made of a single
+    phase counts as one chord as long as the line.
 
     Args:
         microstructure: ``(n_samples, n_phases, H, W)``, one-hot (continuous fields are segmented by
@@ -141,47 +157,50 @@ def chord_lengths(microstructure, *, axis: str, periodic: bool, phases=None) -> 
         axis: ``"x"`` (chords along the width, within rows) or ``"y"`` (along the height).
         periodic: whether chords wrap around (generated samples) or edge chords are dropped.
         phases: phase indices to measure (default: all).
+        batch_size: samples encoded at once (bounds memory).
 
     Returns:
         One :class:`ChordLengths` per requested phase.
 
     >>> from lgtutorial.microstructure import labels_to_one_hot
-    >>> m = labels_to_one_hot([[1, 1, 0, 1, 0, 0]])
-    >>> chord_lengths(m, axis="x", periodic=False)[1].lengths.tolist()  # the first chord touches the edge
+    >>> m = labels_to_one_hot([[0, 1, 1, 0, 1, 0]])  # one row of six pixels
+    >>> chord_lengths(m, axis="x", periodic=False)[0].lengths.tolist()  # both edge chords dropped
     [1]
-    >>> chord_lengths(m, axis="x", periodic=True)[0].lengths.tolist()  # 0 0 | 0 wraps into one chord of 3
-    [1, 3]
+    >>> chord_lengths(m, axis="x", periodic=True)[0].lengths.tolist()  # the last and first pixel join
+    [1, 2]
     """
     if axis not in ("x", "y"):
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     if not isinstance(periodic, bool):
         raise TypeError(f"periodic must be True or False, got {periodic!r}")
     m = _microstructure_2d(microstructure)
-    n_samples, n_phases, height, width = m.shape
-    labels = one_hot_to_labels(m)  # (n, H, W)
-    if axis == "y":
-        labels = labels.transpose(1, 2)
-    lines_per_sample, length = labels.shape[1], labels.shape[2]
-    lines = labels.reshape(-1, length)
-    phases = range(n_phases) if phases is None else phases
-    result = []
+    n_samples, n_phases = m.shape[:2]
+    phases = list(range(n_phases)) if phases is None else [int(p) for p in phases]
     for phase in phases:
-        if not 0 <= int(phase) < n_phases:
+        if not 0 <= phase < n_phases:
             raise ValueError(f"phase {phase} is out of range for a microstructure with {n_phases} phases")
-        binary = lines == int(phase)
-        if periodic:
-            # rotate every line to start at a pixel of another phase, so no chord crosses the seam
-            first_other = (~binary).to(torch.int8).argmax(dim=1, keepdim=True)
-            index = (torch.arange(length, device=lines.device) + first_other) % length
-            binary = binary.gather(1, index)
-        run_lengths, run_lines, touches = _runs(binary)
-        if not periodic:
-            run_lengths, run_lines = run_lengths[~touches], run_lines[~touches]
-        result.append(ChordLengths(
-            lengths=run_lengths.to(torch.int64), samples=(run_lines // lines_per_sample).to(torch.int64),
-            n_samples=n_samples, phase=int(phase), axis=axis, periodic=periodic, line_length=length,
-        ))
-    return result
+    lines_per_sample, length = (m.shape[2], m.shape[3]) if axis == "x" else (m.shape[3], m.shape[2])
+    lengths = {phase: [] for phase in phases}
+    samples = {phase: [] for phase in phases}
+    for start in range(0, n_samples, batch_size):
+        labels = one_hot_to_labels(m[start : start + batch_size])  # (b, H, W)
+        lines = (labels if axis == "x" else labels.transpose(1, 2)).reshape(-1, length)
+        for phase in phases:
+            run_lengths, run_lines = _line_runs(lines, phase, periodic)
+            lengths[phase].append(run_lengths)
+            samples[phase].append(run_lines // lines_per_sample + start)
+    return [
+        ChordLengths(
+            lengths=torch.cat(lengths[phase]),
+            samples=torch.cat(samples[phase]),
+            n_samples=n_samples,
+            phase=phase,
+            axis=axis,
+            periodic=periodic,
+            line_length=length,
+        )
+        for phase in phases
+    ]
 
 
 def _shift_valid(shape, shift, device) -> torch.Tensor:
@@ -245,11 +264,13 @@ def three_point_statistics(
     shape = (height, width) if periodic else (2 * height - 1, 2 * width - 1)
     valid = torch.stack([_shift_valid((height, width), r, m.device) for r in shifts]).to(m.dtype)
     if not periodic:
-        pairs = _cross_correlate(valid[None], torch.ones((1, 1, height, width), dtype=m.dtype, device=m.device), shape)
+        pairs = _cross_correlate(
+            valid[None], torch.ones((1, 1, height, width), dtype=m.dtype, device=m.device), shape
+        )
         pairs = pairs.round()
     outputs = []
     for start in range(0, n_samples, batch_size):
-        chunk = m[start:start + batch_size, phases]  # (b, P, H, W)
+        chunk = m[start : start + batch_size, phases]  # (b, P, H, W)
         b, p = chunk.shape[:2]
         flat = chunk.reshape(b * p, 1, height, width)
         neighbours = torch.stack(
@@ -321,8 +342,13 @@ def feature_size(microstructure, *, periodic: bool, fit_radius: int = 2) -> torc
     if int(fit_radius) < 1:
         raise ValueError(f"fit_radius must be at least 1 pixel, got {fit_radius}")
     m = _microstructure_2d(microstructure)
-    f = two_point_statistics(m, periodic=periodic, cutoff=int(fit_radius) + 1)
-    auto = torch.diagonal(f, dim1=1, dim2=2).movedim(-1, 1)  # (n, N, lags, lags)
+    auto = torch.cat(  # autocorrelations only, one phase at a time: (n, N, lags, lags)
+        [
+            two_point_statistics(m[:, a : a + 1], periodic=periodic, cutoff=int(fit_radius) + 1)[:, 0]
+            for a in range(m.shape[1])
+        ],
+        dim=1,
+    )
     radii, rings = radial_average(auto, max_radius=float(fit_radius) + 0.5)
     radii, rings = radii[1:].double(), rings.double()
     drop = rings[..., :1] - rings[..., 1:]  # v_a - f(r) over the rings 1..fit_radius

@@ -94,3 +94,131 @@ def from_arguments(cls, args: argparse.Namespace):
     """Build the settings dataclass ``cls`` from parsed arguments."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Comparing generated ensembles with a reference (``lgtutorial evaluate``, :func:`lgtutorial.comparison.compare`)."""
+
+    patch_size: int | None = None
+    """side (px) of the denoiser's patches: the box on the error maps, splitting 2-point errors inside/outside"""
+    cutoff: int | None = None
+    """largest lag (px) of the compared 2-point statistics; None: the largest lag every image provides"""
+    three_point_cutoff: int = 10
+    """largest second displacement (px) of the 3-point statistics"""
+    n_components: int = 5
+    """principal components kept for the 3-point statistics"""
+    fit_radius: int = 2
+    """outermost ring (px) of the slope fit for the feature size"""
+    reference_periodic: bool | None = None
+    """treat the reference as periodic; None: as the registry says (files are non-periodic)"""
+    ensemble_periodic: bool = True
+    """treat the generated samples as periodic (GRF and hybrid samples are)"""
+    device: str = "auto"
+    """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
+
+
+__all__.append("EvaluationSettings")
+
+
+@dataclass(frozen=True)
+class UNetSettings:
+    """Shape of the lightweight score U-Net (Robertson et al. 2023, Section 3.2)."""
+
+    channels: int = 1
+    """input/output channels C: 1 for a 2-phase model (phase 1), N for N > 2 phases"""
+    latent_channels: int = 40
+    """lift dimension L_c, the width of every hidden layer"""
+    depth: int = 1
+    """number of down/up-sampling levels D (D + 1 resolutions)"""
+    num_blocks: int = 1
+    """extra 3x3 conv blocks after the input conv and before the output conv"""
+    dropout: float = 0.1
+    """dropout between the two convs of each skip branch"""
+
+    @classmethod
+    def preset(cls, name: str) -> UNetSettings:
+        """The named preset: ``case1``, ``case2``, ``case1-cpu``, ``case2-cpu`` (see UNET_PRESETS)."""
+        if name not in UNET_PRESETS:
+            raise ValueError(f"unknown U-Net preset {name!r}; expected one of {', '.join(UNET_PRESETS)}")
+        return UNET_PRESETS[name]
+
+
+UNET_PRESETS = {
+    # the paper's 2-phase model (about 105 k parameters)
+    "case1": UNetSettings(channels=1, latent_channels=40, depth=1, num_blocks=1),
+    # the paper's 3-phase model (about 1.2 M parameters)
+    "case2": UNetSettings(channels=3, latent_channels=100, depth=3, num_blocks=1),
+    # CPU variants: case 1 is already cheap; case 2 shrinks to L_c = 48, D = 2 (about 218 k)
+    "case1-cpu": UNetSettings(channels=1, latent_channels=40, depth=1, num_blocks=1),
+    "case2-cpu": UNetSettings(channels=3, latent_channels=48, depth=2, num_blocks=1),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Denoising score matching on patches of one micrograph (Robertson et al. 2023, Section 3.2)."""
+
+    patch_size: int = 40
+    """side of the square training patches (px)"""
+    n_patches: int = 4000
+    """patches cut at Latin-hypercube centres"""
+    train_fraction: float = 0.85
+    """share of the patches used for training; the rest measure the test loss"""
+    batch_size: int = 128
+    """patches per optimizer step"""
+    steps: int = 500_000
+    """optimizer steps in all (the learning-rate cycle spans them)"""
+    sigma_max: float = 20.0
+    """largest noise level sigma_1 (just above the largest distance between patches)"""
+    sigma_min: float = 0.01
+    """smallest noise level sigma_L"""
+    n_levels: int = 1000
+    """number of geometric noise levels L"""
+    initial_lr: float = 1e-3
+    """learning rate at the start of the one-cycle schedule"""
+    peak_lr: float = 1e-2
+    """largest learning rate of the one-cycle schedule"""
+    final_lr: float = 1e-5
+    """learning rate at the last step"""
+    warmup_fraction: float = 0.3
+    """share of the steps spent rising to the peak learning rate"""
+    grad_clip: float = 1.0
+    """largest gradient norm (clipped above)"""
+    ema_decay: float = 0.999
+    """EMA decay of the sampling weights (warmed up as min(decay, (1+t)/(10+t)))"""
+    eval_every: int = 1000
+    """steps between test-loss evaluations"""
+    checkpoint_every: int = 1000
+    """steps between checkpoints"""
+    seed: int = 0
+    """seed of the patches, the initial weights and every step's randomness"""
+    device: str = "auto"
+    """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
+    mixed_precision: bool = True
+    """autocast to 16-bit floats on CUDA (ignored elsewhere)"""
+
+    @classmethod
+    def preset(cls, name: str) -> TrainingSettings:
+        """The named preset: ``case1``, ``case2``, ``case1-cpu``, ``case2-cpu`` (see TRAINING_PRESETS)."""
+        if name not in TRAINING_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; expected one of {', '.join(TRAINING_PRESETS)}")
+        return TRAINING_PRESETS[name]
+
+
+TRAINING_PRESETS = {
+    # the paper's settings (a V100 GPU): 2-phase, 40 px patches of the 256x256 reference
+    "case1": TrainingSettings(patch_size=40, n_patches=4000, batch_size=128, steps=500_000,
+                              sigma_max=20.0, sigma_min=0.01),
+    # the paper's settings: 3-phase, 64 px patches of the 400x512 reference
+    "case2": TrainingSettings(patch_size=64, n_patches=8000, batch_size=128, steps=750_000,
+                              sigma_max=50.0, sigma_min=0.01, eval_every=2000, checkpoint_every=2000),
+    # two CPU cores: batch 32, about 3 steps/s -> 20 k steps in roughly two hours
+    "case1-cpu": TrainingSettings(patch_size=40, n_patches=4000, batch_size=32, steps=20_000,
+                                  sigma_max=20.0, sigma_min=0.01, eval_every=500, checkpoint_every=500),
+    # two CPU cores: 48 px patches for the L_c = 48, D = 2 model, about 1.3 steps/s -> ~2 hours
+    "case2-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=10_000,
+                                  sigma_max=50.0, sigma_min=0.01, eval_every=500, checkpoint_every=500),
+}
+
+__all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS"]

@@ -1,0 +1,329 @@
+"""Chord lengths, the 3-point subset, feature size, patch statistics, PCA and the ensemble comparison."""
+
+import csv
+import io
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from lgtutorial.comparison import COLUMNS, compare
+from lgtutorial.metrics import (
+    FIRST_DISPLACEMENTS,
+    chord_lengths,
+    feature_size,
+    patch_two_point_statistics,
+    radial_average,
+    three_point_statistics,
+)
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.pca import PCA, fit_project
+from lgtutorial.statistics import two_point_statistics
+
+from .conftest import random_labels
+
+
+def sorted_lengths(microstructure, *, axis, periodic, phase):
+    return sorted(chord_lengths(microstructure, axis=axis, periodic=periodic)[phase].lengths.tolist())
+
+
+# -- chord lengths ------------------------------------------------------------------------------
+@pytest.fixture
+def bars():
+    """6 x 10: phase 1 in columns 2-4 and 7-8 (vertical bars of width 3 and 2), phase 0 elsewhere."""
+    labels = torch.zeros(6, 10, dtype=torch.int64)
+    labels[:, 2:5] = 1
+    labels[:, 7:9] = 1
+    return labels_to_one_hot(labels)
+
+
+def test_bars_along_x(bars):
+    assert sorted_lengths(bars, axis="x", periodic=False, phase=1) == [2] * 6 + [3] * 6
+    # phase 0: columns 0-1 and 9 touch the edges and are dropped; 5-6 is a chord of 2
+    assert sorted_lengths(bars, axis="x", periodic=False, phase=0) == [2] * 6
+    # periodic: columns 9, 0, 1 join across the seam into chords of 3
+    assert sorted_lengths(bars, axis="x", periodic=True, phase=0) == [2] * 6 + [3] * 6
+
+
+def test_bars_along_y(bars):
+    # every column is one phase from edge to edge: no complete chord in a micrograph ...
+    assert sorted_lengths(bars, axis="y", periodic=False, phase=1) == []
+    # ... and one chord as long as the column on a torus
+    assert sorted_lengths(bars, axis="y", periodic=True, phase=1) == [6] * 5
+    assert sorted_lengths(bars, axis="y", periodic=True, phase=0) == [6] * 5
+
+
+def test_checkerboards():
+    even = labels_to_one_hot(torch.tensor([[(i + j) % 2 for j in range(6)] for i in range(4)]))
+    for phase in (0, 1):
+        # four interior pixels per row of six survive; every chord is a single pixel
+        assert sorted_lengths(even, axis="x", periodic=False, phase=phase) == [1] * 8
+        assert sorted_lengths(even, axis="x", periodic=True, phase=phase) == [1] * 12
+        assert sorted_lengths(even, axis="y", periodic=True, phase=phase) == [1] * 12
+    odd = labels_to_one_hot(torch.tensor([[(i + j) % 2 for j in range(5)] for i in range(1)]))  # 0 1 0 1 0
+    assert sorted_lengths(odd, axis="x", periodic=True, phase=0) == [1, 2]  # the two edge pixels meet
+    assert sorted_lengths(odd, axis="x", periodic=False, phase=0) == [1]
+
+
+def test_periodic_stripe_wraps():
+    labels = torch.zeros(8, 5, dtype=torch.int64)
+    labels[[6, 7, 0, 1]] = 1  # a horizontal stripe of height 4 across the top/bottom seam
+    m = labels_to_one_hot(labels)
+    assert sorted_lengths(m, axis="y", periodic=True, phase=1) == [4] * 5
+    assert sorted_lengths(m, axis="y", periodic=True, phase=0) == [4] * 5
+    assert sorted_lengths(m, axis="y", periodic=False, phase=1) == []  # both halves touch an edge
+    assert sorted_lengths(m, axis="y", periodic=False, phase=0) == [4] * 5
+
+
+def test_periodic_mean_chord_equals_two_point_identity():
+    """On a torus the number of x-chords of phase a per pixel is f_aa(0) - f_aa(0, 1)."""
+    m = labels_to_one_hot(random_labels((3, 16, 20), 3, seed=4), n_phases=3, dtype=torch.float64)
+    f = two_point_statistics(m)
+    chords = chord_lengths(m, axis="x", periodic=True)
+    for a in range(3):
+        per_sample = chords[a].per_sample_mean()
+        expected = f[:, a, a, 0, 0] / (f[:, a, a, 0, 0] - f[:, a, a, 0, 1])
+        assert torch.allclose(per_sample, expected, rtol=1e-10)
+
+
+def test_distribution_and_sample_bookkeeping():
+    first = torch.zeros(4, 6, dtype=torch.int64)
+    first[:, 1:3] = 1  # chords of 2
+    second = torch.zeros(4, 6, dtype=torch.int64)
+    second[:, 1:5] = 1  # chords of 4
+    m = labels_to_one_hot(torch.stack([first, second]))
+    chords = chord_lengths(m, axis="x", periodic=False, phases=[1])[0]
+    assert chords.per_sample_mean().tolist() == [2.0, 4.0]
+    assert chords.mean() == 3.0 and chords.std() == 1.0
+    pooled = chords.distribution()
+    assert pooled.shape == (6,) and pooled[1] == 0.5 and pooled[3] == 0.5 and float(pooled.sum()) == 1.0
+    per_sample = chords.distribution(3, per_sample=True)
+    assert per_sample.tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]  # chords of 4 lie beyond the 3 bins
+    one_at_a_time = chord_lengths(m, axis="x", periodic=False, phases=[1], batch_size=1)[0]
+    assert torch.equal(one_at_a_time.lengths, chords.lengths) and torch.equal(
+        one_at_a_time.samples, chords.samples
+    )
+
+
+def test_chord_errors(bars):
+    with pytest.raises(ValueError, match="axis must be 'x' or 'y'"):
+        chord_lengths(bars, axis="z", periodic=True)
+    with pytest.raises(TypeError, match="periodic must be True or False"):
+        chord_lengths(bars, axis="x", periodic=None)
+    with pytest.raises(ValueError, match=r"expected shape \(n_samples, n_phases, H, W\)"):
+        chord_lengths(bars[0], axis="x", periodic=True)
+    with pytest.raises(ValueError, match="phase 5 is out of range"):
+        chord_lengths(bars, axis="x", periodic=True, phases=[5])
+
+
+# -- 3-point statistics -------------------------------------------------------------------------
+def brute_force_three_point(m, r1, r2, periodic):
+    """Average of m(x) m(x + r1) m(x + r2) over the positions x (with all three points inside)."""
+    height, width = m.shape
+    total, count = 0.0, 0
+    for y, x in itertools.product(range(height), range(width)):
+        points = [(y, x), (y + r1[0], x + r1[1]), (y + r2[0], x + r2[1])]
+        if periodic:
+            points = [(py % height, px % width) for py, px in points]
+        elif not all(0 <= py < height and 0 <= px < width for py, px in points):
+            continue
+        total += float(np.prod([m[p] for p in points]))
+        count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_three_point_matches_brute_force(periodic):
+    m = labels_to_one_hot(random_labels((2, 5, 6), 3, seed=7), n_phases=3, dtype=torch.float64)
+    f = three_point_statistics(m, periodic=periodic, cutoff=2)
+    assert f.shape == (2, 3, len(FIRST_DISPLACEMENTS), 5, 5)
+    image = m[1].numpy()
+    for a, (k, r1) in itertools.product(range(3), enumerate(FIRST_DISPLACEMENTS)):
+        for r2 in [(0, 0), (1, 2), (-2, 1), (2, -2), (0, -1)]:
+            expected = brute_force_three_point(image[a], r1, r2, periodic)
+            assert float(f[1, a, k, r2[0] % 5, r2[1] % 5]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_three_point_with_zero_first_displacement_is_the_autocorrelation():
+    m = labels_to_one_hot(random_labels((3, 9, 8), 2, seed=2), dtype=torch.float64)
+    for periodic in (True, False):
+        f3 = three_point_statistics(m, periodic=periodic, cutoff=3, first_displacements=[(0, 0)])
+        f2 = two_point_statistics(m, periodic=periodic, cutoff=3)
+        assert torch.allclose(f3[:, :, 0], torch.diagonal(f2, dim1=1, dim2=2).movedim(-1, 1), atol=1e-12)
+    one_by_one = three_point_statistics(m, periodic=True, cutoff=3, batch_size=1)
+    assert torch.allclose(one_by_one, three_point_statistics(m, periodic=True, cutoff=3), atol=1e-12)
+
+
+def test_three_point_errors():
+    m = labels_to_one_hot(random_labels((1, 4, 4), 2))
+    with pytest.raises(ValueError, match=r"\(dy, dx\) pairs"):
+        three_point_statistics(m, periodic=True, first_displacements=[(1, 0, 0)])
+    with pytest.raises(ValueError, match="out of range"):
+        three_point_statistics(m, periodic=True, phases=[2])
+
+
+# -- feature size, radial average, patch statistics ---------------------------------------------
+def test_feature_size_is_shared_by_two_phases_and_scales_with_the_image():
+    labels = random_labels((2, 16, 16), 2, seed=1)
+    sizes = {}
+    for factor in (4, 8):
+        up = labels.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+        sizes[factor] = feature_size(labels_to_one_hot(up, dtype=torch.float64), periodic=True)
+        # f_11 = 1 - 2 v_0 + f_00 and v_1 (1 - v_1) = v_0 (1 - v_0): the same size for both phases
+        assert torch.allclose(sizes[factor][:, 0], sizes[factor][:, 1], rtol=1e-10)
+    ratio = sizes[8] / sizes[4]
+    assert bool(((ratio > 1.8) & (ratio < 2.2)).all()), ratio
+    single = labels_to_one_hot(torch.zeros(1, 6, 6, dtype=torch.int64), n_phases=2)
+    assert torch.isnan(feature_size(single, periodic=True)).all()  # no interfaces, no size
+
+
+def test_radial_average_of_a_distance_map():
+    lags = torch.fft.fftfreq(9, d=1 / 9)
+    distance = torch.sqrt(lags[:, None] ** 2 + lags[None, :] ** 2).double()
+    radii, values = radial_average(distance, max_radius=3)
+    assert torch.allclose(radii, values)  # each ring's average distance is its radius
+    assert radii[0] == 0 and bool((radii[1:] > radii[:-1]).all()) and len(radii) == 4
+
+
+def test_patch_two_point_statistics():
+    patches = labels_to_one_hot(random_labels((4, 8, 8), 3, seed=3), n_phases=3, dtype=torch.float64)
+    features = patch_two_point_statistics(patches)
+    assert features.shape == (4, 6 * 9 * 9)  # 3 phase pairs a <= b ... 6 of them, lags -4..4
+    f = two_point_statistics(patches, periodic=False, cutoff=4)
+    assert torch.allclose(features[:, :81], f[:, 0, 0].flatten(1))
+    assert torch.allclose(features[:, 81:162], f[:, 0, 1].flatten(1))
+
+
+# -- PCA ----------------------------------------------------------------------------------------
+def test_pca_round_trip_and_projection_of_other_sets():
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(20, 3, generator=generator, dtype=torch.float64))[0].T  # (3, 20)
+    offset = torch.randn(20, generator=generator, dtype=torch.float64)
+    train = torch.randn(30, 3, generator=generator, dtype=torch.float64) @ basis + offset
+    other = torch.randn(7, 3, generator=generator, dtype=torch.float64) @ basis + offset
+    pca = PCA(3).fit(train)
+    assert torch.allclose(pca.components @ pca.components.T, torch.eye(3, dtype=torch.float64), atol=1e-10)
+    assert float(pca.explained_variance_ratio.sum()) == pytest.approx(1.0)
+    assert torch.allclose(pca.inverse_transform(pca.transform(train)), train, atol=1e-10)
+    assert torch.allclose(pca.inverse_transform(pca.transform(other)), other, atol=1e-10)
+    one_component = PCA(1).fit(train)
+    assert not torch.allclose(
+        one_component.inverse_transform(one_component.transform(train)), train, atol=1e-3
+    )
+
+    pca_b, scores = fit_project({"train": train, "other": other}, n_components=2, fit_on="train")
+    assert torch.allclose(scores["other"], PCA(2).fit(train).transform(other))
+    _, together = fit_project({"train": train, "other": other}, n_components=2)
+    assert torch.allclose(
+        together["train"].mean(0) * 30 + together["other"].mean(0) * 7,
+        torch.zeros(2, dtype=torch.float64),
+        atol=1e-9,
+    )  # centred on all sets together
+    assert PCA(50).fit(train).n_components == 20  # at most min(samples, features)
+
+
+def test_pca_errors():
+    with pytest.raises(ValueError, match="n_components must be a positive integer"):
+        PCA(0)
+    with pytest.raises(ValueError, match="not fitted yet"):
+        PCA(2).transform(torch.zeros(3, 4))
+    pca = PCA(2).fit(torch.randn(5, 4, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="has 6 features per sample but the PCA was fit on 4"):
+        pca.transform(torch.zeros(3, 6))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PCA(1).fit(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="fit_on names"):
+        fit_project({"a": torch.zeros(3, 2)}, n_components=1, fit_on="b")
+
+
+# -- compare ------------------------------------------------------------------------------------
+ERRORS = [c for c in COLUMNS if "error" in c or c == "three_point_offset"]
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_compare_identical_ensembles_gives_zero_errors(periodic):
+    reference = labels_to_one_hot(random_labels((1, 24, 20), 3, seed=5), n_phases=3)
+    copies = reference.repeat(3, 1, 1, 1)
+    result = compare(
+        reference,
+        {"copy": copies, "labels": copies.argmax(1).numpy()},
+        patch_size=8,
+        reference_periodic=periodic,
+        ensemble_periodic=periodic,
+        three_point_cutoff=3,
+    )
+    assert len(result.rows) == 3 * 3 and result.models == ["copy", "labels"]
+    for row in result.rows:
+        if row["model"] == "reference":
+            assert all(row[c] is None for c in ERRORS)
+            continue
+        for column in ERRORS:
+            assert abs(row[column]) < 1e-9, (row["model"], column, row[column])
+
+
+def test_compare_detects_a_different_ensemble_and_writes_tables():
+    reference = labels_to_one_hot(random_labels((1, 32, 32), 2, seed=6))
+    coarse = labels_to_one_hot(
+        random_labels((4, 10, 10), 2, seed=8).repeat_interleave(2, 1).repeat_interleave(2, 2)
+    )
+    result = compare(
+        reference,
+        {"GRF": coarse},
+        patch_size=6,
+        three_point_cutoff=4,
+        n_components=3,
+        phase_names=["matrix", "precipitate"],
+    )
+    assert result.cutoff == 9  # the 20 px periodic samples provide lags up to 9 px
+    grf = [row for row in result.rows if row["model"] == "GRF"]
+    assert all(row["chord_x_relative_error"] > 0.3 for row in grf)  # 2x2 blocks: chords about twice as long
+    assert all(row["feature_size_relative_error"] > 0.1 for row in grf)
+    assert all(row["two_point_relative_error_inside"] > 0.01 for row in grf)
+    parsed = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert list(parsed[0]) == list(COLUMNS) and len(parsed) == 4
+    assert parsed[0]["volume_fraction_error"] == "" and float(parsed[2]["chord_x_relative_error"]) > 0.3
+    markdown = result.to_markdown()
+    assert "non-periodic" in markdown and markdown.count("\n| GRF |") == 2
+    figures = result.figures()
+    assert {
+        "volume_fractions",
+        "chord_lengths_x",
+        "chord_lengths_y",
+        "two_point_slices_phase1",
+        "autocorrelation_error_phase0",
+        "three_point_pca_phase1",
+    } <= set(figures)
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        assert figure.axes
+        plt.close(figure)
+
+
+def test_compare_errors():
+    reference = labels_to_one_hot(random_labels((1, 12, 12), 2))
+    with pytest.raises(ValueError, match="'reference' is reserved"):
+        compare(reference, {"reference": reference})
+    with pytest.raises(ValueError, match="has 3 phases but the reference has 2"):
+        compare(reference, {"GRF": labels_to_one_hot(random_labels((2, 12, 12), 3), n_phases=3)})
+    with pytest.raises(ValueError, match="cutoff must be between 0 and 5 px"):
+        compare(reference, {"GRF": reference.repeat(2, 1, 1, 1)}, cutoff=9)
+    with pytest.raises(TypeError, match="ensembles must be a non-empty dict"):
+        compare(reference, [reference])
+    with pytest.raises(ValueError, match="expected one-hot values 0 or 1"):
+        compare(reference, {"GRF": reference * 0.5})
+
+
+def test_patch_statistics_pca_fits_on_training_patches_only():
+    from lgtutorial.pca import patch_statistics_pca
+
+    training = labels_to_one_hot(random_labels((12, 6, 6), 2, seed=9), dtype=torch.float64)
+    generated = labels_to_one_hot(random_labels((5, 6, 6), 2, seed=10), dtype=torch.float64)
+    pca, scores = patch_statistics_pca(training, {"generated": generated}, n_components=4)
+    features = patch_two_point_statistics(training, cutoff=3)
+    assert pca.mean.shape == features.shape[1:] and torch.allclose(pca.mean, features.mean(0))
+    assert torch.allclose(scores["training"].mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-10)
+    assert scores["generated"].shape == (5, 4)
+    with pytest.raises(ValueError, match="'training' names the training patches"):
+        patch_statistics_pca(training, {"training": generated})
