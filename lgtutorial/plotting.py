@@ -62,12 +62,13 @@ def show_microstructures(microstructures, titles=None, *, axes=None, n_phases=No
     if isinstance(microstructures, (torch.Tensor, np.ndarray)) and as_tensor(microstructures).ndim == 4:
         microstructures = list(as_tensor(microstructures))
     images = [_labels(m)[0] for m in microstructures]
-    n_phases = n_phases or max(as_tensor(m).shape[-3] for m in microstructures)
+    # each panel keeps its own phase count (a 2-phase image beside a 3-phase one keeps its colours)
+    counts = [n_phases or as_tensor(m).shape[-3] for m in microstructures]
     if axes is None:
         _, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
         axes = axes[0]
-    for k, (ax, image) in enumerate(zip(axes, images)):
-        ax.imshow(image, cmap=phase_colormap(n_phases), vmin=-0.5, vmax=n_phases - 0.5, interpolation="nearest")
+    for k, (ax, image, count) in enumerate(zip(axes, images, counts)):
+        ax.imshow(image, cmap=phase_colormap(count), vmin=-0.5, vmax=count - 0.5, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None:

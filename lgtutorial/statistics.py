@@ -91,6 +91,10 @@ def two_point_statistics(
     to ``2 L - 1`` and divide each lag by the number of valid pixel pairs at that lag, so edge
     effects do not bias them (the convention for micrographs and small patches).
 
+    Periodic statistics satisfy ``sum_b f_ab(r) = v_a`` exactly; non-periodic ones only
+    approximately (each lag averages over a different window of the image), and
+    ``f_ab(r) = f_ba(-r)`` holds for both.
+
     Args:
         microstructure: ``(n_samples, n_phases, *spatial)``, one-hot or continuous.
         periodic: periodic (torus) or non-periodic (zero-padded, pair-count normalised).
