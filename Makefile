@@ -16,7 +16,7 @@ LGTUTORIAL_DATA ?= $(abspath ../shared/data)
 export LGTUTORIAL_DATA
 endif
 
-.PHONY: install demo test book lint benchmark clean
+.PHONY: install demo test book browser-check lint benchmark clean
 
 install: $(STAMP)
 
@@ -33,8 +33,16 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The book executes every chapter at its default parameters. MPLBACKEND is unset for it: a
+# non-inline backend (CI exports MPLBACKEND=Agg for the tests) would leave the pages without figures.
 book: install
-	$(VENV)/bin/jupyter-book build .
+	env -u MPLBACKEND $(VENV)/bin/jupyter-book build .
+
+# Opens a built chapter in headless Chromium (Debian: apt-get install chromium chromium-driver) and
+# checks that its figures loaded, its Colab launch button works and its solutions are collapsed.
+browser-check: install
+	$(PY) -c "import selenium" 2>/dev/null || $(PY) -m pip install --quiet -e ".[browser]"
+	$(PY) tests/browser/check_book.py
 
 lint: install
 	$(VENV)/bin/ruff check lgtutorial tests benchmarks
