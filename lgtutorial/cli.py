@@ -161,12 +161,18 @@ def _run_grf(args) -> int:
 
 # -- demo ---------------------------------------------------------------------------------------
 def _add_demo(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="generate a few microstructures of the default case study")
+    parser = subparsers.add_parser(
+        "demo", help="generate two small hybrid microstructures of the default case study (lgtutorial generate "
+                     "--n-samples 2 --size 128)")
     parser.add_argument("--output", type=Path, default=None)
 
 
+#: ``lgtutorial demo`` (``make demo``): the hybrid generator's defaults, small enough for a CPU.
+DEMO_SETTINGS = dict(n_samples=2, size=128)
+
+
 def _run_demo(args) -> int:
-    run_grf(settings_module.GRFSettings(), args.output or OUTPUT_ROOT / "demo")
+    run_generate(settings_module.HybridSettings(**DEMO_SETTINGS), args.output or OUTPUT_ROOT / "demo")
     return 0
 
 
@@ -244,12 +250,209 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+# -- generate -----------------------------------------------------------------------------------
+def _add_generate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="hybrid microstructures: GRF samples refined by a score model (the paper's method)"
+    )
+    settings_module.add_arguments(parser, settings_module.HybridSettings)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output folder (default: lgtutorial-output/generate-REFERENCE)")
+
+
+def _load_statistics_row(path: str):
+    """Row 0 of periodic 2-point statistics saved as .npy: (N, N, H, W) or (N, H, W)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--statistics: no such file: {path}")
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"--statistics: expected a .npy file of 2-point statistics, got {path}")
+    array = np.load(path, allow_pickle=False)
+    if array.ndim == 4 and array.shape[0] == array.shape[1]:
+        array = array[0]
+    if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"--statistics: expected periodic 2-point statistics of shape (N, N, H, W) or a row (N, H, W), "
+            f"floating point, got {array.dtype} {array.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array)).double()
+
+
+def _mean_chord_lengths(microstructures) -> list:
+    from .metrics import chord_lengths
+
+    means = [c.mean() for c in chord_lengths(microstructures, axis="x", periodic=True)]
+    return [None if mean != mean else round(mean, 3) for mean in means]  # None: a phase without chords
+
+
+def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
+    """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
+    import time
+
+    from . import data
+    from ._io import fresh_directory
+    from .extrapolation import statistics_row
+    from .hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, load_score_model
+    from .plotting import show_microstructures
+
+    if settings.size is not None and settings.size < 2:
+        raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
+    device = settings_module.resolve_device(settings.device)
+    reference = None
+    if settings.statistics:
+        row, name, phases = _load_statistics_row(settings.statistics), Path(settings.statistics).stem, None
+    else:
+        reference, meta = data.load(settings.reference)
+        row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
+    phases = phases or [f"phase {n}" for n in range(row.shape[0])]
+    shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
+    model, sigmas = load_score_model(settings.model, device=device)
+    shift = settings.volume_fraction_shift
+    shift = VOLUME_FRACTION_SHIFTS.get(settings.model, 0.0) if shift is None else shift
+    generator = HybridGenerator.from_statistics(
+        row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
+        step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
+        volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift,
+        periodic=settings.periodic, padding=settings.padding,
+    )
+    out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
+    print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
+          f"from sigma {float(generator.sigmas[0]):.3g}, on {device}")
+    started = time.perf_counter()
+    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
+                               return_grf=True)
+    seconds = time.perf_counter() - started
+    final, grf = samples.microstructures.cpu(), samples.grf.cpu()
+    _save_npy(out / "samples.npy", final.numpy())
+    _save_npy(out / "grf.npy", grf.numpy())
+    shown = min(4, settings.n_samples)
+    pictures = list(grf[:shown]) + list(final[:shown])
+    titles = [f"GRF {k}" for k in range(shown)] + [f"hybrid {k}" for k in range(shown)]
+    if reference is not None and tuple(reference.shape[2:]) == shape:
+        pictures, titles = [reference[0]] + pictures, ["reference"] + titles
+    figure_axes = show_microstructures(pictures, titles)
+    _save_figure(figure_axes[0].figure, out / "samples.png")
+    achieved = samples.achieved_volume_fractions.double().cpu()
+    target = samples.target_volume_fractions.double().cpu()
+    grf_segmented = generator.segment_grf
+    summary = {
+        "settings": settings.__dict__,
+        "device": str(device),
+        "phases": phases,
+        "shape": list(shape),
+        "statistics_moved_to_shape": shape != tuple(row.shape[1:]),
+        "levels_run": len(generator.sigmas),
+        "volume_fraction_shift": shift,
+        "target_volume_fractions": target.tolist(),
+        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
+        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * len(target),
+        "largest_volume_fraction_error": float((achieved - target).abs().max()),
+        "mean_x_chord_lengths_px": {"hybrid": _mean_chord_lengths(final),
+                                    **({"GRF": _mean_chord_lengths(grf)} if grf_segmented else {})},
+        "seconds_per_sample": seconds / settings.n_samples,
+        "samples": "samples.npy (n_samples, n_phases, H, W) one-hot",
+        "grf": "grf.npy: the GRF inputs, " + ("segmented one-hot" if grf_segmented else "continuous"),
+    }
+    if reference is not None:
+        summary["mean_x_chord_lengths_px"]["reference"] = _mean_chord_lengths(reference)
+    _save_text(out / "summary.json", json.dumps(summary, indent=2))
+    print(samples.report())
+    print(f"{seconds / settings.n_samples:.1f} s per sample; wrote samples.npy, grf.npy, samples.png and "
+          f"summary.json to {out}")
+    return out
+
+
+def _run_generate(args) -> int:
+    run_generate(settings_module.from_arguments(settings_module.HybridSettings, args), args.output)
+    return 0
+
+
+# -- train --------------------------------------------------------------------------------------
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a score U-Net on patches of one micrograph (resumable)",
+        description="Presets: case1 / case2 are the paper's settings (GPU: 500 k / 750 k steps at batch "
+                    "128); case1-cpu / case2-cpu fit two CPU cores (batch 32, 20 k / 10 k steps, case2-cpu "
+                    "with L_c = 48, D = 2 and 48 px patches).")
+    parser.add_argument("reference", help="registry name (see 'lgtutorial data list') or a micrograph file")
+    parser.add_argument("--preset", choices=list(settings_module.TRAINING_PRESETS), default="case1-cpu",
+                        help="model and training settings (default: case1-cpu)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's, 0)")
+    parser.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', ... (default: auto)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the checkpoint in --output (the same settings are required)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output folder (default: lgtutorial-output/train-REFERENCE-PRESET)")
+    parser.add_argument("--report-samples", type=int, default=16,
+                        help="unconditional samples for the training report; 0 skips it (default: 16)")
+    parser.add_argument("--report-levels", type=int, default=None,
+                        help="noise levels used to draw them (default: all; fewer take larger steps)")
+
+
+def run_train(reference: str, preset: str, *, overrides: dict | None = None, output: Path | None = None,
+              resume: bool = False, report_samples: int = 16, report_levels: int | None = None) -> Path:
+    """Train as the preset says (with ``overrides`` of TrainingSettings fields); write checkpoint and report."""
+    import dataclasses
+
+    import torch
+
+    from ._io import fresh_directory
+    from .plotting import show_microstructures
+    from .training import shortened_schedule, train_score_model, training_report
+
+    model_settings = settings_module.UNetSettings.preset(preset)
+    settings = dataclasses.replace(settings_module.TrainingSettings.preset(preset),
+                                   **{k: v for k, v in (overrides or {}).items() if v is not None})
+    default = OUTPUT_ROOT / f"train-{Path(str(reference)).stem}-{preset}"
+    if resume:
+        out = Path(output or default)
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = fresh_directory(output or default)
+    run = train_score_model(reference, model_settings=model_settings, training_settings=settings, output=out,
+                            resume=resume)
+    state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    summary = {"checkpoint": str(run.checkpoint), "preset": preset, "model_settings": state["model_settings"],
+               "training_settings": state["training_settings"], "provenance": state["provenance"],
+               "n_parameters": run.model.n_parameters, "history": run.history}
+    _save_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    print(f"trained {run.history['step'][-1]} steps; test loss {run.history['test_loss'][0]:.2f} -> "
+          f"{run.history['test_loss'][-1]:.2f}; wrote {run.checkpoint}")
+    if report_samples > 0:
+        levels, step_sizes = (run.sigmas, None) if not report_levels else shortened_schedule(run.sigmas, report_levels)
+        generator = torch.Generator(device=run.sigmas.device).manual_seed(settings.seed)
+        report = training_report(run.model, run.patches.train, sigmas=levels, step_sizes=step_sizes,
+                                 n_samples=report_samples, test_patches=run.patches.test, generator=generator)
+        _save_text(out / "report.md", report.markdown() + "\n")
+        _save_text(out / "report.json", json.dumps(report.summary, indent=2))
+        shown = min(4, report_samples)
+        titles = [f"patch {k}" for k in range(shown)] + [f"sample {k}" for k in range(shown)]
+        axes = show_microstructures(list(run.patches.train.one_hot(range(shown)).cpu()) + list(report.samples[:shown]),
+                                    titles)
+        _save_figure(axes[0].figure, out / "samples.png")
+        print(report.markdown())
+    return out
+
+
+def _run_train(args) -> int:
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "device": args.device}
+    run_train(args.reference, args.preset, overrides=overrides, output=args.output, resume=args.resume,
+              report_samples=args.report_samples, report_levels=args.report_levels)
+    return 0
+
+
 COMMANDS = {
     "data": (_add_data, _run_data),
     "stats": (_add_stats, _run_stats),
     "grf": (_add_grf, _run_grf),
     "demo": (_add_demo, _run_demo),
     "evaluate": (_add_evaluate, _run_evaluate),
+    "generate": (_add_generate, _run_generate),
+    "train": (_add_train, _run_train),
 }
 
 

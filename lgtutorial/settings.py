@@ -222,3 +222,44 @@ TRAINING_PRESETS = {
 }
 
 __all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS"]
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """Hybrid sampling: a GRF sample refined by a score model (``lgtutorial generate``, Section 3.3)."""
+
+    reference: str = "nbsa-proxy"
+    """registry name or path of the reference micrograph whose 2-point statistics the GRF follows"""
+    statistics: str | None = None
+    """.npy of periodic 2-point statistics (N, N, H, W) or one row (N, H, W), FFT order; replaces the reference's"""
+    model: str = "nbsa-authors-checkpoint"
+    """registry name or path of the score model checkpoint"""
+    n_samples: int = 4
+    """number of samples"""
+    size: int | None = None
+    """side (px) of the square samples (default: the size of the reference or statistics)"""
+    sigma_c: float = 0.75
+    """noise level at which refinement of the GRF sample starts"""
+    levels: int | None = None
+    """levels of the geometric noise schedule (default: the model's, 1000); those below sigma_c are run"""
+    condition_volume_fraction: bool = True
+    """use the volume-fraction posterior score (Eq. 12)"""
+    volume_fraction_estimate: str = "segmented"
+    """'segmented' (argmax) or 'mean' estimate of the current volume fraction"""
+    volume_fraction_shift: float | None = None
+    """offset of the likelihood's target (default: 0.0073 for the authors' case-study-1 model, else 0)"""
+    periodic: str = "embedding"
+    """'embedding' (periodic frame), 'circular' (circular convolutions) or 'none'"""
+    padding: int = 16
+    """width (px) of the periodic embedding"""
+    step_lr: float = 2e-5
+    """base Langevin step size"""
+    batch_size: int = 8
+    """samples refined at once"""
+    seed: int = 0
+    """seed of the torch.Generator"""
+    device: str = "auto"
+    """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
+
+
+__all__.append("HybridSettings")

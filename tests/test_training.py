@@ -1,0 +1,202 @@
+"""Denoising score matching, the trainer (EMA, resume, checkpoints), sampling and the report, at tiny sizes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lgtutorial.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
+from lgtutorial.training import (
+    _update_ema,
+    denoising_score_matching_loss,
+    load_checkpoint,
+    sample_unconditional,
+    segment_model_output,
+    shortened_schedule,
+    train_score_model,
+    training_report,
+)
+from lgtutorial.unet import ScoreUNet
+
+TINY_MODEL = UNetSettings(channels=1, latent_channels=6, depth=1, num_blocks=1)
+TINY = TrainingSettings(patch_size=16, n_patches=120, batch_size=8, steps=16, eval_every=8, checkpoint_every=8,
+                        device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _data(require_data):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    run = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=TINY, output=folder,
+                            progress=False)
+    return run, folder
+
+
+def test_presets_hold_the_papers_recipe():
+    case1, case2 = TrainingSettings.preset("case1"), TrainingSettings.preset("case2")
+    assert (case1.batch_size, case1.steps, case1.patch_size, case1.n_patches, case1.sigma_max) == (128, 500_000, 40, 4000, 20.0)
+    assert (case2.batch_size, case2.steps, case2.patch_size, case2.n_patches, case2.sigma_max) == (128, 750_000, 64, 8000, 50.0)
+    assert TRAINING_PRESETS["case1-cpu"].batch_size == 32 and TRAINING_PRESETS["case2-cpu"].patch_size == 48
+    assert UNetSettings.preset("case2-cpu").latent_channels == 48 and UNetSettings.preset("case2-cpu").depth == 2
+    with pytest.raises(ValueError, match="unknown training preset 'fast'"):
+        TrainingSettings.preset("fast")
+
+
+def test_loss_is_the_sigma_weighted_score_matching_objective():
+    model = ScoreUNet(TINY_MODEL, generator=torch.Generator().manual_seed(0)).eval()
+    clean = torch.rand(4, 1, 8, 8)
+    sigmas = torch.tensor([3.0, 1.0, 0.1])
+    loss = denoising_score_matching_loss(model, clean, sigmas, generator=torch.Generator().manual_seed(5))
+    # the same draws, written as (1/2) sigma^2 || s(x~, sigma) + (x~ - x) / sigma^2 ||^2
+    generator = torch.Generator().manual_seed(5)
+    sigma = sigmas[torch.randint(3, (4,), generator=generator)].view(-1, 1, 1, 1)
+    noisy = clean + sigma * torch.randn(clean.shape, generator=generator)
+    with torch.no_grad():
+        direct = 0.5 * (sigma**2 * (model.score(noisy, sigma.flatten()) + (noisy - clean) / sigma**2).square()).sum((1, 2, 3))
+    torch.testing.assert_close(loss.detach(), direct.mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_ema_warm_up():
+    model, ema = ScoreUNet(TINY_MODEL), ScoreUNet(TINY_MODEL)
+    before = [p.clone() for p in ema.parameters()]
+    _update_ema(ema, model, 0, 0.999)  # decay (1 + 0) / (10 + 0) = 0.1
+    for old, new, target in zip(before, ema.parameters(), model.parameters()):
+        torch.testing.assert_close(new, 0.1 * old + 0.9 * target)
+    _update_ema(ema, model, 10**6, 0.999)  # capped at 0.999 late in training
+    assert min(0.999, (1 + 10**6) / (10 + 10**6)) == 0.999
+
+
+def test_training_reduces_the_test_loss_and_learns_to_denoise(trained):
+    run, _ = trained
+    initial, final = run.history["test_loss"][0], run.history["test_loss"][-1]
+    assert run.history["step"] == [0, 8, 16] and math.isnan(run.history["train_loss"][0])
+    assert final < 0.75 * initial, run.history["test_loss"]
+    # the learned score points from a noisy patch back toward the clean one
+    clean = run.patches.test.batch(torch.arange(len(run.patches.test)))
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        score = run.model.score(clean + noise, 1.0)
+    cosine = torch.nn.functional.cosine_similarity(score.flatten(1), -noise.flatten(1)).mean()
+    assert cosine > 0.3, cosine
+    assert not all(torch.equal(a, b) for a, b in zip(run.model.parameters(), run.raw_model.parameters()))
+
+
+def test_checkpoint_round_trip_with_weights_only(trained):
+    run, folder = trained
+    state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 16 and state["model_settings"] == dataclasses.asdict(TINY_MODEL)
+    assert state["training_settings"] == dataclasses.asdict(TINY)
+    provenance = state["provenance"]
+    assert provenance["reference"]["name"] == "nbsa-proxy" and len(provenance["reference"]["sha256"]) == 64
+    assert provenance["seed"] == 0 and provenance["device"] == "cpu" and provenance["wall_time_s"] > 0
+    assert provenance["torch_version"] == str(torch.__version__)
+    model, sigmas, _ = load_checkpoint(folder)
+    assert len(sigmas) == 1000 and not model.training
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), run.model(x))
+    raw, _, _ = load_checkpoint(folder / "checkpoint.pt", weights="model")
+    assert all(torch.equal(a, b) for a, b in zip(raw.parameters(), run.raw_model.parameters()))
+
+
+def _interrupt_at(step):
+    def callback(info):
+        if info["step"] == step:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    settings = dataclasses.replace(TINY, steps=8, eval_every=3, checkpoint_every=4)
+    whole = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
+                              output=tmp_path / "whole", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
+                          output=tmp_path / "parts", progress=False, callback=_interrupt_at(5))
+    assert torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)["step"] == 5
+    resumed = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
+                                output=tmp_path / "parts", resume=True, progress=False)
+    for name in ("model", "raw_model"):
+        for a, b in zip(getattr(whole, name).parameters(), getattr(resumed, name).parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert whole.history["step"] == resumed.history["step"] == [0, 3, 6, 8]
+    torch.testing.assert_close(torch.tensor(whole.history["test_loss"]), torch.tensor(resumed.history["test_loss"]))
+
+
+def test_refusals_say_what_is_wrong(trained, tmp_path):
+    run, folder = trained
+    with pytest.raises(ValueError, match="already exists; pass resume=True"):
+        train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=TINY, output=folder, progress=False)
+    changed = dataclasses.replace(TINY, batch_size=4)
+    with pytest.raises(ValueError, match="other settings \\(batch_size: 8 -> 4\\)"):
+        train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=changed, output=folder,
+                          resume=True, progress=False)
+    with pytest.raises(ValueError, match="a 3-phase reference needs a model with 3 channel"):
+        train_score_model("ti-alpha-beta", model_settings=TINY_MODEL, training_settings=TINY, progress=False)
+    from lgtutorial.data import fetch
+
+    with pytest.raises(ValueError, match="not an lgtutorial score-model checkpoint.*load_authors_checkpoint"):
+        load_checkpoint(fetch("nbsa-authors-checkpoint"))
+    from lgtutorial.pretrained import load_authors_checkpoint
+
+    with pytest.raises(ValueError, match="looks like an lgtutorial checkpoint"):
+        load_authors_checkpoint(folder / "checkpoint.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_segmentation_of_model_output():
+    x = torch.tensor([[[[0.2, 0.7], [5.0, -4.0]]]])
+    assert segment_model_output(x)[0, 1].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    three = torch.zeros(1, 3, 1, 2)
+    three[0, 2, 0, 0], three[0, 0, 0, 1] = 1.0, 1.0
+    assert segment_model_output(three).argmax(1).tolist() == [[[2, 0]]]
+
+
+def test_shortened_schedule_caps_the_step_ratio():
+    from lgtutorial.schedules import geometric_sigmas
+
+    sigmas = geometric_sigmas(20.0, 0.01, 1000)
+    levels, steps = shortened_schedule(sigmas, 100)
+    assert len(levels) == len(steps) == 100
+    torch.testing.assert_close(steps / levels**2, torch.full((100,), 1.0))  # 10x wanted, capped at 5x
+    levels, steps = shortened_schedule(sigmas, 500)
+    torch.testing.assert_close(steps / levels**2, torch.full((500,), 0.4))  # 2x
+
+
+def test_unconditional_samples_and_report(trained):
+    run, _ = trained
+    levels, steps = shortened_schedule(run.sigmas, 20)
+    samples = sample_unconditional(run.model, n_samples=3, shape=(16, 32), sigmas=levels, step_sizes=steps,
+                                   generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 2, 16, 32) and torch.equal(samples.sum(1), torch.ones(3, 16, 32))
+    report = training_report(run.model, run.patches.train, sigmas=levels, step_sizes=steps, n_samples=3,
+                             test_patches=run.patches.test, generator=torch.Generator().manual_seed(0))
+    summary = report.summary
+    assert report.samples.shape == (3, 2, 16, 16)
+    assert summary["volume_fraction"]["training_mean"][1] == pytest.approx(0.37, abs=0.05)
+    assert sum(summary["volume_fraction"]["samples_mean"]) == pytest.approx(1.0)
+    assert len(summary["nearest_training_distance"]["samples"]) == 3
+    assert summary["nearest_training_distance"]["test_median"] > 0
+    assert "| volume fraction | 1 |" in report.markdown()
+
+
+def test_cli_train_writes_checkpoint_and_report(tmp_path):
+    from lgtutorial.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "nbsa-proxy", "--preset", "case1-cpu", "--steps", "2", "--batch-size", "4",
+                 "--report-samples", "2", "--report-levels", "10", "--output", str(out)]) == 0
+    for name in ("checkpoint.pt", "summary.json", "report.md", "report.json", "samples.png"):
+        assert (out / name).is_file(), name
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and state["training_settings"]["batch_size"] == 4
+    assert state["model_settings"]["latent_channels"] == 40
