@@ -19,7 +19,14 @@ from .grf import GaussianRandomField, interpolate_statistics
 from .microstructure import check_microstructure
 from .statistics import two_point_statistics
 
-__all__ = ["resize_microstructure", "statistics_row", "interpolated_field"]
+__all__ = [
+    "resize_microstructure",
+    "statistics_row",
+    "interpolated_field",
+    "local_volume_fractions",
+    "normalised_covariance",
+    "two_point_error",
+]
 
 
 def resize_microstructure(microstructure, shape: tuple[int, ...]) -> torch.Tensor:
@@ -47,7 +54,7 @@ def interpolated_field(
     device=None,
     dtype: torch.dtype = torch.float32,
 ) -> GaussianRandomField:
-    """The GRF of ``(1 - theta) f_A + theta f_B`` on reference A's grid.
+    """The GRF of ``(1 - theta) f_A + theta f_B`` on reference A's grid (Section 5.2, Robertson et al. 2023).
 
     Args:
         reference_a: one-hot ``(n, N, H, W)``: the reference the score model was trained on.
@@ -71,3 +78,117 @@ def interpolated_field(
         theta,
     )
     return GaussianRandomField(row, reference_phase=reference_phase, device=device, dtype=dtype)
+
+
+def local_volume_fractions(
+    microstructure, *, window: int = 40, phase: int = 1, stride: int = 1, periodic: bool = True
+) -> torch.Tensor:
+    """Volume fraction of ``phase`` in every ``window x window`` neighbourhood.
+
+    The score model of Robertson et al. 2023 sees its training micrograph only through patches
+    (40 x 40 px in case study 1); a neighbourhood whose local volume fraction lies outside the range
+    of those patches is outside its training distribution (Section 5.2, cost 2 of extrapolation).
+
+    Args:
+        microstructure: one-hot ``(n_samples, n_phases, H, W)``.
+        window: side of the square neighbourhood in pixels.
+        phase: the phase whose fraction is measured.
+        stride: step between neighbourhood corners in pixels.
+        periodic: ``True``: neighbourhoods wrap around (every pixel starts one, for periodic
+            samples); ``False``: only neighbourhoods fully inside the image (like training patches
+            cut from a micrograph).
+
+    Returns:
+        ``(n_samples, H', W')``: ``H' = ceil(H / stride)`` when periodic, else
+        ``(H - window) // stride + 1``; likewise ``W'``.
+
+    >>> m = torch.zeros(1, 2, 4, 4); m[:, 1, :, :2] = 1; m[:, 0, :, 2:] = 1
+    >>> local_volume_fractions(m, window=2, periodic=False).tolist()
+    [[[1.0, 0.5, 0.0], [1.0, 0.5, 0.0], [1.0, 0.5, 0.0]]]
+    """
+    m = check_microstructure(microstructure)
+    if m.ndim != 4:
+        raise ValueError(f"expected a 2-D microstructure (n_samples, n_phases, H, W), got {tuple(m.shape)}")
+    if not 0 <= phase < m.shape[1]:
+        raise ValueError(f"phase must be in 0..{m.shape[1] - 1}, got {phase}")
+    for name, value in (("window", window), ("stride", stride)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    height, width = m.shape[2:]
+    if window > min(height, width):
+        raise ValueError(f"the window ({window} px) is larger than the domain {height}x{width}")
+    field = m[:, phase : phase + 1].to(torch.float64)
+    if periodic:
+        field = torch.cat([field, field[:, :, : window - 1]], dim=2)
+        field = torch.cat([field, field[:, :, :, : window - 1]], dim=3)
+    fractions = torch.nn.functional.avg_pool2d(field, window, stride=stride)
+    return fractions[:, 0]
+
+
+def normalised_covariance(statistics: torch.Tensor) -> torch.Tensor:
+    """Periodic 2-point statistics ``(..., H, W)`` (FFT order) as normalised covariances.
+
+    ``c(r) = (f(r) - v_p v_n) / |f(0) - v_p v_n|`` with ``v_p v_n`` the mean of ``f`` over all lags:
+    ``c_pp(0) = 1``, ``c_pn(0) = -1`` for ``n != p``, and ``c -> 0`` where the phases decorrelate.
+
+    >>> m = torch.tensor([[[[1.0, 1.0, 0.0, 0.0]], [[0.0, 0.0, 1.0, 1.0]]]])  # (1, 2, 1, 4)
+    >>> normalised_covariance(two_point_statistics(m)[0, 0]).tolist()
+    [[[1.0, 0.0, -1.0, 0.0]], [[-1.0, 0.0, 1.0, 0.0]]]
+    """
+    row = torch.as_tensor(statistics)
+    covariance = row - row.mean(dim=(-2, -1), keepdim=True)
+    scale = covariance[..., :1, :1].abs()
+    return covariance / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def two_point_error(
+    microstructures,
+    target_row,
+    *,
+    reference_phase: int = 0,
+    min_lag: float = 0.0,
+    max_lag: float | None = None,
+    normalise: bool = False,
+) -> torch.Tensor:
+    """Root-mean-square difference between samples' 2-point statistics and a target row.
+
+    Compares the periodic statistics ``f_pn(r)`` of every sample (``p = reference_phase``, all
+    ``n``) with ``target_row`` over the lags ``min_lag <= |r| <= max_lag``: the measure of how well
+    a generator reproduces the statistics it was given, split into short and long range.
+
+    With ``normalise=True`` both sides are first turned into normalised covariances
+    ``c_pn(r) = (f_pn(r) - v_p v_n) / |f_pn(0) - v_p v_n|`` (``v_p v_n`` is the mean of ``f_pn`` over
+    all lags of a periodic row), each with its own volume fractions: a volume-fraction mismatch then
+    drops out to first order and only the shape of the correlations is compared (``c_pp(0) = 1``).
+
+    Args:
+        microstructures: one-hot ``(n_samples, n_phases, H, W)``, periodic.
+        target_row: ``(n_phases, H, W)`` statistics row in FFT order (e.g. the input of the GRF).
+        reference_phase: ``p``.
+        min_lag, max_lag: the ring of lag lengths (pixels) to compare; ``max_lag=None``: all lags.
+        normalise: compare normalised covariances instead of the statistics themselves.
+
+    Returns:
+        ``(n_samples,)`` float64 errors.
+    """
+    m = check_microstructure(microstructures, name="microstructures").to(torch.float64)
+    target = torch.as_tensor(target_row, dtype=torch.float64, device=m.device)
+    if m.ndim != 4 or tuple(target.shape) != (m.shape[1], *m.shape[2:]):
+        raise ValueError(
+            f"expected microstructures (n, N, H, W) and a target row (N, H, W) on the same grid; got "
+            f"{tuple(m.shape)} and {tuple(target.shape)}"
+        )
+    height, width = m.shape[2:]
+    lag_y = torch.fft.fftfreq(height, d=1.0 / height, device=m.device, dtype=torch.float64)
+    lag_x = torch.fft.fftfreq(width, d=1.0 / width, device=m.device, dtype=torch.float64)
+    radius = (lag_y[:, None] ** 2 + lag_x[None, :] ** 2).sqrt()
+    ring = radius >= min_lag
+    if max_lag is not None:
+        ring &= radius <= max_lag
+    if not bool(ring.any()):
+        raise ValueError(f"no lag lies in [{min_lag}, {max_lag}] px on a {height}x{width} grid")
+    samples = two_point_statistics(m)[:, reference_phase]
+    if normalise:
+        samples, target = normalised_covariance(samples), normalised_covariance(target)
+    difference = (samples - target)[..., ring]
+    return difference.pow(2).mean(dim=(1, 2)).sqrt()

@@ -48,3 +48,69 @@ def test_mismatched_phases_are_rejected():
     three = torch.nn.functional.one_hot(torch.zeros(1, 8, 8, dtype=torch.long), 3).movedim(-1, 1).float()
     with pytest.raises(ValueError, match="same phases"):
         interpolated_field(a, three, 0.5)
+
+
+def test_local_volume_fractions_match_brute_force():
+    from lgtutorial.extrapolation import local_volume_fractions
+
+    m = blobs((12, 10), 1.0, 7)
+    window = 4
+    periodic = local_volume_fractions(m, window=window)
+    valid = local_volume_fractions(m, window=window, periodic=False, stride=2)
+    assert periodic.shape == (1, 12, 10) and valid.shape == (1, 5, 4)
+    phase = m[0, 1]
+    for i in range(12):
+        for j in range(10):
+            rolled = phase.roll((-i, -j), dims=(0, 1))[:window, :window]
+            assert abs(float(periodic[0, i, j]) - float(rolled.mean())) < 1e-12
+    assert abs(float(valid[0, 2, 3]) - float(phase[4:8, 6:10].mean())) < 1e-12
+    # every pixel lies in window^2 periodic neighbourhoods: their mean is the global fraction
+    assert abs(float(periodic.mean()) - float(volume_fractions(m)[0, 1])) < 1e-12
+
+
+def test_local_volume_fractions_validation():
+    from lgtutorial.extrapolation import local_volume_fractions
+
+    m = blobs((8, 8), 1.0, 0)
+    with pytest.raises(ValueError, match="larger than the domain"):
+        local_volume_fractions(m, window=9)
+    with pytest.raises(ValueError, match="phase must be in 0..1"):
+        local_volume_fractions(m, phase=2, window=2)
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        local_volume_fractions(m, window=2, stride=0)
+
+
+def test_two_point_error_separates_short_and_long_range():
+    from lgtutorial.extrapolation import two_point_error
+
+    m = blobs((16, 16), 1.5, 3)
+    own = statistics_row(m)
+    assert float(two_point_error(m, own).max()) < 1e-12
+    shifted = own.clone()
+    lag = torch.fft.fftfreq(16, d=1.0 / 16).abs()
+    far = (lag[:, None] ** 2 + lag[None, :] ** 2).sqrt() > 4
+    shifted[:, far] += 0.01  # the target differs only beyond 4 px
+    assert float(two_point_error(m, shifted, max_lag=4)) < 1e-12
+    assert abs(float(two_point_error(m, shifted, min_lag=4.5)) - 0.01) < 1e-9
+    with pytest.raises(ValueError, match="same grid"):
+        two_point_error(m, own[:, :8])
+    with pytest.raises(ValueError, match="no lag lies"):
+        two_point_error(m, own, min_lag=100)
+
+
+def test_normalised_two_point_error_ignores_a_volume_fraction_offset():
+    from lgtutorial.extrapolation import two_point_error
+
+    lean = blobs((24, 24), 1.5, 8, bias=0.2)
+    # the same features with every precipitate grown by one pixel: more phase 1, similar shape
+    grown = lean.clone()
+    grown[:, 1] = torch.nn.functional.max_pool2d(lean[:, 1:2], 3, stride=1, padding=1)[:, 0]
+    grown[:, 0] = 1 - grown[:, 1]
+    target = statistics_row(lean)
+    c = two_point_error(lean, target, normalise=True)
+    assert float(c) < 1e-12
+    # c_pp(0) = 1 and c_pn(0) = -1 on both sides: lag zero never differs
+    assert float(two_point_error(grown, target, normalise=True, max_lag=0)) < 1e-12
+    assert float(two_point_error(grown, target, max_lag=0)) > 0.05
+    smooth = blobs((24, 24), 4.0, 8, bias=0.2)  # other features: the shapes differ
+    assert float(two_point_error(smooth, target, normalise=True, max_lag=3)) > 0.05
