@@ -32,3 +32,7 @@ __all__ = [
     "two_point_statistics",
     "volume_fractions",
 ]
+
+from .hybrid import HybridGenerator  # noqa: E402  (the hybrid generator of Section 3.3)
+
+__all__ += ["HybridGenerator"]

@@ -163,12 +163,13 @@ def _run_grf(args) -> int:
 def _add_demo(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="generate two small hybrid microstructures of the default case study (lgtutorial generate "
-                     "--n-samples 2 --size 128)")
+                     "--n-samples 2 --size 64)")
     parser.add_argument("--output", type=Path, default=None)
 
 
-#: ``lgtutorial demo`` (``make demo``): the hybrid generator's defaults, small enough for a CPU.
-DEMO_SETTINGS = dict(n_samples=2, size=128)
+#: ``lgtutorial demo`` (``make demo``): the hybrid generator's defaults on a domain small enough for a CPU
+#: (about a minute on two cores; two 128 x 128 samples took about 7 minutes there).
+DEMO_SETTINGS = dict(n_samples=2, size=64)
 
 
 def _run_demo(args) -> int:

@@ -1,19 +1,36 @@
-"""Annealed Langevin sampling of score models, and the bridge between one-hot phases and model channels.
+"""Annealed Langevin sampling of score models, and the tools the hybrid sampler wraps around it.
 
 Samplers share one signature (as in k-diffusion): ``sampler(score_fn, x, sigmas, *, generator=None,
 callback=None, ...)`` with ``score_fn(x, sigma) -> score`` of the same shape as ``x``. They run under
 ``torch.no_grad()`` and do not modify ``x`` in place.
+
+Also here: the truncated schedule that starts refinement at ``sigma_c`` (Section 3.2 of Robertson et
+al. 2023, after Meng et al.'s SDEdit), the periodic embedding that keeps a periodic GRF sample
+periodic while a network trained on non-periodic patches refines it (Section 3.3), and the
+alternative of circular convolutions.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 
-from .schedules import langevin_step_sizes
+from .schedules import geometric_sigmas, langevin_step_sizes, truncate
 
-__all__ = ["annealed_langevin", "to_model_channels", "from_model_channels", "ScoreFunction"]
+__all__ = [
+    "annealed_langevin",
+    "to_model_channels",
+    "from_model_channels",
+    "ScoreFunction",
+    "truncated_schedule",
+    "periodic_embed",
+    "crop_embedding",
+    "refresh_embedding",
+    "interior_mask",
+    "with_circular_padding",
+]
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -53,6 +70,7 @@ def annealed_langevin(
     callback: Callable[[dict], None] | None = None,
     step_sizes: torch.Tensor | None = None,
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    noise_scale: float = 1.0,
 ) -> torch.Tensor:
     """Annealed Langevin dynamics over the levels ``sigmas`` (Eq. (5), Robertson et al. 2023).
 
@@ -71,6 +89,8 @@ def annealed_langevin(
         callback: called after every step with ``{"i", "sigma", "x", "step_size"}``.
         step_sizes: ``(L,)`` step sizes; default from ``step_lr`` and ``sigmas[-1]``.
         project: applied to ``x`` after every step (e.g. re-copying a periodic embedding).
+        noise_scale: factor on the injected noise; 1 is Langevin dynamics, 0 plain score ascent
+            (deterministic; used by tests and for inspecting the drift alone).
 
     Returns:
         The final iterate (same shape as ``x``); no clamping or segmentation.
@@ -83,7 +103,7 @@ def annealed_langevin(
         raise ValueError("step_sizes and sigmas must have the same length")
     x = x.clone()
     sigmas = sigmas.to(x.device, x.dtype)
-    noise_scales = (2.0 * step_sizes.to(x.device, x.dtype)).sqrt()
+    noise_scales = noise_scale * (2.0 * step_sizes.to(x.device, x.dtype)).sqrt()
     step_sizes = step_sizes.to(x.device, x.dtype)
     for i in range(len(sigmas)):
         for _ in range(steps_per_level):
@@ -95,3 +115,109 @@ def annealed_langevin(
             if callback is not None:
                 callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_sizes[i]})
     return x
+
+
+def truncated_schedule(
+    sigma_max: float = 20.0,
+    sigma_min: float = 0.01,
+    *,
+    n_levels: int = 1000,
+    sigma_c: float | None = 0.75,
+    device=None,
+) -> torch.Tensor:
+    """The noise levels of GRF-conditioned refinement (Section 3.2, Robertson et al. 2023).
+
+    A geometric schedule of ``n_levels`` levels from ``sigma_max`` to ``sigma_min`` (the one the
+    model was trained on when ``n_levels`` is the training value, 1000 in the paper), cut so that
+    it starts at the level closest to ``sigma_c``. Fewer ``n_levels`` give a cheaper, coarser run
+    over the same range of sigma. ``sigma_c=None`` keeps the whole schedule (sampling from noise).
+
+    >>> len(truncated_schedule(20.0, 0.01, n_levels=1000, sigma_c=0.75))
+    568
+    >>> len(truncated_schedule(20.0, 0.01, n_levels=100, sigma_c=0.75))
+    57
+
+    Raises:
+        ValueError: ``sigma_c`` outside ``[sigma_min, sigma_max]`` or fewer than 2 levels.
+    """
+    sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels, device=device)
+    if sigma_c is None:
+        return sigmas
+    if not sigma_min <= sigma_c <= sigma_max:
+        raise ValueError(
+            f"sigma_c={sigma_c} lies outside the model's noise schedule [{sigma_min:.4g}, {sigma_max:.4g}]; "
+            "choose a starting level inside it (the paper uses 0.75)"
+        )
+    return truncate(sigmas, sigma_c)
+
+
+def _check_width(x: torch.Tensor, width: int) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"expected a tensor of shape (n_samples, channels, H, W), got {tuple(x.shape)}")
+    if not isinstance(width, int) or width < 0:
+        raise ValueError(f"the embedding width must be a non-negative integer, got {width!r}")
+
+
+def periodic_embed(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Surround a periodic ``(n, C, H, W)`` domain by ``width`` pixels of periodic copies of itself.
+
+    Returns ``(n, C, H + 2 width, W + 2 width)``: the interior is ``x``; the frame holds what lies
+    across each edge of the periodic domain (Section 3.3, Robertson et al. 2023). ``width`` may not
+    exceed ``H`` or ``W``.
+
+    >>> periodic_embed(torch.arange(3.0).view(1, 1, 1, 3), 1)[0, 0, 1].tolist()
+    [2.0, 0.0, 1.0, 2.0, 0.0]
+    """
+    _check_width(x, width)
+    if width == 0:
+        return x
+    if width > min(x.shape[-2:]):
+        raise ValueError(f"the embedding width {width} exceeds the domain {tuple(x.shape[-2:])}")
+    return torch.nn.functional.pad(x, (width, width, width, width), mode="circular")
+
+
+def crop_embedding(x: torch.Tensor, width: int) -> torch.Tensor:
+    """The interior ``(n, C, H, W)`` of an embedded ``(n, C, H + 2 width, W + 2 width)`` tensor."""
+    _check_width(x, width)
+    if width == 0:
+        return x
+    return x[..., width:-width, width:-width]
+
+
+def refresh_embedding(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Overwrite the frame of an embedded tensor with fresh periodic copies of its interior.
+
+    Called after every Langevin step so that the frame always continues the interior across the
+    periodic boundary; the interior itself is returned unchanged.
+    """
+    return periodic_embed(crop_embedding(x, width), width)
+
+
+def interior_mask(shape: tuple[int, int], width: int, *, device=None) -> torch.Tensor:
+    """Boolean ``(H + 2 width, W + 2 width)`` mask, true on the ``(H, W)`` interior of an embedding."""
+    height, breadth = shape
+    mask = torch.zeros(height + 2 * width, breadth + 2 * width, dtype=torch.bool, device=device)
+    mask[width : width + height, width : width + breadth] = True
+    return mask
+
+
+def with_circular_padding(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose padded ``Conv2d`` layers wrap around (``padding_mode='circular'``).
+
+    The alternative to the periodic embedding: the network then sees a periodic domain directly.
+    The original model is left unchanged. Transposed and unpadded convolutions are not affected.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    periodic = copy.deepcopy(model)
+    for module in periodic.modules():
+        if type(module) is not torch.nn.Conv2d:
+            continue
+        padded = (
+            module.padding != "valid"
+            if isinstance(module.padding, str)
+            else any(p > 0 for p in module.padding)
+        )
+        if padded:
+            module.padding_mode = "circular"
+    return periodic

@@ -1,0 +1,105 @@
+"""``lgtutorial generate`` and ``lgtutorial demo``: files written, defaults, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lgtutorial import cli
+from lgtutorial.cli import build_parser, main
+from lgtutorial.settings import HybridSettings, from_arguments
+
+SMALL = ["--n-samples", "2", "--size", "32", "--levels", "12"]
+
+
+def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys, require_data):
+    out = tmp_path / "hybrid"
+    assert main(["generate", *SMALL, "--output", str(out)]) == 0
+    samples, grf = np.load(out / "samples.npy"), np.load(out / "grf.npy")
+    assert samples.shape == grf.shape == (2, 2, 32, 32)
+    assert np.all(samples.sum(1) == 1) and np.all(grf.sum(1) == 1)
+    assert (out / "samples.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target_volume_fractions"][1] == pytest.approx(0.3726, abs=2e-3)
+    assert summary["volume_fraction_shift"] == pytest.approx(0.0073)  # the authors' value for their model
+    assert summary["settings"]["model"] == "nbsa-authors-checkpoint" and summary["statistics_moved_to_shape"]
+    assert set(summary["mean_x_chord_lengths_px"]) == {"hybrid", "GRF", "reference"}
+    # the GRF inputs are segmented with the target fractions (2 phases)
+    assert grf[:, 1].mean(axis=(1, 2)) == pytest.approx([summary["target_volume_fractions"][1]] * 2, abs=1e-3)
+    assert "s per sample" in capsys.readouterr().out
+    # a second run never overwrites the first
+    assert main(["generate", "--n-samples", "1", "--size", "32", "--levels", "12", "--output", str(out)]) == 0
+    assert (
+        np.load(out / "samples.npy").shape[0] == 2
+        and np.load(tmp_path / "hybrid-1" / "samples.npy").shape[0] == 1
+    )
+
+
+def test_generate_from_a_statistics_file(tmp_path, require_data):
+    from lgtutorial.data import load_reference
+    from lgtutorial.statistics import two_point_statistics
+
+    reference, _ = load_reference("nbsa-proxy")
+    np.save(tmp_path / "stats.npy", two_point_statistics(reference.double())[0].numpy())
+    out = tmp_path / "from-stats"
+    assert (
+        main(
+            [
+                "generate",
+                "--statistics",
+                str(tmp_path / "stats.npy"),
+                "--n-samples",
+                "1",
+                "--size",
+                "32",
+                "--levels",
+                "12",
+                "--no-condition-volume-fraction",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["phases"] == ["phase 0", "phase 1"] and "reference" not in summary["mean_x_chord_lengths_px"]
+    )
+    assert summary["settings"]["condition_volume_fraction"] is False
+
+
+def test_the_parser_defaults_are_the_settings_defaults():
+    args = build_parser().parse_args(["generate"])
+    assert from_arguments(HybridSettings, args) == HybridSettings()
+    assert HybridSettings().model == "nbsa-authors-checkpoint" and HybridSettings().sigma_c == 0.75
+
+
+def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cli, "run_generate", lambda settings, output: calls.append((settings, output)))
+    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
+    settings, output = calls[0]
+    assert settings == HybridSettings(n_samples=2, size=64) and output == tmp_path / "demo"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--reference", "ngrf-three-phase-simple"], "1 channel(s) but the statistics describe 3 phases"),
+        (["--sigma-c", "30"], "sigma_c=30.0 lies outside the model's noise schedule"),
+        (["--size", "33"], "divisible by 2**depth = 2"),
+        (["--periodic", "mirror"], "periodic must be one of"),
+        (["--statistics", "missing.npy"], "--statistics: no such file"),
+        (["--model", "no-such-model"], "neither a registered checkpoint"),
+    ],
+)
+def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys, require_data):
+    assert main(["generate", *options, "--output", str(tmp_path / "never")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_statistics_file_of_the_wrong_shape_is_rejected(tmp_path, capsys, require_data):
+    np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
+    assert main(["generate", "--statistics", str(tmp_path / "flat.npy")]) == 2
+    assert "expected periodic 2-point statistics of shape (N, N, H, W)" in capsys.readouterr().err

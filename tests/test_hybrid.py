@@ -1,0 +1,231 @@
+"""The volume-fraction posterior wrapper and the hybrid generator (with analytic and the authors' scores)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lgtutorial.conditioning import (
+    likelihood_width,
+    likelihood_widths,
+    mean_volume_fractions,
+    segmented_volume_fractions,
+    volume_fraction_posterior,
+)
+from lgtutorial.extrapolation import statistics_row
+from lgtutorial.grf import GaussianRandomField
+from lgtutorial.hybrid import HybridGenerator, finalize, statistics_row_for_shape
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.sampling import annealed_langevin, interior_mask, truncated_schedule
+from lgtutorial.statistics import volume_fractions
+
+
+def gaussian_score(mean: float, std: float):
+    return lambda x, sigma: -(x - mean) / (std**2 + sigma**2)
+
+
+class ToyModel(torch.nn.Module):
+    """A local score model: every pixel is pulled toward the mean of its neighbours (zero padding)."""
+
+    def __init__(self, channels: int = 1, depth: int = 0):
+        super().__init__()
+        self.settings = SimpleNamespace(channels=channels)
+        self.size_multiple = 2**depth
+        self.conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for c in range(channels):
+                self.conv.weight[c, c] = 1.0 / 9.0
+
+    def score(self, x, sigma):
+        return (self.conv(x) - x) / (0.05 + sigma**2)
+
+
+def two_phase_microstructure(size: int = 32, seed: int = 0) -> torch.Tensor:
+    """A periodic 2-phase structure: thresholded smooth noise, about 35 % phase 1."""
+    noise = torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(seed))
+    for _ in range(3):
+        noise = torch.nn.functional.avg_pool2d(
+            torch.nn.functional.pad(noise, (1, 1, 1, 1), mode="circular"), 3, 1
+        )
+    labels = (noise[:, 0] > noise.quantile(0.65)).long()
+    return labels_to_one_hot(labels, n_phases=2)
+
+
+@pytest.fixture
+def field() -> GaussianRandomField:
+    return GaussianRandomField.from_microstructure(two_phase_microstructure())
+
+
+# -- the posterior wrapper ---------------------------------------------------------------------
+@pytest.mark.parametrize("estimate", ["segmented", "mean"])
+def test_the_posterior_pulls_the_volume_fraction_toward_the_target(estimate):
+    prior = gaussian_score(0.2, 0.1)  # every pixel near 0.2: phase 1 is absent without conditioning
+    sigmas = truncated_schedule(20.0, 0.01, n_levels=200, sigma_c=0.75)
+    start = torch.full((2, 1, 16, 16), 0.2)
+    posterior = volume_fraction_posterior(prior, torch.tensor([0.5]), estimate=estimate)
+    measure = segmented_volume_fractions if estimate == "segmented" else mean_volume_fractions
+    free = measure(annealed_langevin(prior, start, sigmas, generator=torch.Generator().manual_seed(0)))
+    pulled = measure(annealed_langevin(posterior, start, sigmas, generator=torch.Generator().manual_seed(0)))
+    assert (pulled - 0.5).abs().max() < (free - 0.5).abs().min() - 0.05
+    if estimate == "segmented":
+        assert (pulled - 0.5).abs().max() < 0.05
+
+
+def test_the_likelihood_term_is_uniform_inside_the_mask_and_zero_outside():
+    mask = interior_mask((4, 4), 2)
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., ~mask] = 5.0  # the frame does not count toward the volume fraction
+    posterior = volume_fraction_posterior(
+        lambda y, s: torch.zeros_like(y), [0.25], estimate="mean", mask=mask, widths=(0.1, 0.1)
+    )
+    pull = posterior(x, torch.tensor(1.0))
+    assert torch.all(pull[..., ~mask] == 0)
+    expected = -(0.0 - 0.25) / (16 * 0.1**2)
+    torch.testing.assert_close(pull[..., mask], torch.full((1, 1, 16), expected))
+
+
+def test_segmented_estimate_leaves_uncertain_pixels_out_of_every_phase():
+    x = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.1, 0.1], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0]]).T.reshape(
+        1, 3, 2, 2
+    )
+    # pixel 2 has 1 - sum = 0.7 > every phase: uncertain, counted in the total only
+    torch.testing.assert_close(segmented_volume_fractions(x), torch.tensor([[0.25, 0.25, 0.25]]))
+    torch.testing.assert_close(
+        segmented_volume_fractions(torch.tensor([[[[0.49, 0.51]]]])), torch.tensor([[0.5]])
+    )
+
+
+def test_likelihood_widths_are_geometric_and_scale_with_the_domain():
+    start, end = likelihood_widths(64 * 64)
+    assert (start, end) == pytest.approx((0.032, 0.0004))
+    # the pull per pixel, 1 / (S sigma_mu^2), does not depend on the domain size
+    assert 64 * 64 * start**2 == pytest.approx(256 * 256 * 0.008**2)
+    middle = float(
+        likelihood_width(math.sqrt(20 * 0.01), sigma_max=20.0, sigma_min=0.01, start=0.008, end=1e-4)
+    )
+    assert middle == pytest.approx(math.sqrt(0.008 * 1e-4), rel=1e-6)
+    with pytest.raises(ValueError, match="estimate must be one of"):
+        likelihood_widths(100, estimate="median")
+
+
+def test_posterior_rejects_bad_targets_and_shapes():
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        volume_fraction_posterior(gaussian_score(0, 1), [1.5])
+    posterior = volume_fraction_posterior(gaussian_score(0, 1), [0.3, 0.3])
+    with pytest.raises(ValueError, match="do not fit model channels"):
+        posterior(torch.zeros(1, 1, 4, 4), torch.tensor(1.0))
+
+
+# -- statistics on another grid ------------------------------------------------------------------
+def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
+    micro = two_phase_microstructure(48)
+    row = statistics_row(micro)
+    assert statistics_row_for_shape(row, (48, 48)) is not None
+    torch.testing.assert_close(statistics_row_for_shape(row, (48, 48)), row)
+    for shape in [(16, 16), (32, 24), (80, 80)]:
+        moved = statistics_row_for_shape(row, shape)
+        assert moved.shape == (2, *shape)
+        assert float(moved[0, 0, 0]) == pytest.approx(float(row[0, 0, 0]))
+        spectrum = torch.fft.fft2(moved[0]).real
+        assert float(spectrum.min()) > -1e-9 * float(spectrum.abs().max())
+        field = GaussianRandomField(moved)
+        torch.testing.assert_close(
+            field.target_volume_fractions.double(), volume_fractions(micro)[0].double(), atol=1e-3, rtol=0
+        )
+
+
+# -- the generator -------------------------------------------------------------------------------
+def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(field):
+    generator = HybridGenerator(field, ToyModel(), n_levels=60, padding=4)
+    first = generator.sample(3, seed=1, return_grf=True, progress=False, batch_size=2)
+    again = generator.sample(3, seed=1, progress=False, batch_size=2)  # same seed and batches: same samples
+    other = generator.sample(3, seed=2, progress=False)
+    assert first.microstructures.shape == (3, 2, 32, 32)
+    assert torch.all(first.microstructures.sum(1) == 1)
+    assert torch.equal(first.microstructures, again.microstructures)
+    assert not torch.equal(first.microstructures, other.microstructures)
+    assert first.refined.shape == (3, 1, 32, 32) and float(first.refined.abs().max()) <= 3.0
+    # 2 phases: the GRF input is segmented with the target volume fractions
+    assert torch.all((first.grf == 0) | (first.grf == 1))
+    torch.testing.assert_close(
+        volume_fractions(first.grf), field.target_volume_fractions.expand(3, 2), atol=1.0 / 32**2, rtol=0
+    )
+    assert again.grf is None and "target" in first.report()
+
+
+def test_conditioning_brings_a_biased_model_to_the_target(field):
+    target = float(field.target_volume_fractions[1])
+    errors = {}
+    for condition in (True, False):
+        generator = HybridGenerator(
+            field,
+            gaussian_score(0.2, 0.1),
+            n_levels=200,
+            padding=0,
+            periodic="none",
+            condition_volume_fraction=condition,
+        )
+        samples = generator.sample(2, seed=0, progress=False)
+        errors[condition] = float((samples.achieved_volume_fractions[:, 1] - target).abs().max())
+    assert errors[True] < 0.05 < errors[False]
+
+
+def test_more_than_two_phases_refine_the_raw_field():
+    labels = torch.arange(24).view(1, 24).expand(24, 24) // 8  # three stripes, periodic
+    field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
+    samples = HybridGenerator(field, ToyModel(channels=3), n_levels=40, padding=4).sample(
+        2, seed=0, return_grf=True, progress=False
+    )
+    assert samples.microstructures.shape == (2, 3, 24, 24)
+    assert not torch.all((samples.grf == 0) | (samples.grf == 1))  # continuous GRF input
+    torch.testing.assert_close(samples.grf.sum(1), torch.ones(2, 24, 24))
+
+
+def test_circular_mode_uses_a_periodic_copy_of_the_model(field):
+    model = ToyModel()
+    generator = HybridGenerator(field, model, n_levels=30, periodic="circular")
+    assert generator.model.conv.padding_mode == "circular" and model.conv.padding_mode == "zeros"
+    assert generator.padding == 0
+    assert generator.sample(1, seed=0, progress=False).microstructures.shape == (1, 2, 32, 32)
+
+
+def test_finalize_thresholds_one_channel_and_argmaxes_several():
+    one = finalize(torch.tensor([[[[0.4, 0.6, 7.0]]]]), 2)
+    assert one[0, 1, 0].tolist() == [0.0, 1.0, 1.0]
+    several = finalize(torch.tensor([[[[0.1]], [[0.7]], [[0.2]]]]), 3)
+    assert several[0, :, 0, 0].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_bad_combinations_give_clear_errors(field):
+    with pytest.raises(ValueError, match="3 channel\\(s\\) but the statistics describe 2 phases"):
+        HybridGenerator(field, ToyModel(channels=3))
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*depth = 8"):
+        HybridGenerator(field, ToyModel(depth=3), padding=2)  # 32 + 2 * 2 = 36
+    HybridGenerator(field, ToyModel(depth=3), padding=4)  # 40 is fine
+    with pytest.raises(ValueError, match="sigma_c=30.0 lies outside"):
+        HybridGenerator(field, ToyModel(), sigma_c=30.0)
+    with pytest.raises(ValueError, match="periodic must be one of"):
+        HybridGenerator(field, ToyModel(), periodic="mirror")
+    with pytest.raises(ValueError, match="needs a torch.nn.Module"):
+        HybridGenerator(field, gaussian_score(0, 1), periodic="circular")
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        HybridGenerator(field, ToyModel()).sample(0)
+
+
+# -- with the authors' case-study-1 model ------------------------------------------------------
+def test_authors_model_refines_a_grf_sample(require_data):
+    from lgtutorial.data import load_reference
+    from lgtutorial.hybrid import load_score_model
+
+    model, sigmas = load_score_model("nbsa-authors-checkpoint")
+    reference, _ = load_reference("nbsa-proxy")
+    generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(32, 32), n_levels=40)
+    samples = generator.sample(1, seed=0, return_grf=True, progress=False)
+    assert samples.microstructures.shape == (1, 2, 32, 32)
+    assert torch.all(samples.microstructures.sum(1) == 1)
+    assert not torch.equal(samples.microstructures, samples.grf)  # the model changed the GRF sample
+    with pytest.raises(ValueError, match="1 channel\\(s\\) but the statistics describe 3 phases"):
+        three, _ = load_reference("ngrf-three-phase-simple")
+        HybridGenerator.from_reference(three, model, sigmas=sigmas, shape=(32, 32))
