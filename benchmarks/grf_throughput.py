@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from _report import emit_table
 
 from lgtutorial import GaussianRandomField, load_reference
 from lgtutorial.statistics import two_point_statistics
@@ -101,12 +102,7 @@ def main() -> None:
                 + " |"
             )
             print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(table + "\n")
-
+    emit_table("\n".join(lines), args.output)
 
 if __name__ == "__main__":
     main()

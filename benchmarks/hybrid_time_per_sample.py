@@ -18,6 +18,7 @@ import platform
 import time
 
 import torch
+from _report import emit_table
 
 from lgtutorial import load_reference
 from lgtutorial.hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, load_score_model
@@ -83,13 +84,7 @@ def main() -> None:
         f"posterior with the segmented estimate and the authors' target shift {VOLUME_FRACTION_SHIFTS[MODEL]}; "
         "16 px periodic embedding. Timed after one warm-up network evaluation, on a machine shared with other jobs.",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.output:
-        from lgtutorial._io import atomic_write
-
-        with atomic_write(args.output, "w") as handle:
-            handle.write(table + "\n")
+    emit_table("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import platform
 import time
 
 import torch
+from _report import emit_table
 
 from lgtutorial.schedules import geometric_sigmas
 from lgtutorial.settings import TRAINING_PRESETS, UNET_PRESETS, resolve_device
@@ -91,14 +92,7 @@ def main() -> None:
                      f"{s.patch_size}x{s.patch_size} | {rate:.2f} | {rate * args.batch_size:.0f} | {count} | "
                      f"{s.steps / rate / 3600:.1f} |")
         print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print()
-    print(table)
-    if args.output:
-        from lgtutorial._io import atomic_write
-
-        with atomic_write(args.output, "w") as handle:
-            handle.write(table + "\n")
+    emit_table("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .grf import GaussianRandomField, interpolate_statistics
+from .grf import GaussianRandomField, interpolate_statistics, statistics_row
 from .microstructure import check_microstructure
 from .statistics import two_point_statistics
 
@@ -37,12 +37,6 @@ def resize_microstructure(microstructure, shape: tuple[int, ...]) -> torch.Tenso
     if tuple(shape) == tuple(m.shape[2:]):
         return m
     return torch.nn.functional.interpolate(m, size=tuple(shape), mode="nearest-exact")
-
-
-def statistics_row(microstructure, *, reference_phase: int = 0) -> torch.Tensor:
-    """Periodic 2-point statistics row ``f_pn`` averaged over samples, ``(N, *spatial)``, float64."""
-    m = check_microstructure(microstructure).to(torch.float64)
-    return two_point_statistics(m)[:, reference_phase].mean(0)
 
 
 def interpolated_field(

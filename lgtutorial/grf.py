@@ -31,6 +31,7 @@ __all__ = [
     "segment_preserving_fractions",
     "gaussian_smooth",
     "interpolate_statistics",
+    "statistics_row",
 ]
 
 
@@ -186,8 +187,7 @@ class GaussianRandomField:
         micrograph is treated as periodic (its seams add a little spurious correlation at long
         lags); its domain size is the size of the samples.
         """
-        m = check_microstructure(microstructure).to(torch.float64)
-        row = two_point_statistics(m)[:, reference_phase].mean(0)
+        row = statistics_row(microstructure, reference_phase=reference_phase)
         return cls(row, reference_phase=reference_phase, device=device, dtype=dtype, **kwargs)
 
     @property
@@ -253,6 +253,15 @@ class GaussianRandomField:
         else:
             raise ValueError(f"segmentation must be 'preserve', 'argmax' or None, got {segmentation!r}")
         return GRFSamples(raw, filtered, segmented, self.target_volume_fractions)
+
+
+def statistics_row(microstructure, *, reference_phase: int = 0) -> torch.Tensor:
+    """Periodic 2-point statistics row ``f_pn`` averaged over samples, ``(N, *spatial)``, float64.
+
+    This is what :class:`GaussianRandomField` is built from.
+    """
+    m = check_microstructure(microstructure).to(torch.float64)
+    return two_point_statistics(m)[:, reference_phase].mean(0)
 
 
 def _gaussian_transfer(shape, sigma: float, device, dtype) -> torch.Tensor:
