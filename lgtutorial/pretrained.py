@@ -1,4 +1,9 @@
-"""Trained score models: the converter for the authors' published checkpoints.
+"""Trained score models: this project's own shipped models, and the converter for the authors' checkpoints.
+
+:func:`load` / :func:`load_with_sigmas` return a model this project trained and ships in
+``data/pretrained`` (``lgtutorial-case1``: 2 phases, ``lgtutorial-case2``: 3 phases; see
+:func:`available` and each model's card ``data/pretrained/<name>.md``); :func:`export_pretrained`
+turns a training checkpoint into such a shipped model.
 
 The authors of Robertson et al. 2023 published their EMA score models as plain state dicts
 (``torch.save(model.state_dict())`` of a twice-wrapped model). :func:`load_authors_checkpoint`
@@ -34,7 +39,18 @@ import torch
 from .settings import UNetSettings
 from .unet import ScoreUNet
 
-__all__ = ["load_authors_checkpoint", "convert_authors_state_dict"]
+__all__ = [
+    "load_authors_checkpoint",
+    "convert_authors_state_dict",
+    "available",
+    "load",
+    "load_with_sigmas",
+    "model_card",
+    "export_pretrained",
+    "pretrained_directory",
+    "default_model",
+    "DEFAULT_MODELS",
+]
 
 _RENAMES = {"initial": "encoder", "down_unit": "downs", "up_unit": "ups", "combiner_unit": "merges"}
 _BLOCK_LEAVES = {"conv.weight", "conv.bias", "norm.alpha", "norm.gamma", "norm.beta", "activation.weight"}
@@ -159,9 +175,14 @@ def load_authors_checkpoint(
 ) -> tuple[ScoreUNet, torch.Tensor | None]:
     """Load one of the authors' published score models as a :class:`ScoreUNet`.
 
+    Every score-model loader goes through here (:func:`lgtutorial.hybrid.load_score_model`, the
+    CLI's ``--model``), so it also takes the names of this project's shipped models (handed on to
+    :func:`load_with_sigmas`, hash-checked), an exported model's ``.pt`` file and a training
+    checkpoint (its EMA weights, :func:`lgtutorial.training.load_checkpoint`).
+
     Args:
-        path_or_registry_name: a registry name (``lgtutorial data list``, kind checkpoint) or a
-            path to a ``.pth`` state dict.
+        path_or_registry_name: a registry name (``lgtutorial data list``, kind checkpoint), a
+            shipped model's name (:func:`available`) or a path to a ``.pth``/``.pt`` file.
         device: where to put the model and the noise levels (default: CPU).
 
     Returns:
@@ -176,6 +197,8 @@ def load_authors_checkpoint(
     from . import data
 
     source = str(path_or_registry_name)
+    if source in available():  # this project's own models: every score-model loader takes their names
+        return load_with_sigmas(source, device=device)
     if source in data.registry():
         entry = data.registry()[source]
         if entry.kind != "checkpoint":
@@ -184,12 +207,20 @@ def load_authors_checkpoint(
     else:
         path = Path(source)
         if not path.is_file():
-            names = ", ".join(e.name for e in data.list_references("checkpoint"))
+            names = ", ".join([e.name for e in data.list_references("checkpoint")] + available())
             raise FileNotFoundError(f"{source!r} is neither a registered checkpoint ({names}) nor a file")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in many types
         raise ValueError(f"{path}: could not read it as a tensor state dict ({type(error).__name__}: {error})") from error
+    if isinstance(state_dict, Mapping) and state_dict.get("format") in (PRETRAINED_FORMAT, "lgtutorial-score-model"):
+        if state_dict["format"] == PRETRAINED_FORMAT:  # an exported model's file (not checked against an index)
+            model, sigmas, _ = _load_pretrained_file(path)
+        else:  # a training checkpoint: its EMA weights
+            from .training import load_checkpoint
+
+            model, sigmas, _ = load_checkpoint(path)
+        return (model.to(device), sigmas.to(device)) if device is not None else (model, sigmas)
     try:
         model, sigmas = convert_authors_state_dict(state_dict)
     except ValueError as error:
@@ -198,3 +229,251 @@ def load_authors_checkpoint(
         model = model.to(device)
         sigmas = sigmas.to(device) if sigmas is not None else None
     return model, sigmas
+
+
+# -- this project's own trained models ------------------------------------------------------------
+# ``data/pretrained`` (installed: ``lgtutorial/_data/pretrained``) holds one ``<name>.pt`` (EMA
+# weights, settings, noise levels, provenance) and one ``<name>.md`` model card per model, and an
+# ``index.toml`` with every file's SHA-256. :func:`export_pretrained` writes all three.
+
+PRETRAINED_FORMAT = "lgtutorial-pretrained"
+PRETRAINED_VERSION = 1
+INDEX_NAME = "index.toml"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def pretrained_directory() -> Path:
+    """The folder of the shipped models: ``data/pretrained`` (a checkout) or ``lgtutorial/_data/pretrained``."""
+    from .data import _registry_path
+
+    return _registry_path().parent / "pretrained"
+
+
+def _read_index(directory: Path) -> dict:
+    import tomllib
+
+    path = directory / INDEX_NAME
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _toml_value(value) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, (str, bool, int, float)) else json.dumps(str(value))
+
+
+def _write_index(directory: Path, index: dict) -> None:
+    from ._io import atomic_write
+
+    lines = ["# This project's own trained score models (written by lgtutorial.pretrained.export_pretrained).",
+             "# lgtutorial.pretrained.load(name) checks each file against its sha256 here.", ""]
+    for name in sorted(index):
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in index[name].items()]
+        lines.append("")
+    with atomic_write(directory / INDEX_NAME, "w") as handle:
+        handle.write("\n".join(lines))
+
+
+def available(*, directory: str | Path | None = None) -> list[str]:
+    """Names of the shipped (exported) models, e.g. ``["lgtutorial-case1", "lgtutorial-case2"]``."""
+    return sorted(_read_index(Path(directory) if directory is not None else pretrained_directory()))
+
+
+def _index_entry(name: str, directory) -> tuple[Path, dict]:
+    directory = Path(directory) if directory is not None else pretrained_directory()
+    index = _read_index(directory)
+    if name not in index:
+        shipped = ", ".join(sorted(index)) or "none"
+        raise ValueError(f"unknown pretrained model {name!r}; expected one of: {shipped} (listed in "
+                         f"{directory / INDEX_NAME}; 'lgtutorial pretrained list')")
+    return directory, index[name]
+
+
+def model_card(name: str, *, directory: str | Path | None = None) -> str:
+    """The Markdown model card of a shipped model: its training, and how it differs from the paper's."""
+    directory, entry = _index_entry(name, directory)
+    return (directory / entry["card"]).read_text(encoding="utf-8")
+
+
+def load_with_sigmas(name: str, *, device=None, directory: str | Path | None = None) -> tuple[ScoreUNet, torch.Tensor]:
+    """Load a shipped model by name, after checking its file against the index's SHA-256.
+
+    Args:
+        name: one of :func:`available` (``lgtutorial pretrained list``).
+        device: where to put the model and the noise levels (default: CPU).
+        directory: the folder of the shipped models (default: :func:`pretrained_directory`).
+
+    Returns:
+        ``(model, sigmas)``: the EMA weights in eval mode and the ``(L,)`` float32 training noise
+        levels. The model also carries them as a (non-persistent) buffer ``model.sigmas`` and
+        its training record as ``model.provenance``.
+
+    Raises:
+        ValueError: an unknown name, or a file whose hash or contents do not match.
+        FileNotFoundError: the index lists the name but its weights file is missing.
+    """
+    import hashlib
+
+    directory, entry = _index_entry(name, directory)
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"the pretrained model {name!r} is listed in {directory / INDEX_NAME} but its "
+                                f"weights {path} are missing; reinstall lgtutorial or re-export them with "
+                                f"'lgtutorial pretrained export CHECKPOINT {name}'")
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != entry["sha256"]:
+        raise ValueError(f"{path} does not match the index entry of {name!r}: expected sha256 {entry['sha256']}, "
+                         f"found {found}; the file is corrupt or was replaced without re-exporting")
+    model, sigmas, state = _load_pretrained_file(path)
+    model.pretrained_name = name
+    if device is not None:
+        model, sigmas = model.to(device), sigmas.to(device)
+    return model, sigmas
+
+
+def load(name: str, *, device=None, directory: str | Path | None = None) -> ScoreUNet:
+    """A shipped model, ready to sample: EMA weights, eval mode, noise levels as ``model.sigmas``.
+
+    See :func:`load_with_sigmas` for the arguments and errors.
+
+    Example:
+        >>> model = load("lgtutorial-case1")
+        >>> model.settings.channels, len(model.sigmas)
+        (1, 1000)
+    """
+    return load_with_sigmas(name, device=device, directory=directory)[0]
+
+
+def _load_pretrained_file(path: Path) -> tuple[ScoreUNet, torch.Tensor, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
+        raise ValueError(f"{path}: not an exported lgtutorial model (no format '{PRETRAINED_FORMAT}')")
+    if state.get("version") != PRETRAINED_VERSION:
+        raise ValueError(f"{path}: version {state.get('version')!r}, this package reads {PRETRAINED_VERSION}")
+    model = ScoreUNet(UNetSettings(**state["model_settings"]))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    sigmas = state["sigmas"].to(torch.float32)
+    model.register_buffer("sigmas", sigmas.clone(), persistent=False)
+    model.provenance = state["provenance"]
+    return model, sigmas, state
+
+
+def _matching_preset(model_settings: dict, training_settings: dict) -> str:
+    """The preset these settings come from (the step count, seed and bookkeeping may differ), or ``custom``."""
+    import dataclasses
+
+    from .settings import TRAINING_PRESETS, UNET_PRESETS
+
+    loose = {"steps", "seed", "device", "eval_every", "checkpoint_every", "mixed_precision"}
+    for name, preset in TRAINING_PRESETS.items():
+        wanted = dataclasses.asdict(preset)
+        if dataclasses.asdict(UNET_PRESETS[name]) == model_settings and all(
+                training_settings.get(k) == v for k, v in wanted.items() if k not in loose):
+            return name
+    return "custom"
+
+
+def _training_outputs(checkpoint: Path, steps: int) -> tuple[dict, dict | None, str | None]:
+    """``summary.json`` and, if it belongs to this very checkpoint, the training report beside it."""
+    import json
+
+    summary_path, report_path = checkpoint.parent / "summary.json", checkpoint.parent / "report.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    finished = summary.get("provenance", {}).get("steps_done") == steps
+    if finished and report_path.is_file():
+        markdown = checkpoint.parent / "report.md"
+        return summary, json.loads(report_path.read_text()), markdown.read_text() if markdown.is_file() else None
+    return summary, None, None
+
+
+def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str | Path | None = None,
+                      preset: str | None = None) -> Path:
+    """Ship the EMA weights of a training checkpoint as the model ``name``, with a model card.
+
+    Writes (atomically) ``<directory>/<name>.pt`` (float32 EMA weights, U-Net settings, noise
+    levels, training settings and history, provenance: preset, steps done of planned, wall time,
+    device, torch version, reference name and SHA-256, seed), ``<name>.md`` (the model card: how it
+    was trained and how that differs from the paper's settings) and updates ``index.toml``.
+
+    Args:
+        checkpoint_path: a ``checkpoint.pt`` of :func:`lgtutorial.training.train_score_model` (or its folder).
+            A training report (``report.json``) beside it is included when it belongs to the same step.
+        name: lower-case letters, digits, ``.``, ``_``, ``-``; e.g. ``"lgtutorial-case1"``.
+        directory: where to write (default: the package's ``data/pretrained``).
+        preset: the training preset's name for the card (default: ``summary.json`` beside the
+            checkpoint, else the preset the settings match).
+
+    Returns:
+        The path of the written ``.pt`` file.
+    """
+    import hashlib
+    import time
+
+    from ._io import atomic_write
+    from .training import CHECKPOINT_NAME, load_checkpoint
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"name must be lower-case letters, digits, '.', '_' or '-' (e.g. 'lgtutorial-case1'), "
+                         f"got {name!r}")
+    checkpoint = Path(checkpoint_path)
+    checkpoint = checkpoint / CHECKPOINT_NAME if checkpoint.is_dir() else checkpoint
+    model, sigmas, state = load_checkpoint(checkpoint, weights="ema")
+    try:  # the card's re-export command: relative to the working folder (the project root) where possible
+        shown = checkpoint.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = checkpoint
+    summary, report, report_markdown = _training_outputs(checkpoint, state["step"])
+    source = state["provenance"]
+    preset = preset or summary.get("preset") or _matching_preset(state["model_settings"], state["training_settings"])
+    provenance = {
+        "name": name, "preset": preset, "steps_done": int(state["step"]),
+        "steps_planned": int(state["training_settings"]["steps"]), "wall_time_s": float(source["wall_time_s"]),
+        "device": source["device"], "device_name": source.get("device_name", ""),
+        "torch_version": source["torch_version"], "lgtutorial_version": source.get("lgtutorial_version", ""),
+        "reference": {k: source["reference"][k] for k in ("name", "sha256", "periodic", "shape")
+                      if k in source["reference"]},
+        "seed": int(source["seed"]), "periodic_patches": bool(source.get("periodic_patches", False)),
+        "checkpoint_saved_at": source.get("saved_at", ""), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "checkpoint": shown.as_posix(), "n_parameters": model.n_parameters,
+    }
+    payload = {"format": PRETRAINED_FORMAT, "version": PRETRAINED_VERSION, "name": name,
+               "model_settings": dict(state["model_settings"]), "training_settings": dict(state["training_settings"]),
+               "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()},
+               "sigmas": sigmas.detach().to("cpu", torch.float32), "provenance": provenance,
+               "history": state["history"], "report": report}
+    directory = Path(directory) if directory is not None else pretrained_directory()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.pt"
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    from ._model_card import model_card as card_text
+
+    with atomic_write(directory / f"{name}.md", "w") as handle:
+        handle.write(card_text(payload, digest, report_markdown))
+    index = _read_index(directory)
+    index[name] = {"file": path.name, "sha256": digest, "card": f"{name}.md", "channels": model.settings.channels,
+                   "reference": provenance["reference"]["name"], "preset": preset,
+                   "steps_done": provenance["steps_done"], "steps_planned": provenance["steps_planned"]}
+    _write_index(directory, index)
+    for written in (path, directory / f"{name}.md", directory / INDEX_NAME):
+        written.chmod(0o644)  # shipped files: readable by everyone (temporary files start private)
+    return path
+
+
+#: The shipped model the CLI uses when no ``--model`` is given, by number of phases of the statistics.
+DEFAULT_MODELS = {2: "lgtutorial-case1", 3: "lgtutorial-case2"}
+
+
+def default_model(n_phases: int) -> str:
+    """Name of the shipped model for statistics of ``n_phases`` phases (:data:`DEFAULT_MODELS`)."""
+    if n_phases not in DEFAULT_MODELS:
+        raise ValueError(f"no shipped score model for {n_phases}-phase statistics (there are models for "
+                         f"{', '.join(f'{n} phases: {m}' for n, m in DEFAULT_MODELS.items())}); "
+                         "train one ('lgtutorial train') and pass it with --model")
+    return DEFAULT_MODELS[n_phases]
