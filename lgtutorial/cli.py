@@ -168,7 +168,7 @@ def _add_demo(subparsers) -> None:
 
 
 #: ``lgtutorial demo`` (``make demo``): the hybrid generator's defaults on a domain small enough for a CPU
-#: (about a minute on two cores; two 128 x 128 samples took about 7 minutes there).
+#: (seconds on two cores with the default fast sampler; about a minute with ``--sampler faithful``).
 DEMO_SETTINGS = dict(n_samples=2, size=64)
 
 
@@ -297,6 +297,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     from .extrapolation import statistics_row
     from .hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, load_score_model
     from .plotting import show_microstructures
+    from .pretrained import default_model
 
     if settings.size is not None and settings.size < 2:
         raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
@@ -309,18 +310,20 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
         row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
     phases = phases or [f"phase {n}" for n in range(row.shape[0])]
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
-    model, sigmas = load_score_model(settings.model, device=device)
+    model_name = settings.model or default_model(row.shape[0])
+    model, sigmas = load_score_model(model_name, device=device)
     shift = settings.volume_fraction_shift
-    shift = VOLUME_FRACTION_SHIFTS.get(settings.model, 0.0) if shift is None else shift
+    shift = VOLUME_FRACTION_SHIFTS.get(model_name, 0.0) if shift is None else shift
     generator = HybridGenerator.from_statistics(
         row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
         step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
         volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift,
-        periodic=settings.periodic, padding=settings.padding,
+        periodic=settings.periodic, padding=settings.padding, sampler=settings.sampler,
     )
     out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
     print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
-          f"from sigma {float(generator.sigmas[0]):.3g}, on {device}")
+          f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "
+          f"{generator.evaluations_per_sample} network evaluations per sample), score model {model_name}, on {device}")
     started = time.perf_counter()
     samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
                                return_grf=True)
@@ -344,7 +347,9 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
         "phases": phases,
         "shape": list(shape),
         "statistics_moved_to_shape": shape != tuple(row.shape[1:]),
+        "model": model_name,
         "levels_run": len(generator.sigmas),
+        "network_evaluations_per_sample": generator.evaluations_per_sample,
         "volume_fraction_shift": shift,
         "target_volume_fractions": target.tolist(),
         "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
@@ -446,6 +451,33 @@ def _run_train(args) -> int:
     return 0
 
 
+# -- pretrained ---------------------------------------------------------------------------------
+def _add_pretrained(subparsers) -> None:
+    parser = subparsers.add_parser("pretrained", help="this project's shipped score models: list them, export new ones")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="list the shipped models with their training steps and model cards")
+    export = actions.add_parser("export", help="ship the EMA weights of a training checkpoint (writes NAME.pt, "
+                                               "NAME.md and the index in the package's data/pretrained)")
+    export.add_argument("checkpoint", type=Path, help="checkpoint.pt written by 'lgtutorial train' (or its folder)")
+    export.add_argument("name", help="model name, e.g. lgtutorial-case1")
+    export.add_argument("--directory", type=Path, default=None, help="write there instead of the package data")
+
+
+def _run_pretrained(args) -> int:
+    from . import pretrained
+
+    if args.action == "export":
+        path = pretrained.export_pretrained(args.checkpoint, args.name, directory=args.directory)
+        print(f"wrote {path}, {path.with_suffix('.md').name} and {pretrained.INDEX_NAME} in {path.parent}")
+        return 0
+    index = pretrained._read_index(pretrained.pretrained_directory())
+    print(f"shipped models in {pretrained.pretrained_directory()}:")
+    for name, entry in sorted(index.items()):
+        print(f"{name:<20} {entry['channels']} channel(s), {entry['reference']:<14} preset {entry['preset']:<10} "
+              f"{entry['steps_done']:>7,} of {entry['steps_planned']:,} steps; card: {entry['card']}")
+    return 0
+
+
 COMMANDS = {
     "data": (_add_data, _run_data),
     "stats": (_add_stats, _run_stats),
@@ -454,7 +486,41 @@ COMMANDS = {
     "evaluate": (_add_evaluate, _run_evaluate),
     "generate": (_add_generate, _run_generate),
     "train": (_add_train, _run_train),
+    "pretrained": (_add_pretrained, _run_pretrained),
 }
+
+
+# -- sweep --------------------------------------------------------------------------------------
+def _add_sweep(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="generate a dataset: a YAML design of GRF/hybrid samples run on dask, written to one "
+                      "resumable Zarr store", description="See examples/sweep_small.yaml for the design format.")
+    parser.add_argument("design", type=Path, help="YAML design file")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="Zarr store to write (default: lgtutorial-output/sweep-NAME.zarr)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="address of a running dask scheduler, e.g. tcp://host:8786 (dask-jobqueue on a "
+                             "cluster); default: a local cluster")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="workers of the local cluster (default: one per GPU, else 2)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an existing store of the same design: only samples not done are generated")
+    parser.add_argument("--retries", type=int, default=2, help="retries of a failed sample (default: 2)")
+
+
+def _run_sweep(args) -> int:
+    from .sweep import load_design, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    design = load_design(args.design)
+    output = args.output or OUTPUT_ROOT / f"sweep-{design.name}.zarr"
+    result = run_sweep(design, output, scheduler=args.scheduler, n_workers=args.workers, resume=args.resume,
+                       retries=args.retries)
+    return 0 if result.complete else 1
+
+
+COMMANDS["sweep"] = (_add_sweep, _run_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .conditioning import likelihood_widths as default_likelihood_widths
 from .conditioning import volume_fraction_posterior
 from .grf import GaussianRandomField, segment_argmax
+from .samplers import SAMPLERS, SamplerConfiguration, prepare_model, resolve_sampler
 from .sampling import (
-    annealed_langevin,
     crop_embedding,
     from_model_channels,
     interior_mask,
@@ -34,11 +35,13 @@ from .sampling import (
     truncated_schedule,
     with_circular_padding,
 )
+from .schedules import truncation_index
 from .statistics import volume_fractions
 
 __all__ = [
     "HybridGenerator",
     "HybridSamples",
+    "SAMPLERS",
     "VOLUME_FRACTION_SHIFTS",
     "finalize",
     "load_score_model",
@@ -167,11 +170,16 @@ class HybridGenerator:
         score_model: a module with ``.score(x, sigma)`` (e.g. :class:`~lgtutorial.unet.ScoreUNet`;
             moved to ``device`` and put in eval mode) or a plain ``score_fn(x, sigma)``.
         sigmas: the model's training noise levels ``(L,)``; only their range is used. Default 20 -> 0.01.
-        n_levels: levels of the geometric schedule over that range at sampling time (default: ``L``,
-            1000 for the paper's models); fewer levels give cheaper, coarser runs.
+        sampler: ``"faithful"`` (the paper's annealed Langevin, 568 evaluations per 2-phase sample),
+            ``"fast"`` (reverse-SDE predictor on a coarse schedule, 32), ``"fast-compiled"`` or a
+            :class:`~lgtutorial.samplers.SamplerConfiguration`; see :data:`lgtutorial.samplers.SAMPLERS`.
+        n_levels: levels of the geometric schedule over that range at sampling time (default: the
+            sampler's; for ``"faithful"`` ``L``, 1000 for the paper's models); those from ``sigma_c``
+            down are run. Fewer levels give cheaper, coarser runs.
         sigma_c: noise level at which refinement starts (0.75 in the paper); ``None`` samples the
             score model alone from noise at ``sigma_max`` over the whole schedule (the SBG baseline).
-        step_lr: base Langevin step size, ``eps_i = step_lr (sigma_i / sigma_L)^2``.
+        step_lr: base Langevin step size, ``eps_i = step_lr (sigma_i / sigma_L)^2`` (default: the
+            sampler's, 2e-5; Langevin samplers only).
         condition_volume_fraction: use the volume-fraction posterior score (Eq. (12)).
         volume_fraction_estimate: ``"segmented"`` or ``"mean"`` (see :mod:`lgtutorial.conditioning`).
         likelihood_widths: ``(sigma_mu start, end)``; default the authors' values for the estimate,
@@ -190,7 +198,7 @@ class HybridGenerator:
     Raises:
         ValueError: a model whose channels do not fit the phases of the statistics, a domain the
             network cannot take (its sides, plus twice the padding, must be multiples of
-            ``2**depth``), ``sigma_c`` outside the schedule, unknown options.
+            ``2**depth``), ``sigma_c`` outside the schedule, unknown options or sampler names.
     """
 
     def __init__(
@@ -199,9 +207,10 @@ class HybridGenerator:
         score_model,
         *,
         sigmas: torch.Tensor | None = None,
+        sampler: str | SamplerConfiguration = "faithful",
         n_levels: int | None = None,
         sigma_c: float | None = 0.75,
-        step_lr: float = 2e-5,
+        step_lr: float | None = None,
         condition_volume_fraction: bool = True,
         volume_fraction_estimate: str = "segmented",
         likelihood_widths: tuple[float, float] | None = None,
@@ -214,6 +223,8 @@ class HybridGenerator:
     ):
         if not isinstance(field, GaussianRandomField) or len(field.shape) != 2:
             raise TypeError("field must be a 2-D GaussianRandomField")
+        self.sampler = resolve_sampler(sampler)
+        self.sampler_name = sampler if isinstance(sampler, str) else "custom"
         self.field = field
         self.device = torch.device(device) if device is not None else field.device
         if self.device != field.device:
@@ -237,7 +248,7 @@ class HybridGenerator:
             settings = getattr(model, "settings", None)
             self.channels = getattr(settings, "channels", channels)
             self.size_multiple = int(getattr(model, "size_multiple", 1))
-            self.prior_score = model.score
+            self.prior_score = prepare_model(model, self.sampler)
             self.model = model
         elif callable(score_model):
             if periodic == "circular":
@@ -269,14 +280,21 @@ class HybridGenerator:
             )
 
         sigma_max, sigma_min = (20.0, 0.01) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
-        n_levels = n_levels if n_levels is not None else (1000 if sigmas is None else len(sigmas))
+        if n_levels is None:
+            n_levels = self.sampler.levels or (1000 if sigmas is None else len(sigmas))
         if not isinstance(n_levels, int) or n_levels < 2:
             raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
         self.sigma_max, self.sigma_min, self.sigma_c = sigma_max, sigma_min, sigma_c
         self.sigmas = truncated_schedule(
             sigma_max, sigma_min, n_levels=n_levels, sigma_c=sigma_c, device=self.device
         )
-        self.step_lr = step_lr
+        if self.sampler.sigma_end is not None:  # stop early, at the level closest to sigma_end (at least 2 levels)
+            end, first = self.sampler.sigma_end, float(self.sigmas[0])
+            last = len(self.sigmas) - 1 if end <= float(self.sigmas[-1]) else (
+                0 if end >= first else truncation_index(self.sigmas, end)
+            )
+            self.sigmas = self.sigmas[: max(2, last + 1)]
+        self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
         self.condition_volume_fraction = condition_volume_fraction
         self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
@@ -321,6 +339,11 @@ class HybridGenerator:
         """``(H, W)`` of the samples."""
         return tuple(self.field.shape)
 
+    @property
+    def evaluations_per_sample(self) -> int:
+        """Score-model evaluations the sampler spends on one sample (``len(sigmas)`` for Langevin)."""
+        return self.sampler.evaluations(len(self.sigmas))
+
     def score(self) -> Callable:
         """The score function the sampler uses on the (embedded) domain: ``prior_score`` (the model's),
         wrapped into the volume-fraction posterior (Eq. (12)) when conditioning is on."""
@@ -329,13 +352,17 @@ class HybridGenerator:
         target = to_model_channels(self.target_volume_fractions.view(1, -1, 1, 1), self.channels).flatten()
         target = (target + self.volume_fraction_shift).clamp(0.0, 1.0)
         mask = interior_mask(self.shape, self.padding, device=self.device) if self.padding else None
+        widths = self.likelihood_widths or default_likelihood_widths(
+            self.shape[0] * self.shape[1], estimate=self.volume_fraction_estimate
+        )
+        scale = self.sampler.likelihood_scale**-0.5  # the pull grows as 1 / sigma_mu^2
         return volume_fraction_posterior(
             self.prior_score,
             target,
             estimate=self.volume_fraction_estimate,
             sigma_max=self.sigma_max,
             sigma_min=self.sigma_min,
-            widths=self.likelihood_widths,
+            widths=(widths[0] * scale, widths[1] * scale),
             mask=mask,
         )
 
@@ -357,7 +384,7 @@ class HybridGenerator:
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
     ) -> torch.Tensor:
-        """Run annealed Langevin on ``(n, C, H, W)`` starting iterates; return the last iterate (unclamped)."""
+        """Run the sampler on ``(n, C, H, W)`` starting iterates; return the last iterate (unclamped)."""
         if start.ndim != 4 or start.shape[1] != self.channels or tuple(start.shape[2:]) != self.shape:
             raise ValueError(
                 f"expected starting iterates (n, {self.channels}, {self.shape[0]}, {self.shape[1]}), "
@@ -365,13 +392,8 @@ class HybridGenerator:
             )
         x = periodic_embed(start.to(self.device), self.padding)
         project = (lambda y: refresh_embedding(y, self.padding)) if self.padding else None
-        x = annealed_langevin(
-            self.score(),
-            x,
-            self.sigmas,
-            step_lr=self.step_lr,
-            generator=generator,
-            callback=callback,
+        x = self.sampler.run(
+            self.score(), x, self.sigmas, step_lr=self.step_lr, generator=generator, callback=callback,
             project=project,
         )
         return crop_embedding(x, self.padding)
@@ -395,8 +417,9 @@ class HybridGenerator:
             generator: a ``torch.Generator`` on the device, for GRF draws and Langevin noise.
             batch_size: samples refined at once (``None``: all).
             return_grf: keep the starting GRF samples in the result.
-            progress: show a tqdm progress bar over the Langevin steps.
-            callback: called after every step with ``annealed_langevin``'s dict plus ``"batch"``.
+            progress: show a tqdm progress bar over the score evaluations.
+            callback: called after every step (one per score evaluation) with the sampler's dict
+                (``"i", "sigma", "x", "step_size"``) plus ``"batch"``.
 
         The same seed and ``batch_size`` give the same samples; another ``batch_size`` draws the
         random numbers in another order and gives other (equally valid) samples.
@@ -411,7 +434,7 @@ class HybridGenerator:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=len(batches) * len(self.sigmas), desc="hybrid sampling", unit="level", disable=not progress
+            total=len(batches) * self.evaluations_per_sample, desc="hybrid sampling", unit="step", disable=not progress
         )
         finals, refined, starts = [], [], []
         try:

@@ -232,8 +232,8 @@ class HybridSettings:
     """registry name or path of the reference micrograph whose 2-point statistics the GRF follows"""
     statistics: str | None = None
     """.npy of periodic 2-point statistics (N, N, H, W) or one row (N, H, W), FFT order; replaces the reference's"""
-    model: str = "nbsa-authors-checkpoint"
-    """registry name or path of the score model checkpoint"""
+    model: str | None = None
+    """score model: a shipped name ('lgtutorial pretrained list'), a registered checkpoint or a path (default: lgtutorial-case1 for 2 phases, lgtutorial-case2 for 3)"""
     n_samples: int = 4
     """number of samples"""
     size: int | None = None
@@ -241,7 +241,7 @@ class HybridSettings:
     sigma_c: float = 0.75
     """noise level at which refinement of the GRF sample starts"""
     levels: int | None = None
-    """levels of the geometric noise schedule (default: the model's, 1000); those below sigma_c are run"""
+    """levels of the geometric noise schedule (default: the sampler's: the model's 1000 for faithful, 88 for fast); those below sigma_c are run"""
     condition_volume_fraction: bool = True
     """use the volume-fraction posterior score (Eq. 12)"""
     volume_fraction_estimate: str = "segmented"
@@ -260,6 +260,8 @@ class HybridSettings:
     """seed of the torch.Generator"""
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
+    sampler: str = "fast"
+    """'fast' (reverse-SDE predictor, 32 network evaluations per sample), 'fast-compiled' (the same, torch.compile) or 'faithful' (the paper's annealed Langevin, 568)"""
 
 
 __all__.append("HybridSettings")

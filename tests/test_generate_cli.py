@@ -21,18 +21,22 @@ def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys,
     assert (out / "samples.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target_volume_fractions"][1] == pytest.approx(0.3726, abs=2e-3)
-    assert summary["volume_fraction_shift"] == pytest.approx(0.0073)  # the authors' value for their model
-    assert summary["settings"]["model"] == "nbsa-authors-checkpoint" and summary["statistics_moved_to_shape"]
+    # the default model: this project's own case-study-1 model, without the authors' likelihood shift
+    assert summary["settings"]["model"] is None and summary["model"] == "lgtutorial-case1"
+    assert summary["volume_fraction_shift"] == 0.0 and summary["statistics_moved_to_shape"]
     assert set(summary["mean_x_chord_lengths_px"]) == {"hybrid", "GRF", "reference"}
     # the GRF inputs are segmented with the target fractions (2 phases)
     assert grf[:, 1].mean(axis=(1, 2)) == pytest.approx([summary["target_volume_fractions"][1]] * 2, abs=1e-3)
     assert "s per sample" in capsys.readouterr().out
-    # a second run never overwrites the first
-    assert main(["generate", "--n-samples", "1", "--size", "32", "--levels", "12", "--output", str(out)]) == 0
+    # a second run never overwrites the first; the authors' model stays selectable, with their +0.0073 shift
+    options = ["--n-samples", "1", "--size", "32", "--levels", "12", "--model", "nbsa-authors-checkpoint"]
+    assert main(["generate", *options, "--output", str(out)]) == 0
     assert (
         np.load(out / "samples.npy").shape[0] == 2
         and np.load(tmp_path / "hybrid-1" / "samples.npy").shape[0] == 1
     )
+    second = json.loads((tmp_path / "hybrid-1" / "summary.json").read_text())
+    assert second["model"] == "nbsa-authors-checkpoint" and second["volume_fraction_shift"] == pytest.approx(0.0073)
 
 
 def test_generate_from_a_statistics_file(tmp_path, require_data):
@@ -71,7 +75,10 @@ def test_generate_from_a_statistics_file(tmp_path, require_data):
 def test_the_parser_defaults_are_the_settings_defaults():
     args = build_parser().parse_args(["generate"])
     assert from_arguments(HybridSettings, args) == HybridSettings()
-    assert HybridSettings().model == "nbsa-authors-checkpoint" and HybridSettings().sigma_c == 0.75
+    assert HybridSettings().model is None and HybridSettings().sigma_c == 0.75  # None: chosen by the phases
+    from lgtutorial.pretrained import default_model
+
+    assert default_model(2) == "lgtutorial-case1" and default_model(3) == "lgtutorial-case2"
 
 
 def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_path):
@@ -85,7 +92,8 @@ def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_pat
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--reference", "ngrf-three-phase-simple"], "1 channel(s) but the statistics describe 3 phases"),
+        (["--reference", "ngrf-three-phase-simple", "--model", "lgtutorial-case1"],
+         "1 channel(s) but the statistics describe 3 phases"),
         (["--sigma-c", "30"], "sigma_c=30.0 lies outside the model's noise schedule"),
         (["--size", "33"], "divisible by 2**depth = 2"),
         (["--periodic", "mirror"], "periodic must be one of"),
@@ -103,3 +111,10 @@ def test_a_statistics_file_of_the_wrong_shape_is_rejected(tmp_path, capsys, requ
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     assert main(["generate", "--statistics", str(tmp_path / "flat.npy")]) == 2
     assert "expected periodic 2-point statistics of shape (N, N, H, W)" in capsys.readouterr().err
+
+
+def test_statistics_without_a_shipped_model_ask_for_one(tmp_path, capsys):
+    np.save(tmp_path / "four.npy", np.full((4, 4, 8, 8), 1 / 16))  # a 4-phase statistics file
+    assert main(["generate", "--statistics", str(tmp_path / "four.npy"), "--output", str(tmp_path / "never")]) == 2
+    assert "no shipped score model for 4-phase statistics" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
