@@ -147,8 +147,11 @@ def test_refusals_say_what_is_wrong(trained, tmp_path):
         load_checkpoint(fetch("nbsa-authors-checkpoint"))
     from lgtutorial.pretrained import load_authors_checkpoint
 
-    with pytest.raises(ValueError, match="looks like an lgtutorial checkpoint"):
-        load_authors_checkpoint(folder / "checkpoint.pt")
+    # every score-model loader also takes a training checkpoint: it hands back the EMA weights
+    via_loader, _ = load_authors_checkpoint(folder / "checkpoint.pt")
+    ema, _, _ = load_checkpoint(folder / "checkpoint.pt")
+    for name, tensor in ema.state_dict().items():
+        torch.testing.assert_close(via_loader.state_dict()[name], tensor)
     with pytest.raises(FileNotFoundError, match="no checkpoint file"):
         load_checkpoint(tmp_path / "nothing.pt")
 
