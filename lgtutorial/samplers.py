@@ -42,7 +42,7 @@ import torch
 
 from .sampling import ScoreFunction, annealed_langevin, reverse_diffusion, reverse_diffusion_evaluations
 
-__all__ = ["SamplerConfiguration", "SAMPLERS", "resolve_sampler", "prepare_model"]
+__all__ = ["SamplerConfiguration", "SAMPLERS", "resolve_sampler", "prepare_model", "sampler_from_noise"]
 
 METHODS = ("langevin", "reverse-sde")
 
@@ -167,6 +167,21 @@ SAMPLERS = {
 SAMPLERS["fast-compiled"] = replace(
     SAMPLERS["fast"], compile=True, description=SAMPLERS["fast"].description + ", torch.compile"
 )
+
+
+#: Samplers that cannot start from pure noise, and the one to use instead for unconditional (SBG)
+#: runs: from sigma = 20 the corrector steps of ``"fast"`` diverged with this project's young models
+#: (the case-1 model's samples collapsed to one phase), its predictor-only variant does not.
+FROM_NOISE = {"fast": "fast-predictor-only", "fast-compiled": "fast-predictor-only"}
+
+
+def sampler_from_noise(sampler):
+    """The sampler to use for a run from pure noise (``sigma_c=None``) in place of ``sampler``.
+
+    >>> sampler_from_noise("fast"), sampler_from_noise("faithful")
+    ('fast-predictor-only', 'faithful')
+    """
+    return FROM_NOISE.get(sampler, sampler) if isinstance(sampler, str) else sampler
 
 
 def resolve_sampler(sampler) -> SamplerConfiguration:

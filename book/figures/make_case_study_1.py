@@ -35,6 +35,7 @@ from lgtutorial import HybridGenerator, compare, load_reference  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.hybrid import VOLUME_FRACTION_SHIFTS, load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
+from lgtutorial.samplers import sampler_from_noise  # noqa: E402
 from lgtutorial.settings import resolve_device  # noqa: E402
 
 #: Case study 1 as the paper reports it (Robertson et al. 2023, Section 5.1.1 and Appendix B; SPEC section 6).
@@ -140,9 +141,7 @@ def main() -> None:
     shift = VOLUME_FRACTION_SHIFTS.get(args.model, 0.0)
     hybrid = HybridGenerator.from_statistics(row, model, shape=shape, device=device, volume_fraction_shift=shift,
                                              **options)
-    # From pure noise at sigma = 20 the corrector steps of "fast" diverged with our young model (the
-    # unconditional samples collapsed to one phase); its predictor-only variant runs the baseline.
-    sbg_options = {**options, "sampler": "fast-predictor-only"} if options.get("sampler") == "fast" else options
+    sbg_options = {**options, "sampler": sampler_from_noise(options["sampler"])}  # see samplers.FROM_NOISE
     sbg = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigma_c=None,
                                           volume_fraction_estimate="mean", volume_fraction_shift=shift, **sbg_options)
     seconds, ensembles = {}, {}

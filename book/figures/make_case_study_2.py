@@ -43,7 +43,7 @@ from lgtutorial._io import atomic_write, fresh_directory  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.hybrid import load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
-from lgtutorial.samplers import SAMPLERS  # noqa: E402
+from lgtutorial.samplers import SAMPLERS, sampler_from_noise  # noqa: E402
 from lgtutorial.settings import resolve_device  # noqa: E402
 from lgtutorial.training import load_checkpoint  # noqa: E402
 
@@ -190,9 +190,7 @@ def main(argv=None) -> Path:
     row = statistics_row(reference)
     options = dict(shape=shape, sigmas=sigmas, device=device, **sampling_options(args.sampler, args.levels))
     hybrid = HybridGenerator.from_statistics(row, model, **options)  # checks the size against 2**depth
-    # From pure noise at sigma = 20 the corrector steps of "fast" can diverge with a young model; the
-    # unconditional baseline runs its predictor-only variant.
-    sbg_options = {**options, "sampler": "fast-predictor-only"} if options.get("sampler") == "fast" else options
+    sbg_options = {**options, "sampler": sampler_from_noise(options["sampler"])}  # see samplers.FROM_NOISE
     sbg = HybridGenerator.from_statistics(row, model, sigma_c=None, condition_volume_fraction=False, **sbg_options)
     output = fresh_directory(args.output, overwrite=args.overwrite)
 
