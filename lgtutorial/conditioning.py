@@ -129,6 +129,7 @@ def volume_fraction_posterior(
     sigma_min: float = 0.01,
     widths: tuple[float, float] | None = None,
     mask: torch.Tensor | None = None,
+    measure_on: str = "iterate",
 ) -> ScoreFunction:
     """Wrap a prior score into the volume-fraction posterior score (Eq. (12), Robertson et al. 2023).
 
@@ -145,6 +146,13 @@ def volume_fraction_posterior(
             :func:`likelihood_widths` for ``S`` pixels and this ``estimate``.
         mask: ``(H, W)`` boolean: where the volume fraction is measured and the push applied
             (the interior of a periodic embedding); everywhere when ``None``.
+        measure_on: ``"iterate"`` (the paper: the volume fraction of ``x`` itself) or
+            ``"denoised"``: of the prior's denoised estimate ``x + sigma^2 score_fn(x, sigma)``
+            (Tweedie's formula; the constraint is measured on the estimate of the clean sample, as
+            in diffusion posterior sampling, Chung et al. 2023, without its Jacobian). At large
+            ``sigma`` the segmented fraction of a noisy iterate drifts towards 1/2 (noise flips
+            pixels both ways), so holding it at the target moves the clean structure away from it;
+            the denoised estimate does not have that bias. No extra network evaluation.
 
     Returns:
         ``posterior(x, sigma)`` with the signature of ``score_fn``.
@@ -160,6 +168,8 @@ def volume_fraction_posterior(
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.ndim != 2 or not mask.any():
             raise ValueError("mask must be a non-empty boolean (H, W) tensor")
+    if measure_on not in ("iterate", "denoised"):
+        raise ValueError(f"measure_on must be 'iterate' or 'denoised', got {measure_on!r}")
     measure = segmented_volume_fractions if estimate == "segmented" else mean_volume_fractions
     fixed_widths = widths
 
@@ -178,12 +188,20 @@ def volume_fraction_posterior(
         width = likelihood_width(sigma, sigma_max=sigma_max, sigma_min=sigma_min, start=start, end=end)
         width = width.to(x.device, x.dtype)
         width = width.view(-1, 1) if width.ndim == 1 else width  # one sigma per sample
-        pull = -(measure(x, mask=where) - goal) / (n_pixels * width**2)  # (n, C)
+        prior = score_fn(x, sigma)
+        if measure_on == "denoised":
+            level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+            level = level.view(-1, 1, 1, 1) if level.ndim == 1 else level
+            measured = measure(x + level**2 * prior, mask=where)
+        else:
+            measured = measure(x, mask=where)
+        pull = -(measured - goal) / (n_pixels * width**2)  # (n, C)
         pull = pull.expand(x.shape[0], x.shape[1])[..., None, None]
         if where is not None:
             pull = pull * where.to(x.dtype)
-        return score_fn(x, sigma) + pull
+        return prior + pull
 
     posterior.target_volume_fractions = target
     posterior.estimate = estimate
+    posterior.measure_on = measure_on
     return posterior

@@ -364,6 +364,7 @@ class HybridGenerator:
             sigma_min=self.sigma_min,
             widths=(widths[0] * scale, widths[1] * scale),
             mask=mask,
+            measure_on=self.sampler.likelihood_on,
         )
 
     def starting_points(self, n_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -61,11 +61,16 @@ class SamplerConfiguration:
         step_lr: base Langevin step ``eps_i = step_lr (sigma_i / sigma_L)^2`` (``"langevin"`` only).
         corrector_steps: Langevin corrector steps after each predictor step (``"reverse-sde"``).
         corrector_ratio: corrector step size over ``sigma^2``.
+        initial_correctors: Langevin steps at the first level run, before the first predictor step
+            (``"reverse-sde"``).
         denoise: end with a Tweedie step ``x + sigma_L^2 score(x, sigma_L)`` (``"reverse-sde"``).
         start_noise: add ``start_noise * sigma_c * z`` to the starting iterate (1: SDEdit's full
             noise of the first level; 0: the bare GRF sample, as the paper's Langevin run starts).
         likelihood_scale: factor on the volume-fraction likelihood term of Eq. (12) (the widths
             ``sigma_mu`` are divided by its square root).
+        likelihood_on: where Eq. (12)'s volume fraction is measured: ``"iterate"`` (the paper) or
+            ``"denoised"`` (the Tweedie estimate; see
+            :func:`lgtutorial.conditioning.volume_fraction_posterior`).
         channels_last: run the network on channels-last tensors (a copy of the model).
         compile: ``torch.compile`` the network (a copy; tens of seconds once per shape on a CPU).
         description: one line for tables and ``--help``.
@@ -77,9 +82,11 @@ class SamplerConfiguration:
     step_lr: float = 2e-5
     corrector_steps: int = 0
     corrector_ratio: float = 0.2
+    initial_correctors: int = 0
     denoise: bool = False
     start_noise: float = 0.0
     likelihood_scale: float = 1.0
+    likelihood_on: str = "iterate"
     channels_last: bool = False
     compile: bool = False
     description: str = ""
@@ -87,6 +94,8 @@ class SamplerConfiguration:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.likelihood_on not in ("iterate", "denoised"):
+            raise ValueError(f"likelihood_on must be 'iterate' or 'denoised', got {self.likelihood_on!r}")
         if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
             raise ValueError(f"levels must be None or an integer >= 2, got {self.levels!r}")
         if not self.start_noise >= 0:
@@ -98,12 +107,19 @@ class SamplerConfiguration:
             )
         if not isinstance(self.corrector_steps, int) or self.corrector_steps < 0:
             raise ValueError(f"corrector_steps must be a non-negative integer, got {self.corrector_steps!r}")
+        if not isinstance(self.initial_correctors, int) or self.initial_correctors < 0:
+            raise ValueError(f"initial_correctors must be a non-negative integer, got {self.initial_correctors!r}")
+        if self.initial_correctors and self.method != "reverse-sde":
+            raise ValueError("initial_correctors applies to method 'reverse-sde' only")
 
     def evaluations(self, n_levels: int) -> int:
         """Score evaluations per sample over ``n_levels`` levels run."""
         if self.method == "langevin":
             return n_levels
-        return reverse_diffusion_evaluations(n_levels, corrector_steps=self.corrector_steps, denoise=self.denoise)
+        return reverse_diffusion_evaluations(
+            n_levels, corrector_steps=self.corrector_steps, denoise=self.denoise,
+            initial_correctors=self.initial_correctors,
+        )
 
     def run(
         self,
@@ -129,6 +145,7 @@ class SamplerConfiguration:
         return reverse_diffusion(
             score_fn, x, sigmas, generator=generator, callback=callback, project=project,
             corrector_steps=self.corrector_steps, corrector_ratio=self.corrector_ratio, denoise=self.denoise,
+            initial_correctors=self.initial_correctors,
         )
 
 

@@ -119,15 +119,19 @@ def annealed_langevin(
     return x
 
 
-def reverse_diffusion_evaluations(n_levels: int, *, corrector_steps: int = 0, denoise: bool = True) -> int:
+def reverse_diffusion_evaluations(
+    n_levels: int, *, corrector_steps: int = 0, denoise: bool = True, initial_correctors: int = 0
+) -> int:
     """Score evaluations of :func:`reverse_diffusion` over ``n_levels`` levels (per sample).
 
     >>> reverse_diffusion_evaluations(50)
     50
     >>> reverse_diffusion_evaluations(26, corrector_steps=1)
     51
+    >>> reverse_diffusion_evaluations(12, corrector_steps=1, initial_correctors=20)
+    43
     """
-    return (n_levels - 1) * (1 + corrector_steps) + (1 if denoise else 0)
+    return initial_correctors + (n_levels - 1) * (1 + corrector_steps) + (1 if denoise else 0)
 
 
 @torch.no_grad()
@@ -143,6 +147,7 @@ def reverse_diffusion(
     corrector_ratio: float = 0.2,
     denoise: bool = True,
     noise_scale: float = 1.0,
+    initial_correctors: int = 0,
 ) -> torch.Tensor:
     """Euler-Maruyama on the reverse variance-exploding SDE, with optional Langevin corrector steps.
 
@@ -155,6 +160,9 @@ def reverse_diffusion(
     (Eq. (5) of Robertson et al. 2023 with that step; the faithful sampler's ratio is
     ``step_lr / sigma_L^2 = 0.2``). With ``denoise`` a last, noise-free step at ``sigma_L`` moves the
     iterate to the posterior mean ``x + sigma_L^2 score(x, sigma_L)`` (Tweedie's formula).
+    ``initial_correctors`` Langevin steps at ``sigmas[0]`` (same ratio) come before the first
+    predictor: where the run starts from a sample that is not noise (the hybrid's GRF), they give the
+    network time at the top level, where the paper's annealed Langevin run spends most of its steps.
 
     Unlike annealed Langevin, each level is visited once and the step sizes follow from the
     levels alone, so a coarse geometric schedule of a few dozen levels covers the same range of
@@ -173,6 +181,7 @@ def reverse_diffusion(
         corrector_ratio: corrector step size over ``sigma^2``.
         denoise: end with the Tweedie step at ``sigmas[-1]`` (one more evaluation).
         noise_scale: factor on the injected noise (0: deterministic; used by tests).
+        initial_correctors: Langevin steps at ``sigmas[0]`` before the first predictor step.
 
     Returns:
         The final iterate (same shape as ``x``); no clamping or segmentation.
@@ -183,19 +192,33 @@ def reverse_diffusion(
         raise ValueError("sigmas must decrease strictly")
     if not isinstance(corrector_steps, int) or corrector_steps < 0:
         raise ValueError(f"corrector_steps must be a non-negative integer, got {corrector_steps!r}")
+    if not isinstance(initial_correctors, int) or initial_correctors < 0:
+        raise ValueError(f"initial_correctors must be a non-negative integer, got {initial_correctors!r}")
     if not corrector_ratio > 0:
         raise ValueError(f"corrector_ratio must be positive, got {corrector_ratio!r}")
     x = x.clone()
     sigmas = sigmas.to(x.device, x.dtype)
     variances = sigmas.double() ** 2
     drops = (variances[:-1] - variances[1:]).tolist()  # host floats once, no per-step syncs
-    corrector_sizes = (corrector_ratio * variances[1:]).tolist()
+    corrector_sizes = (corrector_ratio * variances).tolist()
     noise = torch.empty_like(x)
 
     def report(i: int, step_size: float) -> None:
         if callback is not None:
             callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_size})
 
+    def correct(i: int) -> None:
+        nonlocal x
+        score = score_fn(x, sigmas[i])
+        noise.normal_(generator=generator)
+        step = corrector_sizes[i]
+        x.add_(score, alpha=step).add_(noise, alpha=noise_scale * (2.0 * step) ** 0.5)
+        if project is not None:
+            x = project(x)
+        report(i, step)
+
+    for _ in range(initial_correctors):
+        correct(0)
     for i in range(len(sigmas) - 1):
         score = score_fn(x, sigmas[i])
         noise.normal_(generator=generator)
@@ -204,13 +227,7 @@ def reverse_diffusion(
             x = project(x)
         report(i, drops[i])
         for _ in range(corrector_steps):
-            score = score_fn(x, sigmas[i + 1])
-            noise.normal_(generator=generator)
-            step = corrector_sizes[i]
-            x.add_(score, alpha=step).add_(noise, alpha=noise_scale * (2.0 * step) ** 0.5)
-            if project is not None:
-                x = project(x)
-            report(i + 1, step)
+            correct(i + 1)
     if denoise:
         last = float(variances[-1])
         x.add_(score_fn(x, sigmas[-1]), alpha=last)

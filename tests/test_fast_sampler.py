@@ -84,6 +84,37 @@ def test_reverse_sde_spends_the_evaluations_it_claims(levels, corrector_steps, d
     assert counter.evaluations == 3 * claimed and len(seen) == claimed
 
 
+def test_initial_correctors_run_at_the_first_level_before_the_first_predictor_step():
+    counter, seen = CountingScore(), []
+    sigmas = geometric_sigmas(0.75, 0.01, 6)
+    reverse_diffusion(counter, torch.rand(2, 1, 8, 8), sigmas, corrector_steps=1, initial_correctors=4,
+                      callback=seen.append)
+    claimed = reverse_diffusion_evaluations(6, corrector_steps=1, initial_correctors=4)
+    assert claimed == 4 + 5 * 2 + 1 and counter.evaluations == 2 * claimed and len(seen) == claimed
+    assert [float(info["sigma"]) for info in seen[:4]] == [float(sigmas[0])] * 4
+    assert [info["step_size"] for info in seen[:4]] == pytest.approx([0.2 * float(sigmas[0]) ** 2] * 4)
+    assert float(seen[4]["sigma"]) == float(sigmas[0]) and seen[4]["step_size"] > seen[0]["step_size"]
+    with pytest.raises(ValueError, match="initial_correctors must be a non-negative integer"):
+        reverse_diffusion(counter, torch.rand(1, 1, 4, 4), sigmas, initial_correctors=-2)
+    with pytest.raises(ValueError, match="initial_correctors applies to method 'reverse-sde' only"):
+        SamplerConfiguration(initial_correctors=3)
+    with pytest.raises(ValueError, match="likelihood_on must be 'iterate' or 'denoised'"):
+        SamplerConfiguration(likelihood_on="clean")
+    configuration = SamplerConfiguration(method="reverse-sde", corrector_steps=1, initial_correctors=4, denoise=True)
+    assert configuration.evaluations(6) == claimed
+
+
+def test_a_stationary_gaussian_stays_put_under_initial_correctors():
+    # Langevin steps at sigma_1 on the sigma_1 marginal leave it invariant (up to the step's error)
+    generator = torch.Generator().manual_seed(3)
+    sigmas = geometric_sigmas(0.75, 0.01, 20)
+    start = 1.0 + (0.5**2 + 0.75**2) ** 0.5 * torch.randn(20000, generator=generator)
+    out = reverse_diffusion(gaussian_score(1.0, 0.5), start, sigmas, generator=generator, corrector_steps=1,
+                            corrector_ratio=0.5, initial_correctors=20)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
+    assert float(out.std()) == pytest.approx(0.5, rel=0.06)
+
+
 # -- the named configurations in the hybrid generator ---------------------------------------------
 @pytest.mark.parametrize("name", ["faithful", "fast"])
 def test_the_generator_spends_the_evaluations_it_claims(field, name):

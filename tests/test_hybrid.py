@@ -86,6 +86,25 @@ def test_the_likelihood_term_is_uniform_inside_the_mask_and_zero_outside():
     torch.testing.assert_close(pull[..., mask], torch.full((1, 1, 16), expected))
 
 
+def test_the_denoised_measure_sees_the_clean_structure_under_the_noise():
+    # a prior that denoises every iterate to a clean half/half image: x + sigma^2 score = clean
+    clean = torch.zeros(1, 1, 8, 8)
+    clean[..., :4] = 1.0
+    prior = lambda y, s: (clean - y) / s**2  # noqa: E731
+    noisy = clean + 0.4 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    noisy[..., 0, :] = 1.0  # the iterate itself is not at the target (more than half above 0.5)
+    sigma = torch.tensor(0.5)
+    on_iterate = volume_fraction_posterior(prior, [0.5], widths=(0.1, 0.1))
+    on_denoised = volume_fraction_posterior(prior, [0.5], widths=(0.1, 0.1), measure_on="denoised")
+    torch.testing.assert_close(on_denoised(noisy, sigma), prior(noisy, sigma))  # clean is at 0.5: no pull
+    measured = float(segmented_volume_fractions(noisy))
+    expected = -(measured - 0.5) / (64 * 0.1**2)
+    assert measured > 0.5 and on_denoised.measure_on == "denoised"
+    torch.testing.assert_close(on_iterate(noisy, sigma) - prior(noisy, sigma), torch.full((1, 1, 8, 8), expected))
+    with pytest.raises(ValueError, match="measure_on must be 'iterate' or 'denoised'"):
+        volume_fraction_posterior(prior, [0.5], measure_on="clean")
+
+
 def test_segmented_estimate_leaves_uncertain_pixels_out_of_every_phase():
     x = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.1, 0.1], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0]]).T.reshape(
         1, 3, 2, 2
