@@ -43,7 +43,7 @@ from _report import emit_table
 
 from lgtutorial import load_reference
 from lgtutorial.extrapolation import statistics_row
-from lgtutorial.hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, finalize, load_score_model
+from lgtutorial.hybrid import HybridGenerator, default_volume_fraction_shift, finalize, load_score_model
 from lgtutorial.metrics import chord_lengths
 from lgtutorial.samplers import SAMPLERS, with_options
 from lgtutorial.settings import resolve_device
@@ -53,16 +53,19 @@ MODEL = "nbsa-authors-checkpoint"
 REFERENCE = "nbsa-proxy"
 PATCH = 40  # side of the model's training patches (px)
 
-_FAST = SAMPLERS["fast"]
+# The levers below were tried on the first fast sampler ("fast-v1"); the current "fast" is one of them
+# ("pc-61x2-end-0.1").
+_FAST = SAMPLERS["fast-v1"]
 _FAITHFUL = SAMPLERS["faithful"]
 _SDE50 = with_options(_FAST, sigma_end=None)  # the fast schedule run on down to sigma_L = 0.01
 #: Configurations that can be timed (``--arms``): the two named ones and the levers tried on the way
 #: (evaluation counts for the 2-phase model's 20 -> 0.01 schedule from sigma_c = 0.75).
 ARMS = {
     "faithful": _FAITHFUL,
-    "fast": _FAST,
+    "fast": SAMPLERS["fast"],
     # per-evaluation levers on the fast configuration
     "fast-compiled": SAMPLERS["fast-compiled"],
+    "fast-v1": SAMPLERS["fast-v1"],
     "fast-predictor-only": SAMPLERS["fast-predictor-only"],
     "fast-contiguous": with_options(_FAST, channels_last=False),
     # plain coarse schedules: annealed Langevin on 50 levels with the paper's step, or with eps = sigma^2
@@ -86,6 +89,33 @@ ARMS = {
     # fewer levels down to 0.01, and more levels down to 0.05
     "sde-35": with_options(_SDE50, levels=60),
     "sde-47-to-0.05": with_options(_FAST, levels=130),
+    # the volume fraction of Eq. (12) measured on the Tweedie estimate instead of the noisy iterate
+    "fast-vf-denoised": with_options(_FAST, likelihood_on="denoised"),
+    "fast-vf-denoised-x1": with_options(_FAST, likelihood_on="denoised", likelihood_scale=1.0),
+    # Langevin steps at the first level before the first predictor step (more time where the
+    # faithful run spends most of its steps)
+    "fast-initial-8": with_options(_FAST, initial_correctors=8),
+    "fast-initial-8-vf-denoised": with_options(_FAST, initial_correctors=8, likelihood_on="denoised"),
+    "pc2-initial-12-vf-denoised": with_options(_FAST, corrector_steps=2, initial_correctors=12,
+                                               likelihood_on="denoised"),
+    # denoised measurement with more, shorter steps: 31 levels, 2 correctors; 4 correctors of 0.4 sigma^2
+    "pc-31x2-vf-denoised": with_options(_FAST, levels=31, corrector_steps=2, likelihood_on="denoised"),
+    "pc-21x4-vf-denoised": with_options(_FAST, corrector_steps=4, corrector_ratio=0.4, likelihood_on="denoised"),
+    # SDEdit-style noise on the GRF start, with the denoised measurement (which the noise does not bias)
+    "fast-vf-denoised-start-noise-0.5": with_options(_FAST, likelihood_on="denoised", start_noise=0.5),
+    "fast-vf-denoised-start-noise-1": with_options(_FAST, likelihood_on="denoised", start_noise=1.0),
+    # the Tweedie step from a larger last level (its posterior mean smooths slivers away)
+    "fast-vf-denoised-end-0.03": with_options(_FAST, likelihood_on="denoised", sigma_end=0.03),
+    "fast-vf-denoised-end-0.06": with_options(_FAST, likelihood_on="denoised", sigma_end=0.06),
+    "fast-vf-denoised-end-0.1": with_options(_FAST, likelihood_on="denoised", sigma_end=0.1),
+    # finer schedules between sigma_c and 0.1, where the features form
+    "pc-41x3-end-0.1": with_options(_FAST, levels=41, likelihood_on="denoised", sigma_end=0.1),
+    "pc-41x2-end-0.1": with_options(_FAST, levels=41, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
+    "pc-61x2-end-0.1": with_options(_FAST, levels=61, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
+    "pc-61x1-end-0.1": with_options(_FAST, levels=61, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
+    "pc-81x1-end-0.1": with_options(_FAST, levels=81, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
+    "pc-21x6r0.3-end-0.1": with_options(_FAST, corrector_steps=6, corrector_ratio=0.3, likelihood_on="denoised",
+                                        sigma_end=0.1),
 }
 
 
@@ -130,7 +160,7 @@ def run_arm(name, configuration, row, model, sigmas, starts, *, seed, batch_size
     setup_started = time.perf_counter()
     generator = HybridGenerator.from_statistics(
         row, model, shape=tuple(starts.shape[-2:]), sigmas=sigmas, sampler=configuration,
-        volume_fraction_shift=VOLUME_FRACTION_SHIFTS[MODEL], device=device,
+        volume_fraction_shift=default_volume_fraction_shift(MODEL, configuration), device=device,
     )
     side = (starts.shape[-2] + 2 * generator.padding, starts.shape[-1] + 2 * generator.padding)
     with torch.no_grad():  # warm-up (and compilation) at the working size

@@ -295,7 +295,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     from . import data
     from ._io import fresh_directory
     from .extrapolation import statistics_row
-    from .hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, load_score_model
+    from .hybrid import HybridGenerator, default_volume_fraction_shift, load_score_model
     from .plotting import show_microstructures
     from .pretrained import default_model
 
@@ -313,7 +313,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     model_name = settings.model or default_model(row.shape[0])
     model, sigmas = load_score_model(model_name, device=device)
     shift = settings.volume_fraction_shift
-    shift = VOLUME_FRACTION_SHIFTS.get(model_name, 0.0) if shift is None else shift
+    shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
     generator = HybridGenerator.from_statistics(
         row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
         step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,

@@ -115,7 +115,7 @@ def generate_sample(row: torch.Tensor, *, seed: int, design: SweepDesign) -> dic
         ``autocorrelations`` ``(N, 2c+1, 2c+1)`` or ``None``, ``device`` and ``seconds``.
     """
     from .grf import GaussianRandomField
-    from .hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator
+    from .hybrid import HybridGenerator, default_volume_fraction_shift
     from .microstructure import one_hot_to_labels
     from .settings import resolve_device
 
@@ -131,7 +131,7 @@ def generate_sample(row: torch.Tensor, *, seed: int, design: SweepDesign) -> dic
     else:
         model, sigmas = _score_model(design.model, device)
         shift = options.volume_fraction_shift
-        shift = VOLUME_FRACTION_SHIFTS.get(design.model, 0.0) if shift is None else shift
+        shift = default_volume_fraction_shift(design.model) if shift is None else shift  # faithful sampler
         hybrid = HybridGenerator(
             field, model, sigmas=sigmas, n_levels=options.n_levels, sigma_c=options.sigma_c, step_lr=options.step_lr,
             condition_volume_fraction=options.condition_volume_fraction,

@@ -28,8 +28,10 @@ def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys,
     # the GRF inputs are segmented with the target fractions (2 phases)
     assert grf[:, 1].mean(axis=(1, 2)) == pytest.approx([summary["target_volume_fractions"][1]] * 2, abs=1e-3)
     assert "s per sample" in capsys.readouterr().out
-    # a second run never overwrites the first; the authors' model stays selectable, with their +0.0073 shift
-    options = ["--n-samples", "1", "--size", "32", "--levels", "12", "--model", "nbsa-authors-checkpoint"]
+    # a second run never overwrites the first; the authors' model stays selectable, with their +0.0073
+    # shift under the paper's sampler (which measures the volume fraction on the noisy iterate)
+    options = ["--n-samples", "1", "--size", "32", "--levels", "12", "--model", "nbsa-authors-checkpoint",
+               "--sampler", "faithful"]
     assert main(["generate", *options, "--output", str(out)]) == 0
     assert (
         np.load(out / "samples.npy").shape[0] == 2

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, compare, load_reference  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
-from lgtutorial.hybrid import VOLUME_FRACTION_SHIFTS, load_score_model  # noqa: E402
+from lgtutorial.hybrid import default_volume_fraction_shift, load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
 from lgtutorial.samplers import sampler_from_noise  # noqa: E402
 from lgtutorial.settings import resolve_device  # noqa: E402
@@ -138,12 +138,14 @@ def main() -> None:
     row, shape = statistics_row(reference), (args.size, args.size)
     model, sigmas = load_score_model(args.model, device=device)
     options = generator_options(sigmas, args.levels, args.sampler)
-    shift = VOLUME_FRACTION_SHIFTS.get(args.model, 0.0)
+    shift = default_volume_fraction_shift(args.model, options["sampler"])  # the authors' model, iterate-measuring samplers
     hybrid = HybridGenerator.from_statistics(row, model, shape=shape, device=device, volume_fraction_shift=shift,
                                              **options)
     sbg_options = {**options, "sampler": sampler_from_noise(options["sampler"])}  # see samplers.FROM_NOISE
     sbg = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigma_c=None,
-                                          volume_fraction_estimate="mean", volume_fraction_shift=shift, **sbg_options)
+                                          volume_fraction_estimate="mean",
+                                          volume_fraction_shift=default_volume_fraction_shift(args.model, sbg_options["sampler"]),
+                                          **sbg_options)
     seconds, ensembles = {}, {}
 
     started = time.perf_counter()
@@ -160,7 +162,7 @@ def main() -> None:
     if args.authors:
         authors, authors_sigmas = load_score_model("nbsa-authors-checkpoint", device=device)
         other = HybridGenerator.from_statistics(
-            row, authors, shape=shape, device=device, volume_fraction_shift=VOLUME_FRACTION_SHIFTS["nbsa-authors-checkpoint"],
+            row, authors, shape=shape, device=device, volume_fraction_shift=default_volume_fraction_shift("nbsa-authors-checkpoint", args.sampler),
             **generator_options(authors_sigmas, args.levels, args.sampler))
         started = time.perf_counter()
         ensembles["hybrid (authors' model)"] = other.sample(args.samples, seed=args.seed,
