@@ -13,8 +13,8 @@ draws a larger ensemble with the project's 3-phase score model and writes, into 
     LGTUTORIAL_DATA=../shared/data python book/figures/make_case_study_2.py --overwrite \\
         [--model lgtutorial-case2] [--sampler fast] [--samples 8] [--size 400 512] [--device auto]
 
-The defaults (8 hybrid samples and 1 SBG sample on the full 400 x 512 grid, the fast sampler: 45
-network evaluations per hybrid sample, 88 per SBG sample) take about 10-15 minutes on two idle CPU
+The defaults (8 hybrid samples and 1 SBG sample on the full 400 x 512 grid, the fast sampler: 43
+network evaluations per hybrid sample on the 50 -> 0.01 schedule, 72 per SBG sample) take about 10-15 minutes on two idle CPU
 cores (one 400 x 512 evaluation of the L_c = 48, D = 2 model costs about a second there); far less on
 a GPU. On a CPU shared with other jobs, OMP_NUM_THREADS=1 avoids oversubscription.
 
