@@ -66,6 +66,7 @@ ARMS = {
     # per-evaluation levers on the fast configuration
     "fast-compiled": SAMPLERS["fast-compiled"],
     "fast-v1": SAMPLERS["fast-v1"],
+    "fast-sharp": SAMPLERS["fast-sharp"],
     "fast-predictor-only": SAMPLERS["fast-predictor-only"],
     "fast-contiguous": with_options(_FAST, channels_last=False),
     # plain coarse schedules: annealed Langevin on 50 levels with the paper's step, or with eps = sigma^2
@@ -114,6 +115,9 @@ ARMS = {
     "pc-61x2-end-0.1": with_options(_FAST, levels=61, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
     "pc-61x1-end-0.1": with_options(_FAST, levels=61, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
     "pc-81x1-end-0.1": with_options(_FAST, levels=81, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
+    # smaller corrector steps on the current schedule (0.5 sigma^2 diverged with the young 3-phase model)
+    "fast-corrector-0.3": with_options(SAMPLERS["fast"], corrector_ratio=0.3),
+    "fast-corrector-0.2": with_options(SAMPLERS["fast"], corrector_ratio=0.2),
     "pc-21x6r0.3-end-0.1": with_options(_FAST, corrector_steps=6, corrector_ratio=0.3, likelihood_on="denoised",
                                         sigma_end=0.1),
 }
