@@ -53,8 +53,8 @@ MODEL = "nbsa-authors-checkpoint"
 REFERENCE = "nbsa-proxy"
 PATCH = 40  # side of the model's training patches (px)
 
-# The levers below were tried on the first fast sampler ("fast-v1"); the current "fast" is one of them
-# ("pc-61x2-end-0.1").
+# The levers below were tried on the first fast sampler ("fast-v1"); "fast-sharp" is one of them
+# ("pc-61x2-end-0.1"), and "fast" is that with corrector steps of 0.3 sigma^2.
 _FAST = SAMPLERS["fast-v1"]
 _FAITHFUL = SAMPLERS["faithful"]
 _SDE50 = with_options(_FAST, sigma_end=None)  # the fast schedule run on down to sigma_L = 0.01
@@ -115,8 +115,7 @@ ARMS = {
     "pc-61x2-end-0.1": with_options(_FAST, levels=61, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
     "pc-61x1-end-0.1": with_options(_FAST, levels=61, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
     "pc-81x1-end-0.1": with_options(_FAST, levels=81, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
-    # smaller corrector steps on the current schedule (0.5 sigma^2 diverged with the young 3-phase model)
-    "fast-corrector-0.3": with_options(SAMPLERS["fast"], corrector_ratio=0.3),
+    # a smaller corrector step than fast's 0.3 sigma^2 (0.5, fast-sharp, diverged with the young 3-phase model)
     "fast-corrector-0.2": with_options(SAMPLERS["fast"], corrector_ratio=0.2),
     "pc-21x6r0.3-end-0.1": with_options(_FAST, corrector_steps=6, corrector_ratio=0.3, likelihood_on="denoised",
                                         sigma_end=0.1),

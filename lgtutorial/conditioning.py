@@ -29,6 +29,10 @@ import torch
 
 from .sampling import ScoreFunction
 
+#: Where the volume fraction of Eq. (12) can be measured: on the iterate (the paper) or on its
+#: denoised (Tweedie) estimate; see :func:`volume_fraction_posterior`.
+MEASURES = ("iterate", "denoised")
+
 __all__ = [
     "LIKELIHOOD_WIDTHS",
     "likelihood_widths",
@@ -168,7 +172,7 @@ def volume_fraction_posterior(
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.ndim != 2 or not mask.any():
             raise ValueError("mask must be a non-empty boolean (H, W) tensor")
-    if measure_on not in ("iterate", "denoised"):
+    if measure_on not in MEASURES:
         raise ValueError(f"measure_on must be 'iterate' or 'denoised', got {measure_on!r}")
     measure = segmented_volume_fractions if estimate == "segmented" else mean_volume_fractions
     fixed_widths = widths
