@@ -288,6 +288,23 @@ def _mean_chord_lengths(microstructures) -> list:
     return [None if mean != mean else round(mean, 3) for mean in means]  # None: a phase without chords
 
 
+#: The model ``generate`` and ``demo`` use when neither a model nor statistics are given: it carries
+#: the statistics of its training micrograph, so the default needs no data files.
+DEFAULT_MODEL = "lgtutorial-case1"
+
+
+def _model_statistics(model_name: str):
+    """The statistics a model carries, else those of its training micrograph when that can be loaded."""
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        raise ValueError(f"the score model {model_name!r} carries no statistics of its training micrograph and "
+                         "that micrograph could not be loaded; pass --reference (a registry name or a micrograph "
+                         "file) or --statistics (a .npy of 2-point statistics)")
+    return material
+
+
 def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
     """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
     import time
@@ -302,16 +319,22 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     if settings.size is not None and settings.size < 2:
         raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
     device = settings_module.resolve_device(settings.device)
-    reference = None
+    reference, material = None, None
     if settings.statistics:
         row, name, phases = _load_statistics_row(settings.statistics), Path(settings.statistics).stem, None
-    else:
+    elif settings.reference:
         reference, meta = data.load(settings.reference)
         row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
+    else:  # the statistics the model carries: those of the micrograph it was trained on
+        model_name = settings.model or DEFAULT_MODEL
+        model, sigmas = load_score_model(model_name, device=device)
+        material = _model_statistics(model_name)
+        row, name, phases = material.statistics_row(), material.name, material.phases
     phases = phases or [f"phase {n}" for n in range(row.shape[0])]
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
-    model_name = settings.model or default_model(row.shape[0])
-    model, sigmas = load_score_model(model_name, device=device)
+    if material is None:
+        model_name = settings.model or default_model(row.shape[0])
+        model, sigmas = load_score_model(model_name, device=device)
     shift = settings.volume_fraction_shift
     shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
     generator = HybridGenerator.from_statistics(
@@ -363,6 +386,10 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     }
     if reference is not None:
         summary["mean_x_chord_lengths_px"]["reference"] = _mean_chord_lengths(reference)
+    elif material is not None:
+        summary["mean_x_chord_lengths_px"]["reference"] = material.mean_chord_lengths["x"]
+        summary["statistics_source"] = {"carried_by_model": model_name, "micrograph": material.name,
+                                        **material.provenance}
     _save_text(out / "summary.json", json.dumps(summary, indent=2))
     print(samples.report())
     print(f"{seconds / settings.n_samples:.1f} s per sample; wrote samples.npy, grf.npy, samples.png and "
@@ -428,7 +455,10 @@ def run_train(reference: str, preset: str, *, overrides: dict | None = None, out
     _save_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"trained {run.history['step'][-1]} steps; test loss {run.history['test_loss'][0]:.2f} -> "
           f"{run.history['test_loss'][-1]:.2f}; wrote {run.checkpoint}")
-    if report_samples > 0:
+    if report_samples > 0 and settings.train_sigma_max is not None:
+        print(f"no unconditional training report: the model was trained on sigma <= {settings.train_sigma_max} only "
+              "(hybrid range) and cannot sample from pure noise; judge it by 'lgtutorial generate --model'")
+    elif report_samples > 0:
         levels, step_sizes = (run.sigmas, None) if not report_levels else shortened_schedule(run.sigmas, report_levels)
         generator = torch.Generator(device=run.sigmas.device).manual_seed(settings.seed)
         report = training_report(run.model, run.patches.train, sigmas=levels, step_sizes=step_sizes,

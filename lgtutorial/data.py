@@ -59,6 +59,8 @@ class ReferenceEntry:
     git_sha1: str | None = None
     phases: tuple[str, ...] = field(default_factory=tuple)
     periodic: bool = False
+    material: str | None = None
+    """checkpoints: the registered micrograph whose statistics it generates by default"""
 
     @property
     def citation_text(self) -> str:

@@ -261,6 +261,16 @@ class HybridGenerator:
         self.padding = padding if periodic == "embedding" else 0
         self.periodic = periodic
 
+        trained_top = getattr(score_model, "trained_sigma_max", None)
+        if trained_top is not None and (sigma_c is None or sigma_c > float(trained_top) * 1.001):
+            asked = "sampling from pure noise (sigma_c=None, the SBG baseline)" if sigma_c is None else (
+                f"refinement from sigma_c={sigma_c}")
+            raise ValueError(
+                f"the score model was trained on noise levels up to sigma={float(trained_top):g} only (hybrid range), "
+                f"but {asked} needs levels above that; use a full-range model (train_sigma_max=None) or a "
+                f"sigma_c <= {float(trained_top):g}"
+            )
+        self.trained_sigma_max = trained_top
         if isinstance(score_model, torch.nn.Module):
             model = score_model.to(self.device).eval()
             if periodic == "circular":

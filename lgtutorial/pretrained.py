@@ -40,6 +40,9 @@ from .settings import UNetSettings
 from .unet import ScoreUNet
 
 __all__ = [
+    "attach_statistics",
+    "load_statistics",
+    "statistics_for_model",
     "load_authors_checkpoint",
     "convert_authors_state_dict",
     "available",
@@ -360,6 +363,7 @@ def _load_pretrained_file(path: Path) -> tuple[ScoreUNet, torch.Tensor, dict]:
     sigmas = state["sigmas"].to(torch.float32)
     model.register_buffer("sigmas", sigmas.clone(), persistent=False)
     model.provenance = state["provenance"]
+    model.trained_sigma_max = state.get("training_settings", {}).get("train_sigma_max")
     return model, sigmas, state
 
 
@@ -392,7 +396,7 @@ def _training_outputs(checkpoint: Path, steps: int) -> tuple[dict, dict | None, 
 
 
 def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str | Path | None = None,
-                      preset: str | None = None) -> Path:
+                      preset: str | None = None, statistics=None) -> Path:
     """Ship the EMA weights of a training checkpoint as the model ``name``, with a model card.
 
     Writes (atomically) ``<directory>/<name>.pt`` (float32 EMA weights, U-Net settings, noise
@@ -407,6 +411,8 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
         directory: where to write (default: the package's ``data/pretrained``).
         preset: the training preset's name for the card (default: ``summary.json`` beside the
             checkpoint, else the preset the settings match).
+        statistics: the :class:`~lgtutorial.material.MaterialStatistics` to ship with the model
+            (default: measured on the training micrograph when it can be loaded; else none).
 
     Returns:
         The path of the written ``.pt`` file.
@@ -441,11 +447,15 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
         "checkpoint_saved_at": source.get("saved_at", ""), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "checkpoint": shown.as_posix(), "n_parameters": model.n_parameters,
     }
+    if statistics is None:
+        statistics = _statistics_of_reference(source["reference"])
     payload = {"format": PRETRAINED_FORMAT, "version": PRETRAINED_VERSION, "name": name,
                "model_settings": dict(state["model_settings"]), "training_settings": dict(state["training_settings"]),
                "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()},
                "sigmas": sigmas.detach().to("cpu", torch.float32), "provenance": provenance,
                "history": state["history"], "report": report}
+    if statistics is not None:
+        payload["statistics"] = statistics.to_payload()
     directory = Path(directory) if directory is not None else pretrained_directory()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
@@ -454,8 +464,11 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     from ._model_card import model_card as card_text
 
+    card = card_text(payload, digest, report_markdown)
+    if statistics is not None:
+        card = _with_statistics_section(card, _statistics_section(statistics).replace("{name}", name))
     with atomic_write(directory / f"{name}.md", "w") as handle:
-        handle.write(card_text(payload, digest, report_markdown))
+        handle.write(card)
     index = _read_index(directory)
     index[name] = {"file": path.name, "sha256": digest, "card": f"{name}.md", "channels": model.settings.channels,
                    "reference": provenance["reference"]["name"], "preset": preset,
@@ -477,3 +490,150 @@ def default_model(n_phases: int) -> str:
                          f"{', '.join(f'{n} phases: {m}' for n, m in DEFAULT_MODELS.items())}); "
                          "train one ('lgtutorial train') and pass it with --model")
     return DEFAULT_MODELS[n_phases]
+
+
+# -- the statistics a shipped model carries ------------------------------------------------------
+def _statistics_of_reference(reference: dict):
+    """Measure the training micrograph named in a checkpoint's provenance, if it can be loaded."""
+    from . import data
+    from .material import MaterialStatistics
+
+    source = reference.get("path") or reference.get("name")
+    name = reference.get("name", "")
+    try:
+        micro, meta = data.load(name if name in data.registry() else source)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    licence = data.registry()[name].licence if name in data.registry() else "as the micrograph's owner says"
+    return MaterialStatistics.from_microstructure(
+        micro, name=name or str(source), phases=meta["phases"], periodic=bool(reference.get("periodic", False)),
+        provenance={"source": name or str(source), "source_sha256": reference.get("sha256", ""),
+                    "source_licence": licence})
+
+
+def _payload(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
+        raise ValueError(f"{path}: not an exported lgtutorial model (no format '{PRETRAINED_FORMAT}')")
+    return state
+
+
+def load_statistics(name: str, *, directory: str | Path | None = None):
+    """The statistics of the micrograph a shipped model was trained on (None if it carries none).
+
+    Example:
+        >>> stats = load_statistics("lgtutorial-case1")
+        >>> stats.name, stats.shape, round(float(stats.volume_fractions[1]), 4)
+        ('nbsa-proxy', (256, 256), 0.3726)
+    """
+    from .material import MaterialStatistics
+
+    load_with_sigmas(name, directory=directory)  # hash check
+    directory, entry = _index_entry(name, directory)
+    payload = _payload(directory / entry["file"]).get("statistics")
+    return MaterialStatistics.from_payload(payload) if payload is not None else None
+
+
+def statistics_for_model(name_or_path):
+    """The training micrograph's statistics for a model given by shipped name, exported file or checkpoint.
+
+    Shipped and exported models carry them; for a training checkpoint they are measured on its
+    reference when that can be loaded. Returns None when there are none to be had.
+    """
+    from .material import MaterialStatistics
+
+    from . import data
+
+    name_or_path = str(name_or_path)
+    if name_or_path in available():
+        return load_statistics(name_or_path)
+    entry = data.registry().get(name_or_path)
+    if entry is not None and entry.material:  # a registered checkpoint: its material, or a shipped copy of its statistics
+        measured = _statistics_of_reference({"name": entry.material})
+        if measured is not None:
+            return measured
+        for shipped in available():
+            carried = load_statistics(shipped)
+            if carried is not None and carried.name == entry.material:
+                return carried
+        return None
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, or a pickled payload: the model loader reports it
+        return None
+    if not isinstance(state, dict):
+        return None
+    if state.get("format") == PRETRAINED_FORMAT:
+        payload = state.get("statistics")
+        return MaterialStatistics.from_payload(payload) if payload is not None else None
+    if isinstance(state.get("provenance"), dict) and "reference" in state["provenance"]:
+        return _statistics_of_reference(state["provenance"]["reference"])
+    return None
+
+
+STATISTICS_SECTION = "## Statistics of the training micrograph"
+
+
+def _statistics_section(statistics) -> str:
+    prov = statistics.provenance
+    rows = ["| phase | volume fraction | mean chord x (px) | mean chord y (px) |", "|---|---|---|---|"]
+    for n, phase in enumerate(statistics.phases):
+        rows.append(f"| {phase} | {float(statistics.volume_fractions[n]):.4f} | "
+                    f"{statistics.mean_chord_lengths['x'][n]} | {statistics.mean_chord_lengths['y'][n]} |")
+    return "\n".join([
+        STATISTICS_SECTION, "",
+        f"The model file also carries the 1- and 2-point statistics of `{statistics.name}` "
+        f"({statistics.shape[0]}x{statistics.shape[1]} px, {'periodic' if statistics.periodic else 'non-periodic'}; "
+        f"source SHA-256 `{str(prov.get('source_sha256', ''))[:16]}...`), measured by {prov.get('computed_by', 'lgtutorial')} "
+        f"on {prov.get('computed_at', '?')}: the volume fractions, row 0 of the 2-point statistics on the "
+        "micrograph's grid, and chord-length distributions. The micrograph itself is not stored. With them "
+        f"`lgtutorial generate --model {{name}}` needs no reference file: the GRF follows these statistics "
+        "and the summary compares with them (`--reference` or `--statistics` replace them).", "",
+        *rows, ""])
+
+
+def _with_statistics_section(card: str, section: str) -> str:
+    """The card with its statistics section replaced, or inserted before "## Training"."""
+    if STATISTICS_SECTION in card:
+        head, _, tail = card.partition(STATISTICS_SECTION)
+        rest = tail.split("\n## ", 1)
+        return head + section + ("\n## " + rest[1] if len(rest) > 1 else "")
+    marker = "\n## Training\n"
+    return card.replace(marker, "\n" + section + marker, 1) if marker in card else card + "\n" + section
+
+
+def attach_statistics(name: str, statistics, *, directory: str | Path | None = None) -> Path:
+    """Add (or replace) the training micrograph's statistics in a shipped model's file.
+
+    Rewrites ``<name>.pt`` atomically with the same weights, updates its SHA-256 in the index and
+    in the card, and writes the card's statistics section.
+    """
+    import hashlib
+
+    from ._io import atomic_write
+
+    load_with_sigmas(name, directory=directory)  # the file as shipped must check out first
+    directory, entry = _index_entry(name, directory)
+    path = directory / entry["file"]
+    payload = _payload(path)
+    old_digest = entry["sha256"]
+    payload["statistics"] = statistics.to_payload()
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    card_path = directory / entry["card"]
+    card = card_path.read_text(encoding="utf-8").replace(old_digest, digest)
+    card = _with_statistics_section(card, _statistics_section(statistics).replace("{name}", name))
+    with atomic_write(card_path, "w") as handle:
+        handle.write(card)
+    index = _read_index(directory)
+    index[name]["sha256"] = digest
+    _write_index(directory, index)
+    for written in (path, card_path, directory / INDEX_NAME):
+        written.chmod(0o644)
+    return path

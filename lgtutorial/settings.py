@@ -153,6 +153,8 @@ UNET_PRESETS = {
     "case1-cpu": UNetSettings(channels=1, latent_channels=40, depth=1, num_blocks=1),
     "case2-cpu": UNetSettings(channels=3, latent_channels=48, depth=2, num_blocks=1),
 }
+UNET_PRESETS["case1-hybrid-cpu"] = UNET_PRESETS["case1-cpu"]
+UNET_PRESETS["case2-hybrid-cpu"] = UNET_PRESETS["case2-cpu"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class TrainingSettings:
     """smallest noise level sigma_L"""
     n_levels: int = 1000
     """number of geometric noise levels L"""
+    train_sigma_max: float | None = None
+    """largest noise level trained on (the hybrid-range recipe: a little above sigma_c); None: sigma_max, the whole schedule"""
     initial_lr: float = 1e-3
     """learning rate at the start of the one-cycle schedule"""
     peak_lr: float = 1e-2
@@ -219,6 +223,14 @@ TRAINING_PRESETS = {
     # two CPU cores: 48 px patches for the L_c = 48, D = 2 model, about 1.3 steps/s -> ~2 hours
     "case2-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=10_000,
                                   sigma_max=50.0, sigma_min=0.01, eval_every=500, checkpoint_every=500),
+    # hybrid-range recipe: the same schedules, but only the levels the hybrid visits (sigma <= 1.5,
+    # twice the paper's sigma_c) are trained on; such a model cannot sample from pure noise (SBG)
+    "case1-hybrid-cpu": TrainingSettings(patch_size=40, n_patches=4000, batch_size=32, steps=4_000,
+                                         sigma_max=20.0, sigma_min=0.01, train_sigma_max=1.5,
+                                         eval_every=250, checkpoint_every=250),
+    "case2-hybrid-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=5_000,
+                                         sigma_max=50.0, sigma_min=0.01, train_sigma_max=1.5,
+                                         eval_every=250, checkpoint_every=250),
 }
 
 __all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS"]
@@ -228,12 +240,12 @@ __all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESET
 class HybridSettings:
     """Hybrid sampling: a GRF sample refined by a score model (``lgtutorial generate``, Section 3.3)."""
 
-    reference: str = "nbsa-proxy"
-    """registry name or path of the reference micrograph whose 2-point statistics the GRF follows"""
+    reference: str | None = None
+    """registry name or path of the reference micrograph whose 2-point statistics the GRF follows (default: the statistics the score model carries, those of its training micrograph)"""
     statistics: str | None = None
     """.npy of periodic 2-point statistics (N, N, H, W) or one row (N, H, W), FFT order; replaces the reference's"""
     model: str | None = None
-    """score model: a shipped name ('lgtutorial pretrained list'), a registered checkpoint or a path (default: lgtutorial-case1 for 2 phases, lgtutorial-case2 for 3)"""
+    """score model: a shipped name ('lgtutorial pretrained list'), a registered checkpoint or a path (default: lgtutorial-case1, with the statistics it carries; with --reference or --statistics: lgtutorial-case1 for 2 phases, lgtutorial-case2 for 3)"""
     n_samples: int = 4
     """number of samples"""
     size: int | None = None

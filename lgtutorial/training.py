@@ -34,6 +34,7 @@ __all__ = [
     "training_report",
     "TrainingReport",
     "shortened_schedule",
+    "trained_levels",
 ]
 
 CHECKPOINT_FORMAT = "lgtutorial-score-model"
@@ -63,6 +64,27 @@ def denoising_score_matching_loss(
     noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
     output = model(clean + sigma * noise)
     return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()
+
+
+def trained_levels(sigmas: torch.Tensor, train_sigma_max: float | None) -> torch.Tensor:
+    """The levels of ``sigmas`` a model is trained on: all, or those up to ``train_sigma_max``.
+
+    The hybrid generator only visits ``sigma <= sigma_c`` (0.75 in the paper), so training on the
+    levels above it spends steps (most of them, for a 20 -> 0.01 schedule) where the hybrid never
+    goes. The schedule itself is kept whole: the samplers place their levels on it as before.
+
+    >>> from lgtutorial.schedules import geometric_sigmas
+    >>> levels = trained_levels(geometric_sigmas(20.0, 0.01, 1000), 1.5)
+    >>> len(levels), round(float(levels[0]), 3)
+    (660, 1.496)
+    """
+    if train_sigma_max is None:
+        return sigmas
+    top = float(train_sigma_max)
+    if not math.isfinite(top) or top <= float(sigmas.min()):
+        raise ValueError(f"train_sigma_max must be a number above the smallest level {float(sigmas.min()):.4g}, "
+                         f"got {train_sigma_max!r}")
+    return sigmas[sigmas <= top]
 
 
 def segment_model_output(x: torch.Tensor, *, n_phases: int | None = None, clamp: float | None = 3.0) -> torch.Tensor:
@@ -295,6 +317,7 @@ def train_score_model(
     evaluation_set = split.test if len(split.test) else split.train
     evaluation_clean = evaluation_set.batch(torch.arange(min(256, len(evaluation_set))), device=device)
     sigmas = geometric_sigmas(settings.sigma_max, settings.sigma_min, settings.n_levels, device=device)
+    trained = trained_levels(sigmas, settings.train_sigma_max)
 
     model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(settings.seed)).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -351,7 +374,7 @@ def train_score_model(
     def evaluate() -> float:
         generator = torch.Generator(device=device).manual_seed(settings.seed + 1)
         with torch.no_grad():
-            return sum(float(denoising_score_matching_loss(ema, chunk, sigmas, generator=generator)) * len(chunk)
+            return sum(float(denoising_score_matching_loss(ema, chunk, trained, generator=generator)) * len(chunk)
                        for chunk in evaluation_clean.split(max(settings.batch_size, 64))) / len(evaluation_clean)
 
     if step == 0 and not history["step"]:  # the untrained model's test loss, for comparison
@@ -377,7 +400,7 @@ def train_score_model(
                 clean = split.train.batch(index, device=device)
                 model.train()
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = denoising_score_matching_loss(model, clean, sigmas, generator=generator)
+                    loss = denoising_score_matching_loss(model, clean, trained, generator=generator)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -436,6 +459,7 @@ def load_checkpoint(path, *, device=None, weights: str = "ema") -> tuple[ScoreUN
     except RuntimeError as error:
         raise ValueError(f"{path}: the weights do not fit the stored settings {state['model_settings']}: {error}") from None
     model.eval()
+    model.trained_sigma_max = state["training_settings"].get("train_sigma_max")
     sigmas = state["sigmas"]
     if device is not None:
         model, sigmas = model.to(device), sigmas.to(device)
