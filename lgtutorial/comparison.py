@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import chord_lengths, feature_size, three_point_statistics
+from .metrics import (
+    boundary_coherence,
+    chord_distribution_distance,
+    chord_lengths,
+    feature_size,
+    three_point_statistics,
+)
 from .microstructure import as_tensor, check_microstructure, labels_to_one_hot
 from .pca import fit_project
 from .settings import EvaluationSettings
@@ -39,6 +45,8 @@ COLUMNS = (
     "volume_fraction_mean", "volume_fraction_std", "volume_fraction_error",
     "chord_x_mean", "chord_x_std", "chord_x_relative_error",
     "chord_y_mean", "chord_y_std", "chord_y_relative_error",
+    "chord_x_distance", "chord_y_distance",
+    "coherence_mean", "coherence_std", "coherence_relative_error",
     "two_point_relative_error", "two_point_relative_error_inside", "two_point_relative_error_outside",
     "feature_size_mean", "feature_size_std", "feature_size_relative_error",
     "three_point_relative_error", "three_point_offset",
@@ -157,6 +165,10 @@ class Comparison:
             "x-chord err",
             "y-chord (px)",
             "y-chord err",
+            "x-CLD dist",
+            "y-CLD dist",
+            "coherence",
+            "coh. err",
             "f_aa err",
             "f_aa err inside",
             "f_aa err outside",
@@ -177,6 +189,10 @@ class Comparison:
                 percent(r["chord_x_relative_error"]),
                 pm(r["chord_y_mean"], r["chord_y_std"], 2),
                 percent(r["chord_y_relative_error"]),
+                "" if r["chord_x_distance"] is None else f"{r['chord_x_distance']:.3f}",
+                "" if r["chord_y_distance"] is None else f"{r['chord_y_distance']:.3f}",
+                pm(r["coherence_mean"], r["coherence_std"], 3),
+                percent(r["coherence_relative_error"]),
                 share(r["two_point_relative_error"]),
                 share(r["two_point_relative_error_inside"]),
                 share(r["two_point_relative_error_outside"]),
@@ -218,10 +234,11 @@ def _measure(
     fit_radius: int,
     batch_size: int,
     dtype,
+    coherence_exclude: int | None = None,
 ) -> dict:
     """Every statistic of one ensemble, computed in ``dtype`` batches of ``batch_size`` samples."""
     n_phases = m.shape[1]
-    fractions, slices_x, slices_y, sizes, triples = [], [], [], [], []
+    fractions, slices_x, slices_y, sizes, triples, coherence = [], [], [], [], [], []
     auto_sum = 0.0
     for chunk in m.split(batch_size):
         chunk = chunk.to(dtype)
@@ -238,12 +255,16 @@ def _measure(
         slices_y.append(auto[:, :, :, 0])
         sizes.append(feature_size(chunk, periodic=periodic, fit_radius=fit_radius))
         triples.append(three_point_statistics(chunk, periodic=periodic, cutoff=three_point_cutoff).flatten(2))
+        coherence.append(torch.stack([
+            boundary_coherence(chunk, a, periodic=periodic, exclude_phase=None if a == coherence_exclude else coherence_exclude)
+            for a in range(n_phases)], dim=1))
     return {
         "volume_fractions": torch.cat(fractions),
         "autocorrelation_mean": auto_sum / len(m),
         "autocorrelation_slices": {"x": torch.cat(slices_x), "y": torch.cat(slices_y)},
         "feature_sizes": torch.cat(sizes),
         "three_point": torch.cat(triples),
+        "coherence": torch.cat(coherence),
         "chords": {
             axis: chord_lengths(m, axis=axis, periodic=periodic, batch_size=batch_size) for axis in ("x", "y")
         },
@@ -303,6 +324,7 @@ def compare(
     phase_names=None,
     device=None,
     batch_size: int = 8,
+    coherence_exclude: int | None = None,
 ) -> Comparison:
     """Compare generated ensembles with a reference (Robertson et al. 2023, Section 5, Figs. 4-6, Table 1).
 
@@ -321,6 +343,9 @@ def compare(
         phase_names: one label per phase (default ``"phase 0"``, ...).
         device: where to compute (default: the reference's device).
         batch_size: samples per batch (bounds memory).
+        coherence_exclude: a phase whose regions the boundary coherence leaves out (pixels whose
+            15 px neighbourhood is at least half that phase), e.g. the globular alpha of a Ti
+            micrograph so that only the colonies count; see :func:`lgtutorial.metrics.boundary_coherence`.
 
     Returns:
         A :class:`Comparison`.
@@ -363,6 +388,7 @@ def compare(
             fit_radius=fit_radius,
             batch_size=batch_size,
             dtype=torch.float32 if device.type == "mps" else torch.float64,  # MPS has no float64
+            coherence_exclude=coherence_exclude,
         )
         for name, m in models.items()
     }
@@ -399,11 +425,16 @@ def compare(
                 "chord_y_std": chords_y.std(),
                 "feature_size_mean": _mean(sizes),
                 "feature_size_std": _std(sizes),
+                "coherence_mean": _mean(s["coherence"][:, a]),
+                "coherence_std": _std(s["coherence"][:, a]),
             }
             errors = {
                 "volume_fraction_error": row["volume_fraction_mean"] - _mean(base["volume_fractions"][:, a]),
                 "chord_x_relative_error": _relative(chords_x.mean(), ref_x.mean()),
                 "chord_y_relative_error": _relative(chords_y.mean(), ref_y.mean()),
+                "chord_x_distance": chord_distribution_distance(chords_x, ref_x),
+                "chord_y_distance": chord_distribution_distance(chords_y, ref_y),
+                "coherence_relative_error": _relative(row["coherence_mean"], _mean(base["coherence"][:, a])),
                 "two_point_relative_error": _relative_norm_error(auto, ref_auto),
                 "two_point_relative_error_inside": None
                 if inside is None

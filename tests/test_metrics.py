@@ -3,6 +3,7 @@
 import csv
 import io
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -327,3 +328,64 @@ def test_patch_statistics_pca_fits_on_training_patches_only():
     assert scores["generated"].shape == (5, 4)
     with pytest.raises(ValueError, match="'training' names the training patches"):
         patch_statistics_pca(training, {"training": generated})
+
+
+# -- measures that noise cannot fool (laths against speckle) ----------------------------------------
+def _laths(size=64, width=2, seed=0):
+    """Colonies of parallel laths (two phases), one random orientation per 32 px block."""
+    generator = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    labels = torch.zeros(size, size, dtype=torch.long)
+    for by in range(0, size, 32):
+        for bx in range(0, size, 32):
+            angle = float(torch.rand(1, generator=generator)) * math.pi
+            along = (x * math.cos(angle) + y * math.sin(angle))[by:by + 32, bx:bx + 32]
+            labels[by:by + 32, bx:bx + 32] = (torch.floor(along / width) % 2).long()
+    return labels_to_one_hot(labels[None])
+
+
+def test_coherence_tells_laths_from_speckle_with_the_same_volume_fraction():
+    from lgtutorial.metrics import boundary_coherence, chord_distribution_distance
+
+    laths = _laths()
+    fraction = float(laths[:, 1].mean())
+    generator = torch.Generator().manual_seed(1)
+    speckle = labels_to_one_hot((torch.rand(1, 64, 64, generator=generator) < fraction).long())
+    coherent, noisy = float(boundary_coherence(laths, 1, periodic=True)[0]), float(boundary_coherence(speckle, 1, periodic=True)[0])
+    assert coherent > 0.6 and noisy < 0.3
+    x = lambda m: chord_lengths(m, axis="x", periodic=True)[1]  # noqa: E731
+    assert chord_distribution_distance(x(laths), x(laths)) == 0.0
+    assert chord_distribution_distance(x(laths), x(speckle)) > 0.2
+
+
+def test_coherence_can_leave_out_the_regions_of_another_phase():
+    from lgtutorial.metrics import boundary_coherence
+
+    laths = _laths(size=64)[0].argmax(0)
+    labels = laths.clone()
+    labels[:, 32:] = 2  # the right half is a third phase: no boundaries of phase 1 there
+    labels[::4, 40:] = 1  # ... but horizontal dashes of phase 1 inside it
+    micro = labels_to_one_hot(labels[None], n_phases=3)
+    everything = float(boundary_coherence(micro, 1, periodic=False)[0])
+    colonies = float(boundary_coherence(micro, 1, periodic=False, exclude_phase=2)[0])
+    assert colonies != everything
+    with pytest.raises(ValueError, match="out of range"):
+        boundary_coherence(micro, 3, periodic=True)
+    with pytest.raises(ValueError, match="positive"):
+        boundary_coherence(micro, 1, periodic=True, tensor_sigma=0)
+
+
+def test_compare_reports_chord_distribution_distances_and_coherence():
+    from lgtutorial.comparison import compare
+
+    reference = _laths(seed=0)
+    generator = torch.Generator().manual_seed(2)
+    speckle = labels_to_one_hot((torch.rand(2, 64, 64, generator=generator) < 0.5).long())
+    result = compare(reference, {"laths": torch.cat([_laths(seed=3), _laths(seed=4)]), "speckle": speckle},
+                     reference_periodic=True)
+    rows = {(r["model"], r["phase"]): r for r in result.rows}
+    assert rows[("reference", "phase 1")]["chord_x_distance"] is None
+    assert rows[("laths", "phase 1")]["chord_x_distance"] < rows[("speckle", "phase 1")]["chord_x_distance"]
+    assert abs(rows[("laths", "phase 1")]["coherence_relative_error"]) < 0.25
+    assert rows[("speckle", "phase 1")]["coherence_relative_error"] < -0.4
+    assert "x-CLD dist" in result.to_markdown() and "coherence_mean" in result.to_csv()
