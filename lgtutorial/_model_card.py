@@ -2,7 +2,8 @@
 
 Plain Markdown: what the model is, how to load it, how it was trained, every setting in which it
 differs from the paper's (Robertson et al. 2023, Section 4.4 and Appendices C and D), the training
-report's numbers when there is one, and the command that re-exports it.
+report's numbers when there is one, the command that re-exports it, and the licence of the weights,
+the statistics shipped with them and the samples they generate (:func:`licence_section`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 
 from .settings import TRAINING_PRESETS, UNET_PRESETS
 
-__all__ = ["model_card", "paper_differences"]
+__all__ = ["licence_section", "model_card", "paper_differences"]
 
 # settings compared with the paper's preset, with the words used in the card
 _MODEL_FIELDS = {"latent_channels": "latent channels L_c", "depth": "down/up-sampling levels D",
@@ -59,6 +60,48 @@ def _reproduce_command(provenance: dict, training: dict) -> str:
             if training[key] != getattr(base, key):
                 parts.append(f"{flag} {training[key]}")
     return " ".join(parts)
+
+
+def licence_section(reference_licence: str, *, reference: str = "the training micrograph") -> str:
+    """The model card's ``## Licence`` section: the weights, the statistics shipped with them, generated samples.
+
+    The same statement as the README's "Licence" section. Weights trained on GPL-3.0 data (the
+    shipped models: ``nbsa-proxy``, derived from the authors' GPL-3.0 checkpoint, and the Ti
+    micrograph), and the statistics of that micrograph stored with them, are distributed under
+    GPL-3.0; other training data pass their own terms on. Generated microstructures carry no
+    restriction from the project.
+
+    Args:
+        reference_licence: the training micrograph's licence, as ``data/registry.toml`` gives it.
+        reference: how to name the training micrograph (a registry name, or a description).
+
+    >>> section = licence_section("GPL-3.0 (derived)", reference="nbsa-proxy")
+    >>> section.splitlines()[0], "distributed under GPL-3.0" in section
+    ('## Licence', True)
+    """
+    gpl = reference_licence.strip().upper().startswith("GPL")
+    terms = "GPL-3.0" if gpl else f"the same terms as the training micrograph ({reference_licence})"
+    return "\n".join([
+        "## Licence", "",
+        f"- **Weights and statistics.** This model was trained on {reference} (licence: {reference_licence}). "
+        f"Its weights, and any statistics of that micrograph shipped with them (volume fractions, 2-point "
+        f"statistics, chord lengths), are distributed under {terms} to respect the source's licence. "
+        "lgtutorial's code is MIT-licensed (`LICENSE`).",
+        "- **Generated microstructures** are outputs of running the program: lgtutorial claims no rights in "
+        "them and places no restriction on them. They are not copies of the reference micrograph, but they "
+        f"follow its statistics: when publishing them, say so, name the reference ({reference}) and its licence "
+        f"({reference_licence}), and cite the papers (Robertson et al. 2023; Robertson & Kalidindi 2022).",
+        "- This states the project's intent; it is not legal advice.", "",
+    ])
+
+
+def _reference_licence(reference: dict) -> str:
+    """The registry's licence for a training reference, or a pointer to its owner for a user's own file."""
+    from .data import registry
+
+    entries = registry()
+    name = reference.get("name", "")
+    return entries[name].licence if name in entries else "as set by its owner"
 
 
 def model_card(payload: dict, digest: str, report_markdown: str | None = None) -> str:
@@ -140,4 +183,5 @@ def model_card(payload: dict, digest: str, report_markdown: str | None = None) -
         lines += ["None yet: `lgtutorial train` writes `report.json` when a run ends; re-exporting then includes it.", ""]
     lines += ["## Re-export", "", "After training ends (from the project's root):", "", "```bash",
               f"lgtutorial pretrained export {prov['checkpoint']} {name}", "```", ""]
+    lines += [licence_section(_reference_licence(prov["reference"]), reference=f"`{prov['reference']['name']}`")]
     return "\n".join(lines)

@@ -61,6 +61,10 @@ class ReferenceEntry:
     periodic: bool = False
     material: str | None = None
     """checkpoints: the registered micrograph whose statistics it generates by default"""
+    shipped: bool = False
+    """the file ships inside the package (``data/references``), made by this project's own code"""
+    fallback: str | None = None
+    """a shipped entry that stands in (with a warning) when this file cannot be found or downloaded"""
 
     @property
     def citation_text(self) -> str:
@@ -124,6 +128,11 @@ def data_directories() -> list[Path]:
     return folders
 
 
+def shipped_directory() -> Path:
+    """The folder of the reference files that ship with the package (``data/references``)."""
+    return _registry_path().parent / "references"
+
+
 @functools.lru_cache(maxsize=64)
 def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
     data = Path(path).read_bytes()
@@ -158,7 +167,7 @@ def fetch(name: str, *, download: bool = True) -> Path:
     """
     entry = _entry(name)
     looked = []
-    for folder in data_directories():
+    for folder in ([shipped_directory()] if entry.shipped else data_directories()):
         path = folder / entry.filename
         looked.append(str(path))
         if path.is_file():
@@ -202,6 +211,11 @@ def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
         return check_microstructure(tensor, name=entry.name)
     if entry.format == "labels-npy":
         return labels_to_one_hot(np.load(path))
+    if entry.format == "labels-png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return labels_to_one_hot(np.array(image.convert("L")) // 255 if image.mode == "1" else np.array(image))
     if entry.format == "one-hot-npy-last":
         array = np.load(path)
         return check_microstructure(
@@ -225,7 +239,19 @@ def load_reference(name: str, *, device=None, download: bool = True) -> tuple[to
     entry = _entry(name)
     if entry.kind != "micrograph":
         raise ValueError(f"{name!r} is a {entry.kind}, not a micrograph")
-    path = fetch(name, download=download)
+    try:
+        path = fetch(name, download=download)
+    except DataNotFoundError as error:
+        if not entry.fallback:
+            raise
+        import warnings
+
+        stand_in = _entry(entry.fallback)
+        warnings.warn(f"{name} is not available here ({error}); using the shipped {stand_in.name} instead: "
+                      f"{stand_in.description}. Numbers will differ slightly from those printed in the book.",
+                      stacklevel=2)
+        micro, meta = load_reference(stand_in.name, device=device, download=download)
+        return micro, {**meta, "stands_in_for": name}
     micro = _read_reference(entry, path)
     n = micro.shape[1]
     phases = list(entry.phases) if len(entry.phases) == n else [f"phase {i}" for i in range(n)]

@@ -35,6 +35,7 @@ __all__ = [
     "TrainingReport",
     "shortened_schedule",
     "trained_levels",
+    "steps_for_budget",
 ]
 
 CHECKPOINT_FORMAT = "lgtutorial-score-model"
@@ -76,7 +77,7 @@ def trained_levels(sigmas: torch.Tensor, train_sigma_max: float | None) -> torch
     >>> from lgtutorial.schedules import geometric_sigmas
     >>> levels = trained_levels(geometric_sigmas(20.0, 0.01, 1000), 1.5)
     >>> len(levels), round(float(levels[0]), 3)
-    (660, 1.496)
+    (659, 1.494)
     """
     if train_sigma_max is None:
         return sigmas
@@ -565,3 +566,39 @@ def shortened_schedule(sigmas: torch.Tensor, n_levels: int, *, step_lr: float = 
     ratio = step_lr / float(sigmas[-1]) ** 2
     factor = min(len(sigmas) / n_levels, max_ratio / ratio) if n_levels < len(sigmas) else 1.0
     return levels, langevin_step_sizes(levels, step_lr) * max(factor, 1.0)
+
+
+def steps_for_budget(model_settings: UNetSettings, training_settings: TrainingSettings, minutes: float, *,
+                     probe_steps: int = 6, share: float = 0.93) -> int:
+    """Optimizer steps that fit in ``minutes`` of training on this machine, measured.
+
+    Times ``probe_steps`` steps (after one warm-up step) of the same model, batch and patch size on
+    random data, with the threads torch has now, and keeps ``share`` of the budget for the steps
+    (the rest covers test-loss evaluations, checkpoints and patch cutting). The learning-rate
+    cycle then spans the budget.
+    """
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"the training budget must be a positive number of minutes, got {minutes!r}")
+    device = resolve_device(training_settings.device)
+    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(0)).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=training_settings.initial_lr)
+    size, channels = training_settings.patch_size, model_settings.channels
+    clean = torch.rand(training_settings.batch_size, channels, size, size, device=device)
+    sigmas = geometric_sigmas(training_settings.sigma_max, training_settings.sigma_min, 50, device=device)
+
+    def step():
+        loss = denoising_score_matching_loss(model, clean, sigmas)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(probe_steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_step = (time.perf_counter() - started) / probe_steps
+    return max(1, int(minutes * 60 * share / per_step))

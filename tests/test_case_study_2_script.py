@@ -31,7 +31,8 @@ def rendered(script, tmp_path_factory):
     return script, written, json.loads((written / "summary.json").read_text())
 
 
-def test_writes_every_figure_the_table_and_the_summary(require_data, rendered):
+@pytest.mark.requires_data("ti-alpha-beta")
+def test_writes_every_figure_the_table_and_the_summary(rendered):
     _, folder, summary = rendered
     missing = [stem for stem in FIGURES if not (folder / f"{stem}.png").is_file()]
     assert not missing, f"figures not written: {missing}"
@@ -42,7 +43,8 @@ def test_writes_every_figure_the_table_and_the_summary(require_data, rendered):
     assert summary["sampling"]["levels"] == 24 and summary["sampling"]["evaluations_per_sample"] > 0
 
 
-def test_summary_numbers_are_consistent(require_data, rendered):
+@pytest.mark.requires_data("ti-alpha-beta")
+def test_summary_numbers_are_consistent(rendered):
     script, _, summary = rendered
     # the GRF ensemble is segmented to the target volume fractions exactly (up to one pixel in 32 x 32)
     for got, target in zip(summary["volume_fractions"]["GRF"]["mean"], summary["target_volume_fractions"]):
@@ -64,7 +66,8 @@ def test_summary_numbers_are_consistent(require_data, rendered):
         assert entry["within"] == (abs(entry["error"]) <= entry["allowed"])
 
 
-def test_rejects_a_size_the_network_cannot_take(require_data, script, tmp_path):
+@pytest.mark.requires_data("ti-alpha-beta")  # the script reads the reference before it checks the size
+def test_rejects_a_size_the_network_cannot_take(script, tmp_path):
     # 30 + 2 * 16 = 62 is not a multiple of 2**depth = 4
     with pytest.raises(ValueError, match="divisible by 2\\*\\*depth"):
         script.main(["--size", "30", "30", "--samples", "2", "--device", "cpu", "--output", str(tmp_path / "bad")])

@@ -14,7 +14,8 @@ def test_data_list_shows_registry(capsys):
     assert "ti-alpha-beta" in out and "nbsa-proxy" in out and "GPL-3.0" in out
 
 
-def test_stats_prints_the_three_ti_volume_fractions(tmp_path, capsys, require_data):
+@pytest.mark.requires_data("ti-alpha-beta")
+def test_stats_prints_the_three_ti_volume_fractions(tmp_path, capsys):
     assert main(["stats", "ti-alpha-beta", "--output", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     for value in ("0.2544", "0.5638", "0.1818"):
@@ -36,7 +37,8 @@ def test_stats_of_a_user_file_and_no_silent_overwrite(tmp_path, capsys):
     assert len(summary["volume_fractions"]) == 3 and summary["periodic"] is False
 
 
-def test_grf_writes_samples(tmp_path, capsys, require_data):
+@pytest.mark.requires_data("ngrf-three-phase-simple")
+def test_grf_writes_samples(tmp_path, capsys):
     out = tmp_path / "grf"
     assert (
         main(["grf", "--reference", "ngrf-three-phase-simple", "--n-samples", "3", "--output", str(out)]) == 0

@@ -18,11 +18,17 @@ def test_registry_entries_are_complete():
     for entry in entries.values():
         assert entry.sha256 or entry.git_sha1, entry.name
         assert entry.licence and entry.description and entry.filename
-        assert entry.url or entry.name == "nbsa-proxy", entry.name
+        # every file can be had: downloaded, shipped in the package, or (the proxy) replaced by a shipped stand-in
+        assert entry.url or entry.shipped or entry.name == "nbsa-proxy", entry.name
+        if entry.shipped:
+            assert (data.shipped_directory() / entry.filename).is_file(), entry.name
+        if entry.fallback:
+            assert entries[entry.fallback].shipped and entries[entry.fallback].kind == entry.kind, entry.name
         assert not entry.citation_text.startswith(entry.citation) or entry.citation == entry.citation_text
 
 
-def test_case_study_references_load(require_data):
+@pytest.mark.requires_data("ti-alpha-beta", "nbsa-proxy", "ngrf-two-phase-elongated")
+def test_case_study_references_load():
     ti, meta = data.load_reference("ti-alpha-beta")
     assert ti.shape == (1, 3, 400, 512) and len(meta["phases"]) == 3
     assert torch.allclose(volume_fractions(ti)[0], torch.tensor([0.2544, 0.5638, 0.1818]), atol=1e-4)
@@ -33,15 +39,18 @@ def test_case_study_references_load(require_data):
     assert two.shape == (1, 2, 201, 201)
 
 
-def test_every_registered_micrograph_in_the_data_folder_verifies(require_data):
-    for entry in data.list_references("micrograph"):
-        if entry.name == "nbsa":
-            continue  # the real case-study-1 micrograph is not in the shared folder (see README)
-        micro, _ = data.load_reference(entry.name)
+# the real case-study-1 micrograph `nbsa` is not in the shared folder (see README)
+MICROGRAPHS = [entry.name for entry in data.list_references("micrograph") if entry.name != "nbsa"]
+
+
+@pytest.mark.requires_data(*MICROGRAPHS)
+def test_every_registered_micrograph_in_the_data_folder_verifies():
+    for name in MICROGRAPHS:
+        micro, _ = data.load_reference(name)
         assert micro.ndim == 4 and torch.all(micro.sum(1) == 1)
 
 
-def test_a_corrupt_file_is_refused(tmp_path, monkeypatch, require_data):
+def test_a_corrupt_file_is_refused(tmp_path, monkeypatch):  # needs no real data: the corrupt file is made here
     entry = data.registry()["nbsa-proxy"]
     target = tmp_path / entry.filename
     target.parent.mkdir(parents=True)
@@ -68,7 +77,8 @@ def test_failed_download_is_reported(tmp_path, monkeypatch):
         data.fetch("li2018-alloy")
 
 
-def test_cache_is_searched_after_the_data_folder(tmp_path, monkeypatch, require_data):
+@pytest.mark.requires_data("li2018-composite")
+def test_cache_is_searched_after_the_data_folder(tmp_path, monkeypatch):
     source = data.fetch("li2018-composite")
     cache = tmp_path / "cache"
     copy = cache / data.registry()["li2018-composite"].filename

@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from lgtutorial.cli import main
 from lgtutorial.comparison import COLUMNS
@@ -66,7 +67,8 @@ def test_evaluate_a_micrograph_file_against_one_hot_and_label_ensembles(tmp_path
     } <= set(summary["figures"])
 
 
-def test_evaluate_registry_reference_against_grf_output(tmp_path, require_data):
+@pytest.mark.requires_data("nbsa-proxy")
+def test_evaluate_registry_reference_against_grf_output(tmp_path):
     grf_out = tmp_path / "grf"
     assert (
         main(

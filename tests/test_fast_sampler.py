@@ -177,7 +177,8 @@ def test_the_cli_defaults_to_the_fast_sampler_and_offers_the_faithful_one_by_nam
 
 
 # -- with the authors' case-study-1 model ------------------------------------------------------------
-def test_fast_sampler_with_the_authors_model_reaches_the_target_volume_fraction(require_data):
+@pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy")
+def test_fast_sampler_with_the_authors_model_reaches_the_target_volume_fraction():
     from lgtutorial.data import load_reference
     from lgtutorial.extrapolation import statistics_row
     from lgtutorial.hybrid import default_volume_fraction_shift, load_score_model

@@ -12,7 +12,8 @@ from lgtutorial.settings import HybridSettings, from_arguments
 SMALL = ["--n-samples", "2", "--size", "32", "--levels", "12"]
 
 
-def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys, require_data):
+@pytest.mark.requires_data("nbsa-authors-checkpoint")  # the default run needs no data; the second run uses the authors' model
+def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys):
     out = tmp_path / "hybrid"
     assert main(["generate", *SMALL, "--output", str(out)]) == 0
     samples, grf = np.load(out / "samples.npy"), np.load(out / "grf.npy")
@@ -41,7 +42,8 @@ def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys,
     assert second["model"] == "nbsa-authors-checkpoint" and second["volume_fraction_shift"] == pytest.approx(0.0073)
 
 
-def test_generate_from_a_statistics_file(tmp_path, require_data):
+@pytest.mark.requires_data("nbsa-proxy")
+def test_generate_from_a_statistics_file(tmp_path):
     from lgtutorial.data import load_reference
     from lgtutorial.statistics import two_point_statistics
 
@@ -94,8 +96,9 @@ def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_pat
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--reference", "ngrf-three-phase-simple", "--model", "lgtutorial-case1"],
-         "1 channel(s) but the statistics describe 3 phases"),
+        pytest.param(["--reference", "ngrf-three-phase-simple", "--model", "lgtutorial-case1"],
+                     "1 channel(s) but the statistics describe 3 phases",
+                     marks=pytest.mark.requires_data("ngrf-three-phase-simple")),
         (["--sigma-c", "30"], "sigma_c=30.0 lies outside the model's noise schedule"),
         (["--size", "33"], "divisible by 2**depth = 2"),
         (["--periodic", "mirror"], "periodic must be one of"),
@@ -103,13 +106,13 @@ def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_pat
         (["--model", "no-such-model"], "neither a registered checkpoint"),
     ],
 )
-def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys, require_data):
+def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys):
     assert main(["generate", *options, "--output", str(tmp_path / "never")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
 
 
-def test_a_statistics_file_of_the_wrong_shape_is_rejected(tmp_path, capsys, require_data):
+def test_a_statistics_file_of_the_wrong_shape_is_rejected(tmp_path, capsys):
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     assert main(["generate", "--statistics", str(tmp_path / "flat.npy")]) == 2
     assert "expected periodic 2-point statistics of shape (N, N, H, W)" in capsys.readouterr().err

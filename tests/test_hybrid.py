@@ -234,7 +234,8 @@ def test_bad_combinations_give_clear_errors(field):
 
 
 # -- with the authors' case-study-1 model ------------------------------------------------------
-def test_authors_model_refines_a_grf_sample(require_data):
+@pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy", "ngrf-three-phase-simple")
+def test_authors_model_refines_a_grf_sample():
     from lgtutorial.data import load_reference
     from lgtutorial.hybrid import load_score_model
 

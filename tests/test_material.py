@@ -137,3 +137,20 @@ def test_a_hybrid_range_model_records_its_range_and_refuses_to_start_above_it(tm
     full = dataclasses.replace(settings, train_sigma_max=None)
     train_score_model(micro, model_settings=tiny, training_settings=full, output=tmp_path / "full", progress=False)
     assert load_checkpoint(tmp_path / "full")[0].trained_sigma_max is None
+
+
+def test_the_shipped_stand_in_loads_without_data_and_replaces_the_proxy_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("LGTUTORIAL_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("LGTUTORIAL_CACHE", str(tmp_path / "cache"))
+    standin, meta = data.load_reference("nbsa-standin")  # hash-checked, from the package
+    assert standin.shape == (1, 2, 256, 256) and meta["periodic"]
+    assert round(float(standin[0, 1].mean()), 4) == 0.3766
+    with pytest.raises(data.DataNotFoundError):
+        data.fetch("nbsa-proxy")  # the registry lookup itself never substitutes
+    with pytest.warns(UserWarning, match="using the shipped nbsa-standin instead"):
+        micro, meta = data.load_reference("nbsa-proxy")
+    assert meta["name"] == "nbsa-standin" and meta["stands_in_for"] == "nbsa-proxy"
+    assert torch.equal(micro, standin)
+    # a stand-in drawn from the same model has the proxy's kind of statistics: the shipped ones are close
+    carried = pretrained.load_statistics("lgtutorial-case1")
+    assert abs(float(carried.volume_fractions[1]) - float(standin[0, 1].mean())) < 0.01

@@ -81,7 +81,8 @@ def test_dataset_validates_its_input():
         PatchDataset(extract_patches(three, torch.tensor([[8, 8]]), patch_size=4), channels=1)
 
 
-def test_reference_patches_keep_its_volume_fraction(require_data):
+@pytest.mark.requires_data("nbsa-proxy")
+def test_reference_patches_keep_its_volume_fraction():
     from lgtutorial.data import load_reference
 
     reference, meta = load_reference("nbsa-proxy")

@@ -101,14 +101,13 @@ def synthetic_authors_state(channels, latent, depth, blocks, *, dropout_layer=Tr
 
 # -- tests -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def authors_state(data_available):
-    if not data_available:
-        pytest.fail("set LGTUTORIAL_DATA to the reference data folder (e.g. ../shared/data)")
+def authors_state():
     from lgtutorial.data import fetch
 
     return torch.load(fetch("nbsa-authors-checkpoint"), map_location="cpu", weights_only=True)
 
 
+@pytest.mark.requires_data("nbsa-authors-checkpoint")
 def test_authors_case1_model_converts_to_the_same_function(authors_state):
     model, sigmas = load_authors_checkpoint("nbsa-authors-checkpoint")
     s = model.settings
@@ -178,7 +177,8 @@ def _interface_density(one_hot):
     return 0.5 * ((labels[:, 1:] != labels[:, :-1]).float().mean() + (labels[:, :, 1:] != labels[:, :, :-1]).float().mean())
 
 
-def test_converted_model_samples_have_the_reference_statistics(require_data):
+@pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy")
+def test_converted_model_samples_have_the_reference_statistics():
     # Kept cheap: the levels above sigma = 3 only turn noise into other noise (the data lie in
     # [0, 1]), so start there, keep 40 of the remaining levels and take 5x the paper's steps
     # (eps_i / sigma_i^2 = 1). Measured: vf 0.365 / 0.368 for two seeds, interface density

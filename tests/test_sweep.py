@@ -20,6 +20,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep_small.yaml"
 # two 2-phase references with clearly different volume fractions (0.35 and 0.66 for phase 1)
 TINY = {"name": "tiny", "seed": 3, "references": ["ngrf-two-phase-simple", "ngrf-two-phase-dense-circles"],
         "theta": [0.0, 0.5, 1.0], "samples_per_point": 2, "shape": [32, 32], "model": "none"}
+#: the tests that run the tiny design read its two references
+NEEDS_TINY = pytest.mark.requires_data(*TINY["references"])
 DATA_ARRAYS = ("microstructures", "volume_fractions", "target_volume_fractions", "autocorrelations",
                "weights", "point", "sample", "seed", "done")
 
@@ -61,10 +63,8 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def reference_store(client, tmp_path_factory, data_available):
-    """One uninterrupted sweep of the tiny design; other tests compare with it."""
-    if not data_available:
-        pytest.fail("set LGTUTORIAL_DATA to the reference data folder (e.g. ../shared/data)")
+def reference_store(client, tmp_path_factory):
+    """One uninterrupted sweep of the tiny design; other tests compare with it (they are marked NEEDS_TINY)."""
     path = tmp_path_factory.mktemp("sweep") / "uninterrupted.zarr"
     return path, run_sweep(parse_design(tiny()), path, client=client, progress=False)
 
@@ -143,6 +143,7 @@ def test_design_files(tmp_path):
 
 
 # -- running on a 2-worker local cluster --------------------------------------------------------
+@NEEDS_TINY
 def test_a_sweep_fills_a_consistent_store(reference_store):
     path, result = reference_store
     assert result.complete and result.written == 6 and result.already_done == 0 and result.devices == ["cpu"]
@@ -169,12 +170,14 @@ def test_a_sweep_fills_a_consistent_store(reference_store):
     assert attrs["provenance"]["model"] is None and attrs["provenance"]["model_sha256"] is None
 
 
+@NEEDS_TINY
 def test_the_same_design_gives_the_same_store(reference_store, client, tmp_path):
     result = run_sweep(parse_design(tiny()), tmp_path / "again.zarr", client=client, progress=False)
     assert result.complete
     assert_same_data(reference_store[0], tmp_path / "again.zarr")
 
 
+@NEEDS_TINY
 def test_an_interrupted_run_resumes_to_the_uninterrupted_store(reference_store, client, tmp_path):
     path, design = tmp_path / "resumed.zarr", parse_design(tiny())
     first = run_sweep(design, path, client=client, max_tasks=2, progress=False)
@@ -192,6 +195,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_store(reference_store, 
     assert [run["written"] for run in zarr.open_group(str(path), mode="r").attrs["runs"]] == [2, 4, 0]
 
 
+@NEEDS_TINY
 def test_resuming_with_another_design_or_without_resume_is_refused(reference_store, client, tmp_path):
     path = tmp_path / "copy.zarr"
     shutil.copytree(reference_store[0], path)
@@ -204,6 +208,7 @@ def test_resuming_with_another_design_or_without_resume_is_refused(reference_sto
     assert_same_data(reference_store[0], path)  # untouched
 
 
+@NEEDS_TINY
 def test_failed_samples_are_reported_kept_out_and_redone_on_resume(reference_store, client, tmp_path):
     path, design = tmp_path / "failing.zarr", parse_design(tiny())
     bad = design.tasks()[3]
@@ -219,6 +224,7 @@ def test_failed_samples_are_reported_kept_out_and_redone_on_resume(reference_sto
     assert_same_data(reference_store[0], path)
 
 
+@NEEDS_TINY
 def test_retries_recover_a_transient_failure(reference_store, client, tmp_path):
     design = parse_design(tiny())
     marker = tmp_path / f"{design.tasks()[1].seed}.marker"
@@ -228,6 +234,7 @@ def test_retries_recover_a_transient_failure(reference_store, client, tmp_path):
     assert_same_data(reference_store[0], tmp_path / "flaky.zarr")
 
 
+@NEEDS_TINY
 def test_the_check_finds_corrupted_samples(reference_store, tmp_path):
     path = tmp_path / "corrupt.zarr"
     shutil.copytree(reference_store[0], path)
@@ -239,6 +246,7 @@ def test_the_check_finds_corrupted_samples(reference_store, tmp_path):
     assert "sample 5: labels outside [0, 2)" in str(error.value)
 
 
+@NEEDS_TINY
 def test_the_cli_runs_a_design_on_a_scheduler_address(reference_store, client, tmp_path, capsys):
     design_file = tmp_path / "tiny.yaml"
     design_file.write_text(yaml.safe_dump(tiny()))
@@ -254,7 +262,8 @@ def test_the_cli_runs_a_design_on_a_scheduler_address(reference_store, client, t
     assert "'theta[0]': expected a number in [0.0, 1.0], got 2.0" in capsys.readouterr().err
 
 
-def test_a_hybrid_sweep_with_the_authors_model(client, tmp_path, require_data):
+@pytest.mark.requires_data("nbsa-proxy", "nbsa-authors-checkpoint")
+def test_a_hybrid_sweep_with_the_authors_model(client, tmp_path):
     design = parse_design(tiny(references=["nbsa-proxy"], theta=None, samples_per_point=2,
                                model="nbsa-authors-checkpoint", sampler={"n_levels": 20}, summary_cutoff=2))
     assert design.weights == ((1.0,),)
@@ -269,7 +278,7 @@ def test_a_hybrid_sweep_with_the_authors_model(client, tmp_path, require_data):
     assert len(store.attrs["provenance"]["model_sha256"]) == 64
 
 
-def test_statistics_sources_are_checked_before_any_task(tmp_path, require_data):
+def test_statistics_sources_are_checked_before_any_task(tmp_path):
     from lgtutorial.sweep import load_sources
 
     np.save(tmp_path / "not-statistics.npy", np.full((2, 8, 8), 0.5))

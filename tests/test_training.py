@@ -27,7 +27,7 @@ TINY = TrainingSettings(patch_size=16, n_patches=120, batch_size=8, steps=16, ev
 
 
 @pytest.fixture(autouse=True)
-def _data(require_data):
+def _threads():
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
@@ -73,6 +73,7 @@ def test_ema_warm_up():
     assert min(0.999, (1 + 10**6) / (10 + 10**6)) == 0.999
 
 
+@pytest.mark.requires_data("nbsa-proxy")
 def test_training_reduces_the_test_loss_and_learns_to_denoise(trained):
     run, _ = trained
     initial, final = run.history["test_loss"][0], run.history["test_loss"][-1]
@@ -88,6 +89,7 @@ def test_training_reduces_the_test_loss_and_learns_to_denoise(trained):
     assert not all(torch.equal(a, b) for a, b in zip(run.model.parameters(), run.raw_model.parameters()))
 
 
+@pytest.mark.requires_data("nbsa-proxy")
 def test_checkpoint_round_trip_with_weights_only(trained):
     run, folder = trained
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -114,6 +116,7 @@ def _interrupt_at(step):
     return callback
 
 
+@pytest.mark.requires_data("nbsa-proxy")
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     settings = dataclasses.replace(TINY, steps=8, eval_every=3, checkpoint_every=4)
     whole = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
@@ -131,6 +134,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     torch.testing.assert_close(torch.tensor(whole.history["test_loss"]), torch.tensor(resumed.history["test_loss"]))
 
 
+@pytest.mark.requires_data("nbsa-proxy", "ti-alpha-beta", "nbsa-authors-checkpoint")
 def test_refusals_say_what_is_wrong(trained, tmp_path):
     run, folder = trained
     with pytest.raises(ValueError, match="already exists; pass resume=True"):
@@ -175,6 +179,7 @@ def test_shortened_schedule_caps_the_step_ratio():
     torch.testing.assert_close(steps / levels**2, torch.full((500,), 0.4))  # 2x
 
 
+@pytest.mark.requires_data("nbsa-proxy")
 def test_unconditional_samples_and_report(trained):
     run, _ = trained
     levels, steps = shortened_schedule(run.sigmas, 20)
@@ -192,6 +197,7 @@ def test_unconditional_samples_and_report(trained):
     assert "| volume fraction | 1 |" in report.markdown()
 
 
+@pytest.mark.requires_data("nbsa-proxy")
 def test_cli_train_writes_checkpoint_and_report(tmp_path):
     from lgtutorial.cli import main
 
