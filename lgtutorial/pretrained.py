@@ -540,9 +540,8 @@ def statistics_for_model(name_or_path):
     Shipped and exported models carry them; for a training checkpoint they are measured on its
     reference when that can be loaded. Returns None when there are none to be had.
     """
-    from .material import MaterialStatistics
-
     from . import data
+    from .material import MaterialStatistics
 
     name_or_path = str(name_or_path)
     if name_or_path in available():
