@@ -403,7 +403,7 @@ class HybridGenerator:
             shape = (n_samples, self.channels, *self.shape)
             return self.sigma_max * torch.randn(shape, generator=generator, device=self.device)
         samples = self.field.sample(
-            n_samples, generator=generator, segmentation="preserve" if self.segment_grf else None
+            n_samples, generator=generator, segmentation="auto" if self.segment_grf else None
         )
         start = samples.segmented if self.segment_grf else samples.raw
         return to_model_channels(start, self.channels)

@@ -28,8 +28,8 @@ class GRFSettings:
     """phase whose autocorrelation defines the field"""
     filter_sigma: float | None = None
     """width (px) of an optional Gaussian low-pass; none by default"""
-    segmentation: str = "preserve"
-    """'preserve' (volume-fraction preserving), 'argmax' or 'none'"""
+    segmentation: str = "auto"
+    """'auto' (the volume-fraction-preserving rule that keeps the 2-point statistics better, measured per field), 'preserve' (3x3 local mean first), 'quantile' (none), 'argmax' or 'none'"""
     seed: int = 0
     """seed of the torch.Generator"""
     device: str = "auto"

@@ -50,7 +50,7 @@ class SamplerSettings:
     """How each sample is drawn; the defaults are those of ``lgtutorial grf`` and ``lgtutorial generate``."""
 
     segmentation: str = GRFSettings.segmentation
-    """GRF only: 'preserve' (volume-fraction preserving) or 'argmax'"""
+    """GRF only: 'auto', 'preserve' (3x3 mean, then volume-fraction preserving), 'quantile' or 'argmax'"""
     filter_sigma: float | None = GRFSettings.filter_sigma
     """GRF only: width (px) of a Gaussian low-pass before segmentation"""
     n_levels: int | None = HybridSettings.levels
@@ -252,7 +252,7 @@ def _sampler(value, model: str | None) -> SamplerSettings:
             raise ValueError(f"design field 'sampler.{key}': not a setting for {which}; expected one of {allowed}")
     number = (int, float)
     checks = {
-        "segmentation": (lambda v: v in ("preserve", "argmax"), "'preserve' or 'argmax'"),
+        "segmentation": (lambda v: v in ("auto", "preserve", "quantile", "argmax"), "'auto', 'preserve', 'quantile' or 'argmax'"),
         "filter_sigma": (lambda v: v is None or (isinstance(v, number) and v > 0), "null or a width > 0 (px)"),
         "n_levels": (lambda v: v is None or (isinstance(v, int) and v >= 2), "null or an integer >= 2"),
         "sigma_c": (lambda v: isinstance(v, number) and v > 0, "a noise level > 0"),

@@ -1,5 +1,7 @@
 """Invariants of the multi-output Gaussian random field (SPEC section 2)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -188,3 +190,40 @@ def test_float32_default_and_device(three_phase):
     raw = field.sample_raw(2)
     assert raw.dtype == torch.float32 and raw.device.type == "cpu"
     assert torch.allclose(raw.sum(1), torch.ones(2, 32, 40), atol=1e-5)
+
+
+# -- segmentation rules: which one keeps the 2-point statistics -------------------------------------
+def _ring_lamellae(size, period, seed=0):
+    """Fingerprint-like 2-phase lamellae of the given period: a ring-spectrum Gaussian field, thresholded."""
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.fft.fftfreq(size, dtype=torch.float64)
+    radius = (k[:, None] ** 2 + k[None, :] ** 2).sqrt()
+    ring = torch.exp(-0.5 * ((radius - 1.0 / period) / (0.12 / period)) ** 2)
+    field = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * ring).real
+    return labels_to_one_hot((field > field.median()).long()[None])
+
+
+def _coarse_blobs(size, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.fft.fftfreq(size, dtype=torch.float64)
+    low = torch.exp(-2 * math.pi**2 * width**2 * (k[:, None] ** 2 + k[None, :] ** 2))
+    field = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * low).real
+    return labels_to_one_hot((field > field.quantile(0.6)).long()[None])
+
+
+@pytest.mark.parametrize("case, expected", [("fine", "quantile"), ("coarse", "preserve")])
+def test_auto_segmentation_keeps_the_statistics_of_fine_and_coarse_features(case, expected):
+    micro = _ring_lamellae(128, 3.5) if case == "fine" else _coarse_blobs(128, 5.0)
+    field = GaussianRandomField.from_microstructure(micro)
+    assert field.choose_segmentation() == expected
+    errors = {}
+    for rule in ("preserve", "quantile", "auto"):  # fresh samples, not the probe ones
+        samples = field.sample(16, generator=torch.Generator().manual_seed(7), segmentation=rule).segmented
+        errors[rule] = field.row_error(samples)
+        assert torch.allclose(samples.mean(dim=(0, 2, 3)).double(), field.target_volume_fractions.double(), atol=1e-4)
+    other = "preserve" if expected == "quantile" else "quantile"
+    assert errors["auto"] == errors[expected] < errors[other]
+    if case == "fine":  # the 3x3 mean erases 3.5 px lamellae: a large, not a marginal, loss
+        assert errors["preserve"] > 1.3 * errors["quantile"]
+    with pytest.raises(ValueError, match="segmentation must be"):
+        field.sample(1, segmentation="otsu")

@@ -114,7 +114,7 @@ def test_latin_hypercube_stratifies_the_weights():
     ({"shape": [32, 1]}, r"'shape': expected an integer >= 2, got 1"),
     ({"summary_cutoff": 20}, r"'summary_cutoff': expected at most 15 for a 32x32 domain, got 20"),
     ({"sampler": {"n_levels": 20}}, r"'sampler.n_levels': not a setting for a GRF alone"),
-    ({"sampler": {"segmentation": "otsu"}}, r"'sampler.segmentation': expected 'preserve' or 'argmax', got 'otsu'"),
+    ({"sampler": {"segmentation": "otsu"}}, r"'sampler.segmentation': expected 'auto', 'preserve', 'quantile' or 'argmax', got 'otsu'"),
     ({"model": "no-such-model"}, r"'model': expected 'none', a registry checkpoint"),
     ({"model": "nbsa-proxy"}, r"'model': expected a checkpoint; 'nbsa-proxy' is a micrograph"),
     ({"seed": -1}, r"'seed': expected an integer >= 0, got -1"),
