@@ -305,6 +305,10 @@ def _model_statistics(model_name: str):
     return material
 
 
+class DegenerateSamples(RuntimeError):
+    """Some generated samples failed the guard; the outputs were written all the same."""
+
+
 def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
     """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
     import time
@@ -341,7 +345,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
         row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
         step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
         volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift,
-        periodic=settings.periodic, padding=settings.padding, sampler=settings.sampler,
+        periodic=settings.periodic, padding=settings.padding, sampler=settings.sampler, guard=settings.guard,
     )
     out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
     print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
@@ -381,6 +385,8 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
         "mean_x_chord_lengths_px": {"hybrid": _mean_chord_lengths(final),
                                     **({"GRF": _mean_chord_lengths(grf)} if grf_segmented else {})},
         "seconds_per_sample": seconds / settings.n_samples,
+        "recovered_samples": samples.recovered,
+        "degenerate_samples": samples.degenerate,
         "samples": "samples.npy (n_samples, n_phases, H, W) one-hot",
         "grf": "grf.npy: the GRF inputs, " + ("segmented one-hot" if grf_segmented else "continuous"),
     }
@@ -394,6 +400,13 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     print(samples.report())
     print(f"{seconds / settings.n_samples:.1f} s per sample; wrote samples.npy, grf.npy, samples.png and "
           f"summary.json to {out}")
+    if samples.degenerate:
+        message = (f"{len(samples.degenerate)} of {settings.n_samples} samples are degenerate (non-finite, or a volume "
+                   f"fraction off the target by more than {settings.guard}) even with the faithful sampler: samples "
+                   f"{samples.degenerate} (listed in summary.json); the score model may not fit these statistics")
+        if not settings.keep_going:
+            raise DegenerateSamples(message + "; pass --keep-going to accept them")
+        print(f"warning: {message}", file=sys.stderr)
     return out
 
 
@@ -569,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
+    except DegenerateSamples as error:
+        print(f"lgtutorial {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"lgtutorial {args.command}: error: {message}", file=sys.stderr)

@@ -17,7 +17,8 @@ end about 0.008 below the target volume fraction; with it, within 0.001.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -146,6 +147,10 @@ class HybridSamples:
     refined: torch.Tensor
     grf: torch.Tensor | None
     target_volume_fractions: torch.Tensor
+    recovered: list = field(default_factory=list)
+    """indices of samples that failed with the chosen sampler and were redone with the faithful one"""
+    degenerate: list = field(default_factory=list)
+    """indices of samples that still failed (non-finite, or volume fraction off by more than the guard)"""
 
     @property
     def achieved_volume_fractions(self) -> torch.Tensor:
@@ -161,6 +166,10 @@ class HybridSamples:
             std = float(column.std()) if column.numel() > 1 else 0.0
             error = float((column - target).abs().max())
             lines.append(f"{n:>5}  {target:.4f}   {float(column.mean()):.4f} +- {std:.4f}        {error:.4f}")
+        if self.recovered:
+            lines.append(f"redone with the faithful sampler after failing: samples {self.recovered}")
+        if self.degenerate:
+            lines.append(f"DEGENERATE (non-finite or volume fraction far off the target): samples {self.degenerate}")
         return "\n".join(lines)
 
 
@@ -214,6 +223,10 @@ class HybridGenerator:
             default: yes for 2 phases, no for more (as in the paper).
         channels: channels of a plain score function (default 1 for 2 phases, else N).
         device: where to sample (default: the field's device); must be the field's device.
+        guard: a sample whose volume fraction misses the target by more than this (a collapse into
+            one phase, say) or whose iterate is not finite is redone with the ``"faithful"`` sampler
+            from the same GRF start; what still fails is listed in ``HybridSamples.degenerate``.
+            ``None`` turns the check off (it never applies to sampling from noise).
 
     Raises:
         ValueError: a model whose channels do not fit the phases of the statistics, a domain the
@@ -240,7 +253,13 @@ class HybridGenerator:
         segment_grf: bool | None = None,
         channels: int | None = None,
         device=None,
+        guard: float | None = 0.1,
     ):
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "field", "score_model", "__class__")}
+        self._score_model = score_model
+        if guard is not None and not (isinstance(guard, (int, float)) and 0 < guard <= 1):
+            raise ValueError(f"guard must be None or a volume-fraction error in (0, 1], got {guard!r}")
+        self.guard = guard
         if not isinstance(field, GaussianRandomField) or len(field.shape) != 2:
             raise TypeError("field must be a 2-D GaussianRandomField")
         self.sampler = resolve_sampler(sampler)
@@ -467,7 +486,7 @@ class HybridGenerator:
         bar = tqdm(
             total=len(batches) * self.evaluations_per_sample, desc="hybrid sampling", unit="step", disable=not progress
         )
-        finals, refined, starts = [], [], []
+        finals, refined, starts, recovered, degenerate = [], [], [], [], []
         try:
             for index, size in enumerate(batches):
 
@@ -477,8 +496,15 @@ class HybridGenerator:
                         callback({**info, "batch": index})
 
                 start = self.starting_points(size, generator=generator)
-                x = self.refine(start, generator=generator, callback=step).clamp(-3.0, 3.0)
-                finals.append(finalize(x, self.n_phases))
+                x = self.refine(start, generator=generator, callback=step)
+                final = finalize(x.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
+                if self.guard is not None and self.sigma_c is not None:
+                    x, final, redone, failed = self._guarded(start, x, final, generator)
+                    offset = sum(batches[:index])
+                    recovered += [offset + k for k in redone]
+                    degenerate += [offset + k for k in failed]
+                x = x.nan_to_num(0.0).clamp(-3.0, 3.0)
+                finals.append(final)
                 refined.append(x)
                 if return_grf:
                     starts.append(from_model_channels(start, self.n_phases))
@@ -489,4 +515,30 @@ class HybridGenerator:
             refined=torch.cat(refined),
             grf=torch.cat(starts) if return_grf else None,
             target_volume_fractions=self.target_volume_fractions,
+            recovered=recovered,
+            degenerate=degenerate,
         )
+
+    def degenerate(self, x: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` True for samples that failed: a non-finite iterate, or a volume fraction off the
+        target by more than ``guard`` (e.g. a collapse into one phase)."""
+        broken = ~torch.isfinite(x).flatten(1).all(dim=1)
+        error = (volume_fractions(final) - self.target_volume_fractions.to(final.dtype)).abs().amax(dim=1)
+        return broken | (error > (self.guard if self.guard is not None else math.inf))
+
+    def _guarded(self, start, x, final, generator):
+        """Redo the failed samples of a batch with the faithful sampler (the paper's small steps)."""
+        bad = self.degenerate(x, final)
+        if not bad.any():
+            return x, final, [], []
+        indices = bad.nonzero().flatten().tolist()
+        if self.sampler == SAMPLERS["faithful"]:
+            return x, final, [], indices
+        fallback = HybridGenerator(self.field, self._score_model, **{
+            **self._arguments, "sampler": "faithful", "n_levels": None, "step_lr": None, "guard": None})
+        again = fallback.refine(start[bad], generator=generator)
+        again_final = finalize(again.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
+        x, final = x.clone(), final.clone()
+        x[bad], final[bad] = again, again_final
+        still = self.degenerate(again, again_final).tolist()
+        return x, final, [k for k, s in zip(indices, still) if not s], [k for k, s in zip(indices, still) if s]

@@ -272,6 +272,10 @@ class HybridSettings:
     """seed of the torch.Generator"""
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
+    guard: float | None = 0.1
+    """a sample whose volume fraction misses the target by more than this (e.g. a collapse into one phase) is redone with the faithful sampler; what still fails is reported and makes the command exit with 1"""
+    keep_going: bool = False
+    """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
     sampler: str = "fast"
     """'fast' (reverse-SDE predictor, 32 network evaluations per sample), 'fast-compiled' (the same, torch.compile) or 'faithful' (the paper's annealed Langevin, 568)"""
 

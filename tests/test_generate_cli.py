@@ -123,3 +123,25 @@ def test_statistics_without_a_shipped_model_ask_for_one(tmp_path, capsys):
     assert main(["generate", "--statistics", str(tmp_path / "four.npy"), "--output", str(tmp_path / "never")]) == 2
     assert "no shipped score model for 4-phase statistics" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_degenerate_samples_make_generate_fail_unless_asked_to_keep_going(tmp_path, monkeypatch, capsys):
+    import json
+
+    import torch
+
+    import lgtutorial.hybrid as hybrid
+    from lgtutorial.schedules import geometric_sigmas
+
+    def broken_model(name, *, device=None):  # a "model" whose score is NaN everywhere
+        return (lambda x, sigma: torch.full_like(x, float("nan"))), geometric_sigmas(20.0, 0.01, 1000)
+
+    monkeypatch.setattr(hybrid, "load_score_model", broken_model)
+    options = ["--n-samples", "2", "--size", "32", "--model", "lgtutorial-case1"]
+    assert main(["generate", *options, "--output", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 2 samples are degenerate" in err and "--keep-going" in err and "Traceback" not in err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())  # the outputs were written all the same
+    assert summary["degenerate_samples"] == [0, 1] and summary["recovered_samples"] == []
+    assert main(["generate", *options, "--keep-going", "--output", str(tmp_path / "b")]) == 0
+    assert "warning: 2 of 2 samples are degenerate" in capsys.readouterr().err

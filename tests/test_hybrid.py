@@ -249,3 +249,49 @@ def test_authors_model_refines_a_grf_sample():
     with pytest.raises(ValueError, match="1 channel\\(s\\) but the statistics describe 3 phases"):
         three, _ = load_reference("ngrf-three-phase-simple")
         HybridGenerator.from_reference(three, model, sigmas=sigmas, shape=(32, 32))
+
+
+# -- the collapse guard ----------------------------------------------------------------------------
+def _blob_field(size=32, seed=0):
+    import math
+
+    from lgtutorial.grf import GaussianRandomField
+    from lgtutorial.microstructure import labels_to_one_hot
+
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.fft.fftfreq(size, dtype=torch.float64)
+    low = torch.exp(-2 * math.pi**2 * 9 * (k[:, None] ** 2 + k[None, :] ** 2))
+    f = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * low).real
+    return GaussianRandomField.from_microstructure(labels_to_one_hot((f > f.quantile(0.6)).long()[None]))
+
+
+def _overconfident(x, sigma):
+    """A score that pulls every pixel hard towards its nearest phase: stable under the paper's small
+    steps, but the fast sampler's larger ones overshoot and collapse the sample into one phase (as a
+    young model did in practice)."""
+    return -4.0 * (x - (x > 0.5).to(x.dtype)) / sigma**2
+
+
+def test_collapsed_samples_are_redone_with_the_faithful_sampler():
+    field = _blob_field()
+    target = float(field.target_volume_fractions[1])
+    unguarded = HybridGenerator(field, _overconfident, channels=1, sampler="fast", guard=None).sample(4, seed=0, progress=False)
+    assert float(unguarded.achieved_volume_fractions[:, 1].max()) < 0.05  # collapsed, silently
+    guarded = HybridGenerator(field, _overconfident, channels=1, sampler="fast").sample(4, seed=0, progress=False)
+    assert guarded.recovered == [0, 1, 2, 3] and guarded.degenerate == []
+    assert float((guarded.achieved_volume_fractions[:, 1] - target).abs().max()) < 0.05
+    assert "redone with the faithful sampler" in guarded.report()
+
+
+def test_samples_that_fail_even_the_faithful_sampler_are_listed_as_degenerate():
+    field = _blob_field()
+
+    def broken(x, sigma):
+        return torch.full_like(x, float("nan"))
+
+    out = HybridGenerator(field, broken, channels=1, sampler="fast").sample(3, seed=0, progress=False)
+    assert out.degenerate == [0, 1, 2] and out.recovered == []
+    assert torch.isfinite(out.refined).all()  # what is returned is still a valid array
+    assert "DEGENERATE" in out.report()
+    with pytest.raises(ValueError, match="guard must be None"):
+        HybridGenerator(field, broken, channels=1, guard=0.0)
