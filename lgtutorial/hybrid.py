@@ -16,8 +16,8 @@ end about 0.008 below the target volume fraction; with it, within 0.001.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
