@@ -9,6 +9,7 @@ from .comparison import compare
 from .conditioning import volume_fraction_posterior
 from .data import list_references, load_micrograph, load_reference
 from .extrapolation import interpolated_field
+from .fitting import fit
 from .grf import (
     GaussianRandomField,
     interpolate_statistics,
@@ -27,6 +28,7 @@ from .unet import ScoreUNet
 __version__ = "0.1.0"
 
 __all__ = [
+    "fit",
     "GaussianRandomField",
     "HybridGenerator",
     "ScoreUNet",

@@ -309,6 +309,24 @@ class DegenerateSamples(RuntimeError):
     """Some generated samples failed the guard; the outputs were written all the same."""
 
 
+def _check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
+    """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
+    from .material import compare_with_training_material
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        print(f"warning: cannot tell which material the score model {model_name!r} was trained on", file=sys.stderr)
+        return
+    message, gross = compare_with_training_material(material, row, name)
+    if message is None:
+        return
+    if gross and not force:
+        raise ValueError(f"{message}; it has not seen features like these. Train a model on this micrograph "
+                         "('lgtutorial fit'), or pass --force to generate anyway")
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
     """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
     import time
@@ -339,6 +357,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     if material is None:
         model_name = settings.model or default_model(row.shape[0])
         model, sigmas = load_score_model(model_name, device=device)
+        _check_model_material(model_name, row, name, force=settings.force)
     shift = settings.volume_fraction_shift
     shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
     generator = HybridGenerator.from_statistics(
@@ -521,6 +540,47 @@ def _run_pretrained(args) -> int:
     return 0
 
 
+# -- fit ----------------------------------------------------------------------------------------
+def _add_fit(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fit", help="your own micrograph: check it, train a score model within a time budget, generate, report",
+        description="Checks the micrograph (phases, size, periodicity), picks a patch size and a network from its "
+                    "feature sizes and says why, trains for --minutes (measured on this machine; resumable), ships "
+                    "the model with the micrograph's statistics as a bundle, then generates GRF and hybrid samples "
+                    "and writes report.md with figures.")
+    parser.add_argument("micrograph", help="a segmented image (.png, .tif, .npy, .pt; one grey level or colour per "
+                                           "phase) or a registry name")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="training budget on this machine (default: 15; on a GPU the same minutes go much further)")
+    parser.add_argument("--name", default=None, help="the model's name (default: from the file name)")
+    parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples for the report (default: 4)")
+    parser.add_argument("--size", type=int, default=None, help="side of the samples (default: the micrograph's size)")
+    parser.add_argument("--sampler", default="fast", help="the hybrid's sampler (default: fast)")
+    parser.add_argument("--patch-size", type=int, default=None, help="override the chosen patch size (px)")
+    parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
+                        help="override the periodicity check")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the training in --output")
+    parser.add_argument("--output", type=Path, default=None, help="folder (default: lgtutorial-output/fit-NAME)")
+
+
+def _run_fit(args) -> int:
+    from .fitting import fit
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be a positive integer, got {args.samples}")
+    result = fit(args.micrograph, name=args.name, minutes=args.minutes, output=args.output, resume=args.resume,
+                 n_samples=args.samples, size=args.size, sampler=args.sampler, device=args.device, seed=args.seed,
+                 periodic=args.periodic, patch_size=args.patch_size)
+    checks = result.checks
+    print(f"wrote {result.output}/report.md; model bundle {result.model_path}")
+    print(f"largest volume-fraction error {checks['largest_volume_fraction_error']:.4f}; hybrid chord distributions "
+          f"closer than the GRF's for every phase: {checks['hybrid_chords_closer_than_grf_for_every_phase']}; "
+          f"degenerate samples: {checks['degenerate_samples'] or 'none'}")
+    return 0 if checks["no_degenerate_sample"] else 1
+
+
 COMMANDS = {
     "data": (_add_data, _run_data),
     "stats": (_add_stats, _run_stats),
@@ -530,6 +590,7 @@ COMMANDS = {
     "generate": (_add_generate, _run_generate),
     "train": (_add_train, _run_train),
     "pretrained": (_add_pretrained, _run_pretrained),
+    "fit": (_add_fit, _run_fit),
 }
 
 

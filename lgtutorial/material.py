@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["MaterialStatistics", "STATISTICS_FORMAT"]
+__all__ = ["MaterialStatistics", "STATISTICS_FORMAT", "compare_with_training_material", "row_summary"]
 
 STATISTICS_FORMAT = "lgtutorial-material-statistics"
 STATISTICS_VERSION = 1
@@ -147,3 +147,43 @@ class MaterialStatistics:
             x, y = self.mean_chord_lengths["x"][n], self.mean_chord_lengths["y"][n]
             lines.append(f"  {phase}: volume fraction {float(self.volume_fractions[n]):.4f}, mean chord x {x} px, y {y} px")
         return "\n".join(lines)
+
+
+def row_summary(row: torch.Tensor) -> dict:
+    """Volume fractions and phase 0's mean chord lengths implied by a periodic statistics row ``(N, H, W)``.
+
+    For one-hot data ``v_0 - f_00(one pixel along x)`` is the share of pixels where a phase-0 chord
+    ends, so the mean phase-0 chord along x is ``v_0 / (v_0 - f_00(0, 1))`` (periodic, exact).
+    """
+    row = torch.as_tensor(row, dtype=torch.float64)
+    v0 = float(row[0, 0, 0])
+    fractions = (row.flatten(1).mean(1) / v0).tolist()
+    lines = {"x": row.shape[2], "y": row.shape[1]}  # a phase that never ends along a line: the line's length
+    chords = {axis: min(v0 / max(v0 - float(row[0][index]), 1e-12), float(lines[axis]))
+              for axis, index in (("x", (0, 1)), ("y", (1, 0)))}
+    return {"volume_fractions": fractions, "mean_chords_phase0": chords}
+
+
+def compare_with_training_material(material: MaterialStatistics, row: torch.Tensor, name: str,
+                                   *, vf_limit: float = 0.15, size_limit: float = 2.0) -> tuple[str | None, bool]:
+    """Is a model trained on ``material`` fit to generate statistics ``row`` (of ``name``)?
+
+    Returns ``(message, gross)``: no message when the statistics are the model's own micrograph's; a
+    warning naming both otherwise; ``gross`` when a volume fraction differs by more than
+    ``vf_limit`` or phase 0's mean chord length by more than a factor ``size_limit`` (the model then
+    has never seen features like these).
+    """
+    if name == material.name:
+        return None, False
+    own, asked = row_summary(material.statistics_row()), row_summary(row)
+    if len(own["volume_fractions"]) != len(asked["volume_fractions"]):
+        return None, False  # the generator refuses a model whose channels do not fit, with its own message
+    vf_gap = max(abs(a - b) for a, b in zip(own["volume_fractions"], asked["volume_fractions"]))
+    ratios = [asked["mean_chords_phase0"][axis] / own["mean_chords_phase0"][axis] for axis in ("x", "y")]
+    worst = max(max(r, 1 / r) for r in ratios)
+    gross = vf_gap > vf_limit or worst > size_limit
+    message = (f"the score model was trained on {material.name}, not on {name}: volume fractions differ by up to "
+               f"{vf_gap:.3f} and phase-0 mean chord lengths by a factor of up to {worst:.2f} (x: "
+               f"{own['mean_chords_phase0']['x']:.1f} -> {asked['mean_chords_phase0']['x']:.1f} px, y: "
+               f"{own['mean_chords_phase0']['y']:.1f} -> {asked['mean_chords_phase0']['y']:.1f} px)")
+    return message, gross

@@ -274,6 +274,8 @@ class HybridSettings:
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
     guard: float | None = 0.1
     """a sample whose volume fraction misses the target by more than this (e.g. a collapse into one phase) is redone with the faithful sampler; what still fails is reported and makes the command exit with 1"""
+    force: bool = False
+    """generate even when the statistics differ grossly from those of the model's training micrograph"""
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
     sampler: str = "fast"

@@ -1,0 +1,353 @@
+"""Your own micrograph, end to end: check it, plan and train a score model, generate, report.
+
+``lgtutorial fit MICROGRAPH`` (or :func:`fit`) takes one segmented micrograph (a file or a registry
+name) and
+
+1. checks it: phases, size, whether it looks periodic (:func:`inspect_micrograph`);
+2. plans the training from its feature sizes and the time budget (:func:`plan_fit`), and says why:
+   the patch side from the mean chord lengths, the model from the number of phases, the steps from
+   the throughput measured on this machine (:func:`lgtutorial.training.steps_for_budget`), the
+   hybrid-range recipe (only the noise levels the hybrid visits are trained on);
+3. trains (checkpointed, resumable with ``resume=True`` / ``--resume``, a progress bar with ETA);
+4. ships the result as a reusable bundle ``model/<name>.pt`` (weights, the micrograph's statistics,
+   a model card): ``lgtutorial generate --model .../model/<name>.pt`` or
+   ``HybridGenerator`` via :func:`lgtutorial.hybrid.load_score_model`;
+5. generates GRF and hybrid samples from the same starts and writes one report (``report.md`` and
+   figures): reference beside samples, volume fractions, 2-point slices, chord-length
+   distributions and their distances, boundary coherence, checks, time spent.
+
+>>> plan = plan_fit(_periodic_blobs(64, 2.0), minutes=1.0, device="cpu", measure_speed=False)
+>>> plan.patch_size, plan.model_settings.channels, plan.periodic, plan.training_settings.train_sigma_max
+(32, 1, True, 1.5)
+>>> plan_fit(_periodic_blobs(64, 2.0)[..., :40, :40], minutes=1.0, device="cpu", measure_speed=False).periodic
+False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .settings import TrainingSettings, UNetSettings, resolve_device
+
+__all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
+
+#: the noise levels a fitted model is trained on: up to twice the hybrid's sigma_c (0.75)
+HYBRID_TOP = 1.5
+
+
+def _periodic_blobs(size: int, width: float, seed: int = 0) -> torch.Tensor:
+    """A periodic 2-phase test micrograph ``(1, 2, size, size)``: smoothed noise cut at its median."""
+    from .microstructure import labels_to_one_hot
+
+    k = torch.fft.fftfreq(size, dtype=torch.float64)
+    low = torch.exp(-2 * math.pi**2 * width**2 * (k[:, None] ** 2 + k[None, :] ** 2))
+    noise = torch.randn(size, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    field = torch.fft.ifft2(torch.fft.fft2(noise) * low).real
+    return labels_to_one_hot((field > field.median()).long()[None]).float()
+
+
+def inspect_micrograph(micro: torch.Tensor) -> dict:
+    """Phases, size, volume fractions, mean chord lengths and a periodicity check of ``(1, N, H, W)``.
+
+    A micrograph is taken as periodic when its phases change across the wrap-around seam (last
+    row/column to first) closer to as often as between neighbouring rows/columns inside than to as
+    often as between two far-apart pixels (``1 - sum_a v_a^2``): a cut-out of a larger specimen
+    joins unrelated pixels at the seam.
+    """
+    from .metrics import chord_lengths
+
+    labels = micro[0].argmax(0)
+    seams, insides = [], []
+    for axis in (0, 1):
+        inside = (labels.diff(dim=axis) != 0).double().mean()
+        seam = (labels.select(axis, 0) != labels.select(axis, -1)).double().mean()
+        seams.append(float(seam))
+        insides.append(float(inside))
+    fractions = micro.double().mean(dim=(0, 2, 3))
+    unrelated = float(1.0 - (fractions**2).sum())  # change rate between independent pixels
+    periodic = all(seam <= (inside + unrelated) / 2 for seam, inside in zip(seams, insides))
+    # a uniform frame (e.g. a one-pixel border of one phase) makes the seam look seamless
+    n_phases = micro.shape[1]
+    edges = [labels[0], labels[-1], labels[:, 0], labels[:, -1]]
+    framed = any(float(torch.bincount(e, minlength=n_phases).max()) >= 0.98 * e.numel() for e in edges) and \
+        max(fractions.tolist()) < 0.9
+    periodic = periodic and not framed
+    chords = {axis: [c.mean() for c in chord_lengths(micro, axis=axis, periodic=periodic)] for axis in ("x", "y")}
+    return {"n_phases": int(micro.shape[1]), "shape": tuple(int(s) for s in micro.shape[2:]),
+            "volume_fractions": fractions.tolist(), "periodic": periodic, "unrelated_changes": unrelated, "framed": framed,
+            "seam_changes": seams, "inside_changes": insides, "mean_chords": chords}
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What :func:`fit` will do, and why (``describe()``)."""
+
+    info: dict
+    periodic: bool
+    patch_size: int
+    model_settings: UNetSettings
+    training_settings: TrainingSettings
+    minutes: float
+    reasons: tuple
+
+    def describe(self) -> str:
+        return "\n".join(f"- {reason}" for reason in self.reasons)
+
+
+def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
+             patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None) -> FitPlan:
+    """Choose the patch size, the model and the training length for one micrograph (see :func:`fit`)."""
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    info = inspect_micrograph(micro)
+    n_phases, (height, width) = info["n_phases"], info["shape"]
+    reasons = [f"{n_phases} phases, {height}x{width} px, volume fractions "
+               + ", ".join(f"{v:.3f}" for v in info["volume_fractions"])]
+    if periodic is None:
+        periodic = info["periodic"]
+        reasons.append("not periodic: a uniform frame of one phase runs along its edge" if info["framed"] else
+                       f"{'periodic' if periodic else 'not periodic'}: phases change across the wrap-around seam at "
+                       f"{max(info['seam_changes']):.3f} of the pixels against {max(info['inside_changes']):.3f} "
+                       "between neighbouring lines inside" + ("" if periodic else " (patches are cut inside the image)"))
+    else:
+        reasons.append(f"periodic={periodic} as asked")
+    chords = [c for axis in ("x", "y") for c in info["mean_chords"][axis] if c == c]
+    finest = min(chords) if chords else 4.0
+    if patch_size is None:
+        # about 8 of the finest features across (the paper: 40 px for ~5 px precipitates), a multiple of
+        # 8, between 32 and 64 px, and at most half the micrograph so that patches differ
+        patch_size = int(min(64, max(32, 8 * round(8 * finest / 8)), 8 * (min(height, width) // 16)))
+        reasons.append(f"patches of {patch_size} px: the finest mean chord is {finest:.1f} px, and a patch should "
+                       "hold several of the features the local layer must learn")
+    if patch_size < 8 or patch_size > min(height, width):
+        raise ValueError(f"the patch size must be between 8 px and the micrograph's smaller side "
+                         f"({min(height, width)} px), got {patch_size}")
+    device = resolve_device(device)
+    gpu = device.type == "cuda"
+    if n_phases == 2:
+        model = UNetSettings(channels=1, latent_channels=40, depth=1, num_blocks=1)
+        reasons.append("the paper's 2-phase network (one channel, L_c = 40, D = 1, about 105 k parameters)")
+    else:
+        model = (UNetSettings(channels=n_phases, latent_channels=100, depth=3, num_blocks=1) if gpu else
+                 UNetSettings(channels=n_phases, latent_channels=48, depth=2, num_blocks=1))
+        reasons.append(f"an {n_phases}-channel network: " + ("the paper's (L_c = 100, D = 3)" if gpu else
+                       "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
+    if patch_size % (2 ** model.depth):
+        raise ValueError(f"the patch size must be a multiple of {2 ** model.depth} for this network, got {patch_size}")
+    training = TrainingSettings(patch_size=patch_size, n_patches=4000 if n_phases == 2 else 8000,
+                                batch_size=128 if gpu else 32, steps=1, sigma_max=20.0 if n_phases == 2 else 50.0,
+                                sigma_min=0.01, train_sigma_max=HYBRID_TOP, device=str(device))
+    reasons.append(f"the hybrid-range recipe: noise levels up to sigma = {HYBRID_TOP} only (the hybrid starts at "
+                   "0.75), so every step trains what the hybrid uses")
+    if steps is None:
+        steps = (_steps_for(model, training, minutes) if measure_speed else max(1, int(minutes * 60)))
+        how = "throughput measured just now" if measure_speed else "assuming one step per second"
+        reasons.append(f"{steps:,} optimizer steps of {training.batch_size} patches: what fits in {minutes:g} min on "
+                       f"{device} ({how})")
+    else:
+        reasons.append(f"{steps:,} optimizer steps of {training.batch_size} patches (as planned before)")
+    training = dataclasses.replace(training, steps=int(steps), eval_every=max(1, steps // 10),
+                                   checkpoint_every=max(1, min(250, steps // 10)))
+    return FitPlan(info=info, periodic=bool(periodic), patch_size=int(patch_size), model_settings=model,
+                   training_settings=training, minutes=float(minutes), reasons=tuple(reasons))
+
+
+def _steps_for(model: UNetSettings, training: TrainingSettings, minutes: float) -> int:
+    from .training import steps_for_budget
+
+    return steps_for_budget(model, training, minutes)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` made: the folder, the shipped bundle, the samples and the report's checks."""
+
+    output: Path
+    model_path: Path
+    plan: FitPlan
+    checks: dict
+    seconds: dict
+
+
+def _name_of(micrograph) -> str:
+    import re
+
+    stem = Path(str(micrograph)).stem.lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "micrograph"
+
+
+def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=None, resume: bool = False,
+        n_samples: int = 4, size: int | None = None, sampler: str = "fast", device="auto", seed: int = 0,
+        periodic: bool | None = None, patch_size: int | None = None, progress: bool = True) -> FitResult:
+    """From one segmented micrograph to a trained generator and a report (see the module docstring).
+
+    Args:
+        micrograph: a file (``.png``, ``.tif``, ``.npy``, ``.pt``; one grey level or colour per phase)
+            or a registry name.
+        name: the model's name (default: from the file name).
+        minutes: training budget on this machine (the steps are measured to fit it).
+        output: the folder (default ``lgtutorial-output/fit-NAME``; a new numbered one unless ``resume``).
+        resume: continue the training checkpoint in ``output`` (the plan saved there is reused).
+        n_samples: GRF and hybrid samples for the report.
+        size: side of the square samples (default: the micrograph's own size).
+        sampler: the hybrid's sampler (``"fast"`` by default; failed samples are redone with ``"faithful"``).
+        periodic: override the periodicity check; patch_size: override the chosen patch size.
+
+    Example (three lines in a notebook)::
+
+        import lgtutorial as lg
+        result = lg.fit("my_micrograph.png", minutes=15)
+        print(result.output / "report.md")
+    """
+    from . import data
+    from ._io import atomic_write, fresh_directory
+    from .material import MaterialStatistics
+    from .pretrained import export_pretrained
+    from .training import CHECKPOINT_NAME, train_score_model
+
+    started = time.perf_counter()
+    micro, meta = data.load(micrograph)
+    name = _name_of(name or micrograph)
+    if output is None:
+        output = Path("lgtutorial-output") / f"fit-{name}"
+    output = Path(output)
+    plan_path = output / "plan.json"
+    if resume:
+        if not (output / CHECKPOINT_NAME).is_file() and not plan_path.is_file():
+            raise FileNotFoundError(f"nothing to resume in {output}: no {CHECKPOINT_NAME} or plan.json there")
+        saved = json.loads(plan_path.read_text())
+        plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
+                        patch_size=saved["patch_size"], steps=saved["steps"])
+    else:
+        output = fresh_directory(output)
+        plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size)
+        with atomic_write(plan_path, "w") as handle:
+            handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
+                                     "steps": plan.training_settings.steps, "reasons": list(plan.reasons)}, indent=2))
+    if progress:
+        print(f"fitting {name}:\n{plan.describe()}", flush=True)
+    planned = time.perf_counter() - started
+    train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
+                      output=output, resume=resume, periodic=plan.periodic, progress=progress)
+    trained = time.perf_counter() - started - planned
+    statistics = MaterialStatistics.from_microstructure(
+        micro, name=meta.get("name", name), phases=meta["phases"], periodic=plan.periodic,
+        provenance={"source": str(micrograph), "source_licence": meta.get("licence", "as its owner says")})
+    model_path = export_pretrained(output / CHECKPOINT_NAME, name, directory=output / "model", preset="fit",
+                                   statistics=statistics)
+    checks, generated = _generate_and_report(micro, meta, plan, model_path, output, n_samples=n_samples, size=size,
+                                             sampler=sampler, seed=seed, device=device, progress=progress)
+    seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
+               "total": time.perf_counter() - started}
+    _write_report(output, name, micrograph, plan, model_path, checks, seconds)
+    return FitResult(output=output, model_path=model_path, plan=plan, checks=checks, seconds=seconds)
+
+
+def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, sampler, seed, device, progress):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._io import atomic_write
+    from .comparison import compare
+    from .grf import statistics_row
+    from .hybrid import HybridGenerator, load_score_model
+    from .plotting import show_microstructures
+
+    started = time.perf_counter()
+    device = resolve_device(device)
+    model, sigmas = load_score_model(str(model_path), device=device)
+    shape = (size, size) if size else tuple(micro.shape[2:])
+    generator = HybridGenerator.from_statistics(statistics_row(micro), model, shape=shape, sigmas=sigmas,
+                                                sampler=sampler, device=device)
+    samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
+    hybrid, grf = samples.microstructures.cpu(), samples.grf.cpu()
+    for file, array in (("samples.npy", hybrid), ("grf.npy", grf)):
+        with atomic_write(output / file) as handle:
+            np.save(handle, array.numpy())
+    comparison = compare(micro, {"GRF": grf, "hybrid": hybrid}, reference_periodic=plan.periodic,
+                         patch_size=plan.patch_size, phase_names=meta["phases"], three_point_cutoff=6)
+    with atomic_write(output / "comparison.md", "w") as handle:
+        handle.write(comparison.to_markdown())
+    with atomic_write(output / "comparison.csv", "w") as handle:
+        handle.write(comparison.to_csv())
+    figures = dict(comparison.figures())
+    shown = min(3, n_samples)
+    axes = show_microstructures([micro[0]] + list(grf[:shown]) + list(hybrid[:shown]),
+                                ["reference"] + [f"GRF {k}" for k in range(shown)] + [f"hybrid {k}" for k in range(shown)])
+    figures["samples"] = axes[0].figure
+    for stem, figure in figures.items():
+        with atomic_write(output / f"{stem}.png") as handle:
+            figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
+    rows = {(r["model"], r["phase"]): r for r in comparison.rows}
+    phases = meta["phases"]
+    checks = {
+        "largest_volume_fraction_error": max(abs(rows[("hybrid", p)]["volume_fraction_error"]) for p in phases),
+        "chord_distances": {p: {m: max(rows[(m, p)]["chord_x_distance"], rows[(m, p)]["chord_y_distance"])
+                                for m in ("GRF", "hybrid")} for p in phases},
+        "coherence": {p: {m: rows[(m, p)]["coherence_mean"] for m in ("reference", "GRF", "hybrid")} for p in phases},
+        "recovered_samples": samples.recovered,
+        "degenerate_samples": samples.degenerate,
+        "evaluations_per_sample": generator.evaluations_per_sample,
+        "shape": list(shape),
+    }
+    checks["volume_fractions_within_0.01"] = checks["largest_volume_fraction_error"] <= 0.01
+    checks["hybrid_chords_closer_than_grf_for_every_phase"] = all(
+        d["hybrid"] < d["GRF"] for d in checks["chord_distances"].values())
+    checks["no_degenerate_sample"] = not samples.degenerate
+    return checks, time.perf_counter() - started
+
+
+def _write_report(output, name, micrograph, plan, model_path, checks, seconds):
+    from ._io import atomic_write
+
+    def yes(flag):
+        return "yes" if flag else "**no**"
+
+    try:
+        shown = model_path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = model_path
+    lines = [f"# lgtutorial fit: {name}", "", f"Micrograph: `{micrograph}`.", "", "## Plan", "", plan.describe(), "",
+             "## Checks", "",
+             f"- volume fractions of the hybrid samples within 0.01 of the reference's: "
+             f"{yes(checks['volume_fractions_within_0.01'])} (largest error {checks['largest_volume_fraction_error']:.4f})",
+             f"- chord-length distributions of the hybrid closer to the reference's than the GRF's, for every phase: "
+             f"{yes(checks['hybrid_chords_closer_than_grf_for_every_phase'])}",
+             f"- no degenerate sample: {yes(checks['no_degenerate_sample'])}"
+             + (f" (redone with the faithful sampler: {checks['recovered_samples']})" if checks["recovered_samples"] else ""),
+             "", "| phase | CLD distance GRF | CLD distance hybrid | coherence reference | GRF | hybrid |",
+             "|---|---|---|---|---|---|"]
+    for phase, d in checks["chord_distances"].items():
+        c = checks["coherence"][phase]
+        lines.append(f"| {phase} | {d['GRF']:.3f} | {d['hybrid']:.3f} | {c['reference']:.3f} | {c['GRF']:.3f} | "
+                     f"{c['hybrid']:.3f} |")
+    lines += ["", "CLD distance: total variation between chord-length distributions (the larger of x and y; 0 equal, "
+              "1 disjoint). Coherence: how well aligned the phase boundaries are (1: parallel laths or lamellae).",
+              "", "## Before you trust the samples", "",
+              "- Look at `samples.png` at full resolution: do the hybrid samples show the reference's kind of "
+              "features, or speckle?",
+              "- The volume fractions and the chord distances above are necessary, not sufficient; the full table is "
+              "`comparison.md`, the figures are beside it.",
+              "- A short CPU budget gives a young model: if the features are not there, run again with more "
+              "`--minutes` (or `--resume` with a larger budget in a new folder) or on a GPU.",
+              "", "## Time", "",
+              ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()), "",
+              "## Reuse", "", f"`lgtutorial generate --model {shown.as_posix()}` draws more samples of this material "
+              "(the bundle carries the micrograph's statistics); the model card is beside it.", ""]
+    with atomic_write(output / "report.md", "w") as handle:
+        handle.write("\n".join(lines))
+    with atomic_write(output / "summary.json", "w") as handle:
+        handle.write(json.dumps({"name": name, "micrograph": str(micrograph), "model": str(model_path),
+                                 "checks": checks, "seconds": seconds, "plan": list(plan.reasons)}, indent=2,
+                                default=str))

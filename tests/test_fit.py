@@ -1,0 +1,82 @@
+"""``lgtutorial fit``: from one micrograph file to a model bundle and a report; the wrong-model check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lgtutorial.cli import main
+from lgtutorial.fitting import _periodic_blobs, inspect_micrograph, plan_fit
+
+
+@pytest.fixture
+def blobs_png(tmp_path):
+    micro = _periodic_blobs(64, 2.0, seed=3)
+    path = tmp_path / "my blobs.png"
+    Image.fromarray((micro[0, 1].numpy() * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_the_plan_follows_the_micrograph():
+    fine, coarse = _periodic_blobs(128, 1.0), _periodic_blobs(128, 4.0)
+    small = plan_fit(fine, minutes=1, device="cpu", measure_speed=False).patch_size
+    large = plan_fit(coarse, minutes=1, device="cpu", measure_speed=False).patch_size
+    assert 32 <= small < large == 64 and small % 8 == 0
+    cut = _periodic_blobs(128, 2.0)[..., 10:80, 5:90]  # a cut-out: its seams join unrelated pixels
+    assert inspect_micrograph(_periodic_blobs(128, 2.0))["periodic"] and not inspect_micrograph(cut)["periodic"]
+    framed = _periodic_blobs(64, 2.0).clone()
+    framed[0, :, 0, :], framed[0, :, -1, :], framed[0, :, :, 0], framed[0, :, :, -1] = 0, 0, 0, 0
+    framed[0, 0, 0, :] = framed[0, 0, -1, :] = framed[0, 0, :, 0] = framed[0, 0, :, -1] = 1
+    assert inspect_micrograph(framed)["framed"] and not plan_fit(framed, minutes=1, measure_speed=False).periodic
+    three = torch.nn.functional.one_hot(torch.randint(0, 3, (1, 64, 64)), 3).movedim(-1, 1).float()
+    plan = plan_fit(three, minutes=2, device="cpu", measure_speed=False)
+    assert plan.model_settings.channels == 3 and plan.training_settings.train_sigma_max == 1.5
+    assert "3-channel network" in plan.describe()
+    with pytest.raises(ValueError, match="minutes must be a positive number"):
+        plan_fit(three, minutes=float("nan"))
+
+
+def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monkeypatch):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "fit"
+    code = main(["fit", str(blobs_png), "--minutes", "0.05", "--samples", "2", "--output", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["name"] == "my-blobs" and summary["checks"]["degenerate_samples"] == []
+    assert summary["checks"]["largest_volume_fraction_error"] < 0.1  # a 3-step model: the guard's bound, not quality
+    report = (out / "report.md").read_text()
+    for part in ("## Plan", "patches of 32 px", "## Checks", "CLD distance", "## Time", "lgtutorial generate --model"):
+        assert part in report
+    for figure in ("samples.png", "chord_lengths_x.png", "two_point_slices_phase1.png", "comparison.md"):
+        assert (out / figure).is_file()
+    bundle = out / "model" / "my-blobs.pt"
+    assert bundle.is_file() and (out / "model" / "my-blobs.md").is_file()
+    # the bundle is enough to generate its material, with no reference given
+    assert main(["generate", "--model", str(bundle), "--n-samples", "1", "--output", str(tmp_path / "gen")]) == 0
+    generated = json.loads((tmp_path / "gen" / "summary.json").read_text())
+    assert generated["statistics_source"]["micrograph"] == "my-blobs"
+    # resuming the finished run reuses its plan and does not train again
+    assert main(["fit", str(blobs_png), "--resume", "--samples", "1", "--output", str(out)]) == 0
+
+
+def test_fit_resume_needs_something_to_resume(blobs_png, tmp_path, capsys):
+    assert main(["fit", str(blobs_png), "--resume", "--output", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_model_trained_on_another_material_unless_forced(tmp_path, capsys):
+    stripes = (np.arange(64)[None, :] // 2 % 2).repeat(64, axis=0).astype(np.uint8)  # 2 px laths, half and half
+    path = tmp_path / "laths.npy"
+    np.save(path, stripes)
+    options = ["--reference", str(path), "--n-samples", "1"]
+    assert main(["generate", *options, "--output", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "trained on nbsa-proxy, not on laths" in err and "--force" in err
+    # (the guard is off: whether this model can draw laths is not the question here)
+    assert main(["generate", *options, "--force", "--guard", "1", "--output", str(tmp_path / "b")]) == 0
+    assert "warning: the score model was trained on nbsa-proxy, not on laths" in capsys.readouterr().err
