@@ -101,7 +101,7 @@ def main() -> None:
                                            checkpoint_every=max(1, steps // 8), device=str(device))
             print(f"== {preset}, {minutes:g} min: {steps} steps", flush=True)
             run = train_score_model(args.reference, model_settings=UNET_PRESETS[preset], training_settings=settings,
-                                    output=folder, resume=True, progress=False)
+                                    output=folder, resume="if-present", progress=False)
             model, sigmas, state = load_checkpoint(folder, device=device)
             samples, grf, seconds = refine(model, sigmas, row, size=args.size, n_samples=args.samples,
                                            sampler=args.sampler, seed=args.seed, device=device)

@@ -518,18 +518,21 @@ def _add_pretrained(subparsers) -> None:
     parser = subparsers.add_parser("pretrained", help="this project's shipped score models: list them, export new ones")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="list the shipped models with their training steps and model cards")
-    export = actions.add_parser("export", help="ship the EMA weights of a training checkpoint (writes NAME.pt, "
-                                               "NAME.md and the index in the package's data/pretrained)")
+    export = actions.add_parser("export", help="bundle the EMA weights of a training checkpoint with its micrograph's "
+                                               "statistics and a model card (NAME.pt, NAME.md, index.toml)")
     export.add_argument("checkpoint", type=Path, help="checkpoint.pt written by 'lgtutorial train' (or its folder)")
-    export.add_argument("name", help="model name, e.g. lgtutorial-case1")
-    export.add_argument("--directory", type=Path, default=None, help="write there instead of the package data")
+    export.add_argument("name", help="model name, e.g. my-alloy")
+    export.add_argument("--directory", type=Path, default=None,
+                        help="where to write (default: lgtutorial-output/models; never the installed package unless "
+                             "named here)")
+    export.add_argument("--force", action="store_true", help="replace an existing model of that name there")
 
 
 def _run_pretrained(args) -> int:
     from . import pretrained
 
     if args.action == "export":
-        path = pretrained.export_pretrained(args.checkpoint, args.name, directory=args.directory)
+        path = pretrained.export_pretrained(args.checkpoint, args.name, directory=args.directory, overwrite=args.force)
         print(f"wrote {path}, {path.with_suffix('.md').name} and {pretrained.INDEX_NAME} in {path.parent}")
         return 0
     index = pretrained._read_index(pretrained.pretrained_directory())
@@ -632,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lgtutorial",
         description="Local-global decompositions for conditional microstructure generation.",
     )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(subparsers)
@@ -639,17 +643,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 done, 1 a run that failed (degenerate samples, an unwritable
+    output, an interrupted training: the message says what was kept), 2 a usage error (bad option
+    values, missing or unreadable input), 130 interrupted. ``--debug`` shows tracebacks."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        return COMMANDS[args.command][1](args)
     try:
         return COMMANDS[args.command][1](args)
     except DegenerateSamples as error:
         print(f"lgtutorial {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except KeyboardInterrupt as error:
+        from .training import TrainingInterrupted
+
+        if isinstance(error, TrainingInterrupted):
+            print(f"lgtutorial {args.command}: interrupted at step {error.step}; the checkpoint {error.checkpoint} "
+                  "holds it: run the same command with --resume to continue", file=sys.stderr)
+        else:
+            print(f"lgtutorial {args.command}: interrupted; nothing was written after the last completed file",
+                  file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"lgtutorial {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. a read-only output folder, a full disk
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"lgtutorial {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -299,26 +299,38 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no such micrograph file: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        array = np.load(path)
-    elif suffix in (".pt", ".pth"):
-        array = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(array, torch.Tensor):
-            raise ValueError(f"{path}: expected a saved tensor, found {type(array).__name__}")
-        array = array.numpy()
-    elif suffix in (".png", ".tif", ".tiff", ".bmp"):
-        from PIL import Image
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix in (".pt", ".pth"):
+            array = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(array, torch.Tensor):
+                raise ValueError(f"{path}: expected a saved tensor, found {type(array).__name__}")
+            array = array.numpy()
+        elif suffix in (".png", ".tif", ".tiff", ".bmp"):
+            from PIL import Image
 
-        with Image.open(path) as image:
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGB" if image.mode != "LA" else "L")
-            array = np.asarray(image)
+            with Image.open(path) as image:
+                # colours with their alpha: phases may differ in any channel, transparency included
+                if image.mode == "P":
+                    image = image.convert("RGBA")
+                elif image.mode not in ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "F"):
+                    image = image.convert("RGBA")
+                array = np.array(image)
+        else:
+            raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npy, .png, .tif, .pt or .pth")
+    except ValueError:
+        raise
+    except Exception as error:  # unreadable, truncated or not what its name says: many exception types
+        raise ValueError(f"{path}: could not read it as a {suffix} micrograph ({type(error).__name__}: {error})") from None
+    if array.size == 0:
+        raise ValueError(f"{path}: the file holds an empty array {array.shape}; expected a segmented micrograph")
+    if suffix in (".png", ".tif", ".tiff", ".bmp"):
         labels, values = _phases_from_values(array, str(path))
         micro = labels_to_one_hot(labels)
+        _at_least_two_phases(micro, path)
         meta = {"path": str(path), "phases": [f"value {v}" for v in values], "shape": tuple(micro.shape)}
         return (micro.to(device) if device is not None else micro), meta
-    else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npy, .png, .tif, .pt or .pth")
 
     array = np.asarray(array)
     if array.ndim == 4 and array.shape[0] == 1:
@@ -345,8 +357,15 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
         raise ValueError(
             f"{path}: expected labels (H, W) or one-hot (N, H, W) / (H, W, N); got shape {array.shape}"
         )
+    _at_least_two_phases(micro, path)
     meta = {"path": str(path), "phases": phases, "shape": tuple(micro.shape)}
     return (micro.to(device) if device is not None else micro), meta
+
+
+def _at_least_two_phases(micro: torch.Tensor, path) -> None:
+    if micro.shape[1] < 2:
+        raise ValueError(f"{path}: found a single phase; a micrograph needs at least 2 (one grey level, colour or "
+                         "label per phase)")
 
 
 def load(name_or_path, *, device=None) -> tuple[torch.Tensor, dict]:

@@ -220,8 +220,8 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     output = Path(output)
     plan_path = output / "plan.json"
     if resume:
-        if not (output / CHECKPOINT_NAME).is_file() and not plan_path.is_file():
-            raise FileNotFoundError(f"nothing to resume in {output}: no {CHECKPOINT_NAME} or plan.json there")
+        if not plan_path.is_file():
+            raise FileNotFoundError(f"nothing to resume in {output}: no plan.json there (start without --resume)")
         saved = json.loads(plan_path.read_text())
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"])
@@ -235,13 +235,14 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
     planned = time.perf_counter() - started
     train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
-                      output=output, resume=resume, periodic=plan.periodic, progress=progress)
+                      output=output, resume="if-present" if resume else False, periodic=plan.periodic,
+                      progress=progress)
     trained = time.perf_counter() - started - planned
     statistics = MaterialStatistics.from_microstructure(
         micro, name=meta.get("name", name), phases=meta["phases"], periodic=plan.periodic,
         provenance={"source": str(micrograph), "source_licence": meta.get("licence", "as its owner says")})
     model_path = export_pretrained(output / CHECKPOINT_NAME, name, directory=output / "model", preset="fit",
-                                   statistics=statistics)
+                                   statistics=statistics, overwrite=True)
     checks, generated = _generate_and_report(micro, meta, plan, model_path, output, n_samples=n_samples, size=size,
                                              sampler=sampler, seed=seed, device=device, progress=progress)
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,

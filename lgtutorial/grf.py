@@ -310,6 +310,9 @@ def statistics_row(microstructure, *, reference_phase: int = 0) -> torch.Tensor:
     This is what :class:`GaussianRandomField` is built from.
     """
     m = check_microstructure(microstructure).to(torch.float64)
+    if not (isinstance(reference_phase, int) and 0 <= reference_phase < m.shape[1]):
+        raise ValueError(f"reference_phase must be in 0..{m.shape[1] - 1} (a phase of this {m.shape[1]}-phase "
+                         f"microstructure), got {reference_phase!r}")
     return two_point_statistics(m)[:, reference_phase].mean(0)
 
 

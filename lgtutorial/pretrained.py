@@ -395,8 +395,12 @@ def _training_outputs(checkpoint: Path, steps: int) -> tuple[dict, dict | None, 
     return summary, None, None
 
 
+#: Where ``export_pretrained`` writes unless told otherwise: a user folder, never the installed package.
+EXPORT_DIRECTORY = Path("lgtutorial-output") / "models"
+
+
 def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str | Path | None = None,
-                      preset: str | None = None, statistics=None) -> Path:
+                      preset: str | None = None, statistics=None, overwrite: bool = False) -> Path:
     """Ship the EMA weights of a training checkpoint as the model ``name``, with a model card.
 
     Writes (atomically) ``<directory>/<name>.pt`` (float32 EMA weights, U-Net settings, noise
@@ -408,7 +412,9 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
         checkpoint_path: a ``checkpoint.pt`` of :func:`lgtutorial.training.train_score_model` (or its folder).
             A training report (``report.json``) beside it is included when it belongs to the same step.
         name: lower-case letters, digits, ``.``, ``_``, ``-``; e.g. ``"lgtutorial-case1"``.
-        directory: where to write (default: the package's ``data/pretrained``).
+        directory: where to write (default: :data:`EXPORT_DIRECTORY`, ``lgtutorial-output/models``; the
+            project's maintainers ship a model by naming ``data/pretrained`` explicitly).
+        overwrite: replace an existing model of that name in ``directory`` (refused otherwise).
         preset: the training preset's name for the card (default: ``summary.json`` beside the
             checkpoint, else the preset the settings match).
         statistics: the :class:`~lgtutorial.material.MaterialStatistics` to ship with the model
@@ -456,9 +462,12 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
                "history": state["history"], "report": report}
     if statistics is not None:
         payload["statistics"] = statistics.to_payload()
-    directory = Path(directory) if directory is not None else pretrained_directory()
+    directory = Path(directory) if directory is not None else EXPORT_DIRECTORY
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists already; choose another name, or overwrite it on purpose "
+                         "(--force / overwrite=True)")
     with atomic_write(path) as handle:
         torch.save(payload, handle)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 
@@ -35,16 +36,97 @@ class GRFSettings:
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
 
+    def __post_init__(self):
+        check_settings(self, {
+            "n_samples": (positive_int, "a positive integer"),
+            "reference_phase": (non_negative_int, "a phase index 0, 1, ..."),
+            "filter_sigma": (optional(positive_number), "a positive width in pixels, or none"),
+            "segmentation": (one_of("auto", "preserve", "quantile", "argmax", "none"),
+                             "'auto', 'preserve', 'quantile', 'argmax' or 'none'"),
+            "seed": (non_negative_int, "a non-negative integer"),
+        })
+
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> the GPU when one is available, else the CPU; anything else as given."""
+    """``"auto"`` -> the GPU when one is available, else the CPU; anything else as given, if this machine has it.
+
+    Raises:
+        ValueError: a device name torch does not know, or a device this machine does not have.
+    """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device: expected {_DEVICE_HELP}, got {device!r}") from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise ValueError(f"--device {device}: this machine has {count or 'no'} CUDA GPU(s); use 'auto' or 'cpu'")
+    elif resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: this machine has no MPS device; use 'auto' or 'cpu'")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device: expected {_DEVICE_HELP}, got {device!r}")
+    return resolved
+
+
+# -- validation: every setting checked where it is made, with the option's name in the message ----
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(value) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def non_negative_int(value) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def positive_number(value) -> bool:
+    return _is_number(value) and value > 0
+
+
+def finite_number(value) -> bool:
+    return _is_number(value)
+
+
+def optional(check):
+    def allowed(value) -> bool:
+        return value is None or check(value)
+
+    return allowed
+
+
+def one_of(*choices):
+    def allowed(value) -> bool:
+        return value in choices
+
+    return allowed
+
+
+def check_settings(settings, rules: dict) -> None:
+    """Raise ``ValueError`` naming the option (``--name`` and the field) for the first broken rule.
+
+    ``rules`` maps a field to ``(predicate, what is expected)``.
+    """
+    for name, (allowed, expected) in rules.items():
+        value = getattr(settings, name)
+        if not allowed(value):
+            raise ValueError(f"--{name.replace('_', '-')} ({name}): expected {expected}, got {value!r}")
+    device = getattr(settings, "device", "auto")
+    resolve_device(device)
+
+
+_DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def _field_docs(cls) -> dict[str, str]:
@@ -117,6 +199,15 @@ class EvaluationSettings:
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
 
+    def __post_init__(self):
+        check_settings(self, {
+            "patch_size": (optional(positive_int), "a positive number of pixels, or none"),
+            "cutoff": (optional(non_negative_int), "a non-negative number of pixels, or none"),
+            "three_point_cutoff": (non_negative_int, "a non-negative number of pixels"),
+            "n_components": (positive_int, "a positive integer"),
+            "fit_radius": (positive_int, "a positive number of pixels"),
+        })
+
 
 __all__.append("EvaluationSettings")
 
@@ -135,6 +226,15 @@ class UNetSettings:
     """extra 3x3 conv blocks after the input conv and before the output conv"""
     dropout: float = 0.1
     """dropout between the two convs of each skip branch"""
+
+    def __post_init__(self):
+        check_settings(self, {
+            "channels": (positive_int, "a positive integer (1 for 2 phases, N for N > 2)"),
+            "latent_channels": (positive_int, "a positive integer"),
+            "depth": (non_negative_int, "a non-negative integer"),
+            "num_blocks": (non_negative_int, "a non-negative integer"),
+            "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        })
 
     @classmethod
     def preset(cls, name: str) -> UNetSettings:
@@ -195,12 +295,41 @@ class TrainingSettings:
     """steps between test-loss evaluations"""
     checkpoint_every: int = 1000
     """steps between checkpoints"""
+    checkpoint_minutes: float = 5.0
+    """minutes between checkpoints at the latest, whatever the step count (a kill loses at most this much)"""
     seed: int = 0
     """seed of the patches, the initial weights and every step's randomness"""
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
     mixed_precision: bool = True
     """autocast to 16-bit floats on CUDA (ignored elsewhere)"""
+
+    def __post_init__(self):
+        check_settings(self, {
+            "patch_size": (lambda v: _is_int(v) and v >= 4, "a patch side of at least 4 pixels"),
+            "n_patches": (lambda v: _is_int(v) and v >= 2, "at least 2 patches"),
+            "train_fraction": (lambda v: _is_number(v) and 0 < v <= 1, "a share in (0, 1]"),
+            "batch_size": (positive_int, "a positive integer"),
+            "steps": (positive_int, "a positive integer"),
+            "sigma_max": (positive_number, "a positive finite noise level"),
+            "sigma_min": (positive_number, "a positive finite noise level below sigma_max"),
+            "n_levels": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
+            "train_sigma_max": (optional(positive_number), "a positive finite noise level, or none"),
+            "initial_lr": (positive_number, "a positive finite learning rate"),
+            "peak_lr": (positive_number, "a positive finite learning rate"),
+            "final_lr": (positive_number, "a positive finite learning rate"),
+            "warmup_fraction": (lambda v: _is_number(v) and 0 < v < 1, "a share in (0, 1)"),
+            "grad_clip": (positive_number, "a positive finite gradient norm"),
+            "ema_decay": (lambda v: _is_number(v) and 0 <= v < 1, "a decay in [0, 1)"),
+            "eval_every": (positive_int, "a positive number of steps"),
+            "checkpoint_every": (positive_int, "a positive number of steps"),
+            "checkpoint_minutes": (positive_number, "a positive number of minutes"),
+            "seed": (non_negative_int, "a non-negative integer"),
+        })
+        if not self.sigma_max > self.sigma_min:
+            raise ValueError(f"--sigma-max ({self.sigma_max}) must be larger than --sigma-min ({self.sigma_min})")
+        if self.train_sigma_max is not None and not self.train_sigma_max > self.sigma_min:
+            raise ValueError(f"--train-sigma-max ({self.train_sigma_max}) must be above --sigma-min ({self.sigma_min})")
 
     @classmethod
     def preset(cls, name: str) -> TrainingSettings:
@@ -253,7 +382,7 @@ class HybridSettings:
     sigma_c: float = 0.75
     """noise level at which refinement of the GRF sample starts"""
     levels: int | None = None
-    """levels of the geometric noise schedule (default: the sampler's: the model's 1000 for faithful, 88 for fast); those below sigma_c are run"""
+    """levels of the geometric noise schedule (default: the sampler's: the model's 1000 for faithful, 61 for fast); those below sigma_c are run"""
     condition_volume_fraction: bool = True
     """use the volume-fraction posterior score (Eq. 12)"""
     volume_fraction_estimate: str = "segmented"
@@ -279,7 +408,26 @@ class HybridSettings:
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
     sampler: str = "fast"
-    """'fast' (reverse-SDE predictor, 32 network evaluations per sample), 'fast-compiled' (the same, torch.compile) or 'faithful' (the paper's annealed Langevin, 568)"""
+    """'fast' (reverse-SDE predictor-corrector, 49 network evaluations per sample from sigma_c = 0.75), 'fast-compiled' (the same, torch.compile) or 'faithful' (the paper's annealed Langevin, 568)"""
+
+    def __post_init__(self):
+        from .samplers import SAMPLERS
+
+        check_settings(self, {
+            "n_samples": (positive_int, "a positive integer"),
+            "size": (optional(lambda v: _is_int(v) and v >= 2), "a side of at least 2 pixels, or none"),
+            "sigma_c": (positive_number, "a positive finite noise level"),
+            "levels": (optional(lambda v: _is_int(v) and v >= 2), "an integer of at least 2, or none"),
+            "volume_fraction_estimate": (one_of("segmented", "mean"), "'segmented' or 'mean'"),
+            "volume_fraction_shift": (optional(lambda v: _is_number(v) and -1 < v < 1), "a number in (-1, 1), or none"),
+            "periodic": (one_of("embedding", "circular", "none"), "'embedding', 'circular' or 'none'"),
+            "padding": (non_negative_int, "a non-negative number of pixels"),
+            "step_lr": (positive_number, "a positive finite step size"),
+            "batch_size": (positive_int, "a positive integer"),
+            "seed": (non_negative_int, "a non-negative integer"),
+            "guard": (optional(lambda v: _is_number(v) and 0 < v <= 1), "a volume-fraction error in (0, 1], or none"),
+            "sampler": (one_of(*SAMPLERS), "one of " + ", ".join(SAMPLERS)),
+        })
 
 
 __all__.append("HybridSettings")

@@ -36,13 +36,14 @@ __all__ = [
     "shortened_schedule",
     "trained_levels",
     "steps_for_budget",
+    "TrainingInterrupted",
 ]
 
 CHECKPOINT_FORMAT = "lgtutorial-score-model"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # settings that may change when a run is resumed (they do not change what is computed)
-_RESUMABLE_CHANGES = ("device", "eval_every", "checkpoint_every")
+_RESUMABLE_CHANGES = ("device", "eval_every", "checkpoint_every", "checkpoint_minutes")
 
 
 def denoising_score_matching_loss(
@@ -190,32 +191,43 @@ def _step_seed(seed: int, step: int) -> int:
     return ((seed & 0x7FFFFFFF) << 32) + step
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM after writing its checkpoint (``step``, ``checkpoint``)."""
+
+    def __init__(self, step: int, checkpoint):
+        super().__init__(f"training interrupted at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
 class _DeferredInterrupt:
-    """Turn the first Ctrl-C into a flag checked between steps (a second one interrupts at once)."""
+    """Turn the first Ctrl-C or SIGTERM into a flag checked between steps (a second Ctrl-C interrupts at once)."""
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def _handle(self, signum, frame):
         import signal
 
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def __enter__(self):
         import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):
         import signal
 
-        if self._previous is not None and not self.requested:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            if not (self.requested and signum == signal.SIGINT):
+                signal.signal(signum, previous)
         return False
 
 
@@ -295,7 +307,8 @@ def train_score_model(
         training_settings: the recipe (:class:`~lgtutorial.settings.TrainingSettings`).
         output: folder for ``checkpoint.pt`` (written atomically every ``checkpoint_every`` steps,
             at the end and on Ctrl-C); None keeps everything in memory.
-        resume: continue from ``output/checkpoint.pt`` if it exists (same settings required).
+        resume: ``True``: continue from ``output/checkpoint.pt`` (same settings required; an error when
+            there is none); ``"if-present"``: continue if there is one, else start.
         periodic: cut patches across the edges (default: the registry's flag; tensors: False).
         progress: show a tqdm progress bar.
         callback: called after every step with ``{"step", "loss", "model", "ema"}``; raising
@@ -336,6 +349,9 @@ def train_score_model(
     path = Path(output) / CHECKPOINT_NAME if output is not None else None
     if resume and path is None:
         raise ValueError("resume=True needs the output folder that holds the checkpoint")
+    if resume is True and path is not None and not path.exists():
+        raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {path.parent} (start without resume, "
+                                "or use resume='if-present')")
     if path is not None and path.exists():
         if not resume:
             raise ValueError(f"{path} already exists; pass resume=True (CLI: --resume) to continue it, "
@@ -389,6 +405,7 @@ def train_score_model(
     bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="training", unit="step")
     generator = torch.Generator(device=device)
     consistent = True
+    last_saved = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _DeferredInterrupt() as stop:
             while step < settings.steps:
@@ -421,14 +438,18 @@ def train_score_model(
                     history["learning_rate"].append(scheduler.get_last_lr()[0])
                     loss_sum, loss_count = 0.0, 0
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.1f}", test=f"{history['test_loss'][-1]:.1f}")
-                if step % settings.checkpoint_every == 0 or step == settings.steps:
+                if (step % settings.checkpoint_every == 0 or step == settings.steps
+                        or time.perf_counter() - last_saved > 60 * settings.checkpoint_minutes):
                     save()
+                    last_saved = time.perf_counter()
                 bar.update(1)
                 if callback is not None:
                     callback({"step": step, "loss": loss_value, "model": model, "ema": ema})
     except KeyboardInterrupt:
         if consistent:
             save()
+        if path is not None and consistent:
+            raise TrainingInterrupted(step, path) from None
         raise
     finally:
         bar.close()

@@ -101,7 +101,7 @@ def test_demo_runs_the_hybrid_generator_with_small_settings(monkeypatch, tmp_pat
                      marks=pytest.mark.requires_data("ngrf-three-phase-simple")),
         (["--sigma-c", "30"], "sigma_c=30.0 lies outside the model's noise schedule"),
         (["--size", "33"], "divisible by 2**depth = 2"),
-        (["--periodic", "mirror"], "periodic must be one of"),
+        (["--periodic", "mirror"], "--periodic (periodic): expected 'embedding', 'circular' or 'none', got 'mirror'"),
         (["--statistics", "missing.npy"], "--statistics: no such file"),
         (["--model", "no-such-model"], "neither a registered checkpoint"),
     ],

@@ -80,7 +80,9 @@ def test_a_training_report_beside_the_checkpoint_goes_into_the_card(checkpoint, 
     assert pretrained.load("with-report", directory=tmp_path / "shipped").provenance["preset"] == "case1-cpu"
     # a report of another step (the run went on after this checkpoint) is left out
     (run / "summary.json").write_text(json.dumps({"preset": "case1-cpu", "provenance": {"steps_done": 8}}))
-    pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped")
+    with pytest.raises(ValueError, match="exists already"):  # a name is never replaced by accident
+        pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped")
+    pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped", overwrite=True)
     assert "None yet" in (tmp_path / "shipped" / "with-report.md").read_text()
 
 
