@@ -200,7 +200,7 @@ class HybridGenerator:
             moved to ``device`` and put in eval mode) or a plain ``score_fn(x, sigma)``.
         sigmas: the model's training noise levels ``(L,)``; only their range is used. Default 20 -> 0.01.
         sampler: ``"faithful"`` (the paper's annealed Langevin, 568 evaluations per 2-phase sample),
-            ``"fast"`` (reverse-SDE predictor on a coarse schedule, 32), ``"fast-compiled"`` or a
+            ``"fast"`` (reverse-SDE predictor-corrector on a coarse schedule, 49), ``"fast-compiled"`` or a
             :class:`~lgtutorial.samplers.SamplerConfiguration`; see :data:`lgtutorial.samplers.SAMPLERS`.
         n_levels: levels of the geometric schedule over that range at sampling time (default: the
             sampler's; for ``"faithful"`` ``L``, 1000 for the paper's models); those from ``sigma_c``

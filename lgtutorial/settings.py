@@ -156,9 +156,18 @@ def _parser_type(annotation):
     return annotation
 
 
+def _generated_help() -> dict[str, str]:
+    """Help fragments computed from the code they describe (so they cannot drift from it)."""
+    from .samplers import sampler_help
+
+    return {"sampler_help": sampler_help()}
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--option`` per field of the settings dataclass ``cls``."""
     docs = _field_docs(cls)
+    if any("{sampler_help}" in text for text in docs.values()):
+        docs = {name: text.replace("{sampler_help}", _generated_help()["sampler_help"]) for name, text in docs.items()}
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
@@ -408,7 +417,7 @@ class HybridSettings:
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
     sampler: str = "fast"
-    """'fast' (reverse-SDE predictor-corrector, 49 network evaluations per sample from sigma_c = 0.75), 'fast-compiled' (the same, torch.compile) or 'faithful' (the paper's annealed Langevin, 568)"""
+    """the named sampler ({sampler_help})"""
 
     def __post_init__(self):
         from .samplers import SAMPLERS

@@ -7,6 +7,7 @@ import pytest
 
 from lgtutorial import cli
 from lgtutorial.cli import build_parser, main
+from lgtutorial.hybrid import HybridGenerator
 from lgtutorial.settings import HybridSettings, from_arguments
 
 SMALL = ["--n-samples", "2", "--size", "32", "--levels", "12"]
@@ -145,3 +146,22 @@ def test_degenerate_samples_make_generate_fail_unless_asked_to_keep_going(tmp_pa
     assert summary["degenerate_samples"] == [0, 1] and summary["recovered_samples"] == []
     assert main(["generate", *options, "--keep-going", "--output", str(tmp_path / "b")]) == 0
     assert "warning: 2 of 2 samples are degenerate" in capsys.readouterr().err
+
+
+def test_help_states_what_each_sampler_really_spends(capsys):
+    import re
+
+    from lgtutorial import pretrained
+    from lgtutorial.grf import GaussianRandomField
+    from lgtutorial.samplers import SAMPLERS
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    stated = dict(re.findall(r"(?:: |, )([a-z][a-z0-9-]*) (\d+)", text.split("network evaluations per sample", 1)[1]))
+    assert set(SAMPLERS) <= set(stated)
+    model, sigmas = pretrained.load_with_sigmas("lgtutorial-case1")  # the 20 -> 0.01, 1000-level schedule
+    field = GaussianRandomField(pretrained.load_statistics("lgtutorial-case1").statistics_row())
+    for name in SAMPLERS:
+        generator = HybridGenerator(field, model, sigmas=sigmas, sampler=name)
+        assert int(stated[name]) == generator.evaluations_per_sample, name
