@@ -122,7 +122,7 @@ class GaussianRandomField:
         row64 = row.detach().to("cpu", torch.float64)
         origin = (slice(None),) + (0,) * len(self.shape)
         v_ref = float(row64[reference_phase][origin[1:]])
-        if not 0.0 < v_ref < 1.0:
+        if not 1e-9 < v_ref < 1.0 - 1e-9:  # (a fraction of 1e-300 passes "> 0" and divides into NaN)
             raise ValueError(
                 f"f_pp(0) must be the reference phase's volume fraction, strictly between 0 and 1; got {v_ref:.4g}"
             )

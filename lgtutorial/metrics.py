@@ -412,10 +412,15 @@ def _gaussian_kernels(sigma: float, dtype, device) -> tuple[torch.Tensor, torch.
 def _separable(x: torch.Tensor, ky: torch.Tensor, kx: torch.Tensor, periodic: bool) -> torch.Tensor:
     """Filter ``(n, H, W)`` with ``ky`` along y and ``kx`` along x (circular or reflecting edges)."""
     ry, rx = len(ky) // 2, len(kx) // 2
-    mode = "circular" if periodic else "reflect"
-    if not periodic and (ry >= x.shape[1] or rx >= x.shape[2]):
-        mode = "replicate"
-    x = torch.nn.functional.pad(x[:, None], (rx, rx, ry, ry), mode=mode)
+    if periodic:  # wrap as often as needed: a kernel may be wider than a small image
+        height, width = x.shape[1:]
+        ty, tx = -(-ry // height), -(-rx // width)
+        tiled = x[:, None].repeat(1, 1, 2 * ty + 1, 2 * tx + 1)
+        y0, x0 = ty * height - ry, tx * width - rx
+        x = tiled[..., y0 : y0 + height + 2 * ry, x0 : x0 + width + 2 * rx]
+    else:
+        mode = "reflect" if ry < x.shape[1] and rx < x.shape[2] else "replicate"
+        x = torch.nn.functional.pad(x[:, None], (rx, rx, ry, ry), mode=mode)
     x = torch.nn.functional.conv2d(x, ky.flip(0).view(1, 1, -1, 1))
     return torch.nn.functional.conv2d(x, kx.flip(0).view(1, 1, 1, -1))[:, 0]
 

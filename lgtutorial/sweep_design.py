@@ -326,6 +326,12 @@ def parse_design(raw: dict, *, base: str | Path = ".", name: str = "sweep") -> S
     device = raw.get("device", "auto")
     if not isinstance(device, str) or not device:
         raise _fail("device", "'auto', 'cpu', 'cuda', ...", device)
+    try:  # a device torch does not know fails here, not later in every worker
+        device_type = "auto" if device == "auto" else torch.device(device).type
+    except (RuntimeError, TypeError):
+        device_type = None
+    if device_type not in ("auto", "cpu", "cuda", "mps"):
+        raise _fail("device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", device)
     design_name = raw.get("name", name)
     if not isinstance(design_name, str) or not design_name or "/" in design_name:
         raise _fail("name", "a non-empty name without '/'", design_name)

@@ -118,6 +118,7 @@ def test_latin_hypercube_stratifies_the_weights():
     ({"model": "no-such-model"}, r"'model': expected 'none', a registry checkpoint"),
     ({"model": "nbsa-proxy"}, r"'model': expected a checkpoint; 'nbsa-proxy' is a micrograph"),
     ({"seed": -1}, r"'seed': expected an integer >= 0, got -1"),
+    ({"device": "tpu"}, r"'device': expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'"),
 ])
 def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
     with pytest.raises(ValueError, match=message):
