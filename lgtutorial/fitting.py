@@ -153,16 +153,25 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                        f"{device} ({how})")
     else:
         reasons.append(f"{steps:,} optimizer steps of {training.batch_size} patches (as planned before)")
-    training = dataclasses.replace(training, steps=int(steps), eval_every=max(1, steps // 10),
-                                   checkpoint_every=max(1, min(250, steps // 10)))
+    # a test-loss evaluation and a checkpoint cost several steps each: not more often than every 25 steps
+    # (and checkpoints also every few minutes, whatever the count)
+    training = dataclasses.replace(training, steps=int(steps), eval_every=max(25, steps // 10),
+                                   checkpoint_every=max(25, min(250, steps // 10)))
     return FitPlan(info=info, periodic=bool(periodic), patch_size=int(patch_size), model_settings=model,
                    training_settings=training, minutes=float(minutes), reasons=tuple(reasons))
 
 
+_SECONDS_PER_STEP: dict = {}
+
+
 def _steps_for(model: UNetSettings, training: TrainingSettings, minutes: float) -> int:
+    """Steps that fit in ``minutes``; the throughput is measured once per network, batch and thread count."""
     from .training import steps_for_budget
 
-    return steps_for_budget(model, training, minutes)
+    key = (model, training.patch_size, training.batch_size, training.device, torch.get_num_threads())
+    if key not in _SECONDS_PER_STEP:
+        _SECONDS_PER_STEP[key] = 60.0 / steps_for_budget(model, training, 1.0, share=1.0)
+    return max(1, int(minutes * 60 * 0.93 / _SECONDS_PER_STEP[key]))
 
 
 @dataclass
@@ -252,9 +261,6 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
 
 
 def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, sampler, seed, device, progress):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import numpy as np
 
