@@ -131,9 +131,10 @@ def generate_sample(row: torch.Tensor, *, seed: int, design: SweepDesign) -> dic
     else:
         model, sigmas = _score_model(design.model, device)
         shift = options.volume_fraction_shift
-        shift = default_volume_fraction_shift(design.model) if shift is None else shift  # faithful sampler
+        shift = default_volume_fraction_shift(design.model, options.name) if shift is None else shift
         hybrid = HybridGenerator(
-            field, model, sigmas=sigmas, n_levels=options.n_levels, sigma_c=options.sigma_c, step_lr=options.step_lr,
+            field, model, sigmas=sigmas, sampler=options.name, n_levels=options.n_levels, sigma_c=options.sigma_c,
+            step_lr=options.step_lr,
             condition_volume_fraction=options.condition_volume_fraction,
             volume_fraction_estimate=options.volume_fraction_estimate, volume_fraction_shift=shift,
             periodic=options.periodic, padding=options.padding, device=device,

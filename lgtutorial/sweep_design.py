@@ -41,7 +41,7 @@ DESIGN_KEYS = ("name", "seed", "references", "statistics", "theta", "weights", "
                "samples_per_point", "shape", "model", "sampler", "device", "summary_cutoff")
 #: Sampler keys that apply to the GRF alone (``model: none``) and to the score model.
 GRF_KEYS = ("segmentation", "filter_sigma")
-HYBRID_KEYS = ("n_levels", "sigma_c", "step_lr", "condition_volume_fraction", "volume_fraction_estimate",
+HYBRID_KEYS = ("name", "n_levels", "sigma_c", "step_lr", "condition_volume_fraction", "volume_fraction_estimate",
                "volume_fraction_shift", "periodic", "padding")
 
 
@@ -53,6 +53,8 @@ class SamplerSettings:
     """GRF only: 'auto', 'preserve' (3x3 mean, then volume-fraction preserving), 'quantile' or 'argmax'"""
     filter_sigma: float | None = GRFSettings.filter_sigma
     """GRF only: width (px) of a Gaussian low-pass before segmentation"""
+    name: str = HybridSettings.sampler
+    """the named sampler of the hybrid (lgtutorial.samplers.SAMPLERS; 'fast' by default, as for generate)"""
     n_levels: int | None = HybridSettings.levels
     """levels of the geometric noise schedule (default: the model's); those below sigma_c are run"""
     sigma_c: float = HybridSettings.sigma_c
@@ -251,7 +253,10 @@ def _sampler(value, model: str | None) -> SamplerSettings:
             which = "a GRF alone (model: none)" if model is None else f"the score model {model!r}"
             raise ValueError(f"design field 'sampler.{key}': not a setting for {which}; expected one of {allowed}")
     number = (int, float)
+    from .samplers import SAMPLERS
+
     checks = {
+        "name": (lambda v: v in SAMPLERS, "one of " + ", ".join(map(repr, SAMPLERS))),
         "segmentation": (lambda v: v in ("auto", "preserve", "quantile", "argmax"), "'auto', 'preserve', 'quantile' or 'argmax'"),
         "filter_sigma": (lambda v: v is None or (isinstance(v, number) and v > 0), "null or a width > 0 (px)"),
         "n_levels": (lambda v: v is None or (isinstance(v, int) and v >= 2), "null or an integer >= 2"),
@@ -307,15 +312,18 @@ def parse_design(raw: dict, *, base: str | Path = ".", name: str = "sweep") -> S
         raise _fail("model", "'none', a registry checkpoint name or a checkpoint path", model)
     else:
         from .data import registry
+        from .pretrained import available
 
         entry = registry().get(model)
-        if entry is None:
+        if entry is None and model in available():
+            pass  # a model shipped with the package
+        elif entry is None:
             path = Path(model).expanduser()
             path = path if path.is_absolute() else Path(base) / path
             if not path.is_file():
                 checkpoints = sorted(n for n, e in registry().items() if e.kind == "checkpoint")
-                raise _fail("model", f"'none', a registry checkpoint ({', '.join(checkpoints)}) or an existing "
-                                     "checkpoint file", model)
+                raise _fail("model", f"'none', a registry checkpoint ({', '.join(checkpoints)}), a shipped model "
+                                     f"({', '.join(available())}) or an existing checkpoint file", model)
             model = str(path.resolve())
         elif entry.kind != "checkpoint":
             raise _fail("model", f"a checkpoint; {model!r} is a {entry.kind}", model)

@@ -118,6 +118,7 @@ def test_latin_hypercube_stratifies_the_weights():
     ({"model": "no-such-model"}, r"'model': expected 'none', a registry checkpoint"),
     ({"model": "nbsa-proxy"}, r"'model': expected a checkpoint; 'nbsa-proxy' is a micrograph"),
     ({"seed": -1}, r"'seed': expected an integer >= 0, got -1"),
+    ({"model": "nbsa-authors-checkpoint", "sampler": {"name": "quick"}}, r"'sampler.name': expected one of 'faithful', 'fast'"),
     ({"device": "tpu"}, r"'device': expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'"),
 ])
 def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
@@ -128,7 +129,7 @@ def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
 def test_design_files(tmp_path):
     design = load_design(EXAMPLE)
     assert design.name == "small" and design.model == "nbsa-authors-checkpoint" and design.n_samples == 6
-    assert design.sampler.n_levels == 40 and design.shape == (64, 64)
+    assert design.sampler.name == "fast" and design.sampler.n_levels is None and design.shape == (64, 64)
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="a design must be a mapping"):
         load_design(tmp_path / "list.yaml")
@@ -301,3 +302,35 @@ def test_local_gpu_workers_are_pinned_one_gpu_each(monkeypatch):
         plugin.setup(SimpleNamespace(name=name))
         seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
     assert seen == ["2", "5", "2"]
+
+
+def test_a_sweep_sample_uses_the_named_sampler(monkeypatch, tmp_path):
+    """A design's sampler.name reaches the generator (default 'fast', as for generate)."""
+    import torch
+
+    import lgtutorial.hybrid as hybrid
+    from lgtutorial.material import MaterialStatistics
+    from lgtutorial.sweep import generate_sample
+
+    stats = MaterialStatistics.from_microstructure(
+        torch.nn.functional.one_hot((torch.arange(32 * 32).view(32, 32) // 3 % 2)[None]).movedim(-1, 1).float(),
+        name="stripes", periodic=True)
+    np.save(tmp_path / "row.npy", stats.statistics_row().numpy())
+    used = []
+    original = hybrid.HybridGenerator.__init__
+
+    def spy(self, *args, **kwargs):
+        used.append(kwargs.get("sampler"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hybrid.HybridGenerator, "__init__", spy)
+    for sampler, expected in ((None, "fast"), ({"name": "faithful", "n_levels": 30}, "faithful")):
+        raw = {"name": "s", "seed": 0, "statistics": [str(tmp_path / "row.npy")] * 2, "theta": [0.0],
+               "samples_per_point": 1, "model": "lgtutorial-case1"}
+        if sampler:
+            raw["sampler"] = sampler
+        design = parse_design(raw)
+        before = len(used)
+        result = generate_sample(stats.statistics_row(), seed=1, design=design)
+        # (a sample that fails its guard is redone by a second, faithful generator: the first one counts)
+        assert used[before] == expected and result["labels"].shape == (32, 32)
