@@ -37,7 +37,7 @@ def main() -> None:
     reference, _ = data.load(args.reference)
     row = statistics_row(reference)
     models = ([(args.baseline, args.baseline)] if args.baseline else []) + [
-        (folder.name.replace(f"{Path(args.reference).stem}-", ""), str(folder))
+        (folder.name.replace(f"{Path(args.reference).stem}-", ""), str(folder / "checkpoint.pt"))
         for folder in sorted(args.work.glob(f"{Path(args.reference).stem}-*")) if (folder / "checkpoint.pt").is_file()]
     pictures, titles, grf = [reference[0, :, : args.size, : args.size]], ["reference (crop)"], None
     for title, source in models:
