@@ -59,7 +59,7 @@ def test_wrong_channels_and_types_are_refused():
         model(torch.zeros(1, 3, 8, 8))
     with pytest.raises(TypeError, match="expected a torch.Tensor"):
         model(torch.zeros(1, 1, 8, 8).numpy())
-    with pytest.raises(ValueError, match="latent_channels must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"--latent-channels \(latent_channels\): expected a positive integer, got 0"):
         ScoreUNet(UNetSettings(latent_channels=0))
     with pytest.raises(TypeError, match="settings must be a UNetSettings"):
         ScoreUNet({"channels": 1})
