@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--exclude-phase", type=int, default=1, help="colonies: leave out this phase's regions")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--size", type=int, default=None, help="square samples of this side (default: the reference's)")
+    parser.add_argument("--guard", type=float, default=None,
+                        help="redo failed samples with the faithful sampler (default: off, failures are shown as they are)")
     parser.add_argument("--output", required=True, help="stem of the results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,7 +56,8 @@ def main() -> None:
     for source in args.models.split(","):
         model, sigmas = load_score_model(source)
         shape = (args.size, args.size) if args.size else None
-        generator = HybridGenerator.from_statistics(row, model, shape=shape, sigmas=sigmas, sampler=args.sampler)
+        generator = HybridGenerator.from_statistics(row, model, shape=shape, sigmas=sigmas, sampler=args.sampler,
+                                                    guard=args.guard)
         started = time.perf_counter()
         out = generator.sample(args.samples, seed=args.seed, return_grf=True, progress=False)
         seconds[source] = (time.perf_counter() - started) / args.samples
