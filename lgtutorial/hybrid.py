@@ -25,7 +25,7 @@ import torch
 from .conditioning import likelihood_widths as default_likelihood_widths
 from .conditioning import volume_fraction_posterior
 from .grf import GaussianRandomField, segment_argmax
-from .samplers import SAMPLERS, SamplerConfiguration, prepare_model, resolve_sampler
+from .samplers import SAMPLERS, SamplerConfiguration, prepare_model, resolve_sampler, sampler_schedule
 from .sampling import (
     crop_embedding,
     from_model_channels,
@@ -33,10 +33,8 @@ from .sampling import (
     periodic_embed,
     refresh_embedding,
     to_model_channels,
-    truncated_schedule,
     with_circular_padding,
 )
-from .schedules import truncation_index
 from .statistics import volume_fractions
 
 __all__ = [
@@ -334,15 +332,7 @@ class HybridGenerator:
         if not isinstance(n_levels, int) or n_levels < 2:
             raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
         self.sigma_max, self.sigma_min, self.sigma_c = sigma_max, sigma_min, sigma_c
-        self.sigmas = truncated_schedule(
-            sigma_max, sigma_min, n_levels=n_levels, sigma_c=sigma_c, device=self.device
-        )
-        if self.sampler.sigma_end is not None:  # stop early, at the level closest to sigma_end (at least 2 levels)
-            end, first = self.sampler.sigma_end, float(self.sigmas[0])
-            last = len(self.sigmas) - 1 if end <= float(self.sigmas[-1]) else (
-                0 if end >= first else truncation_index(self.sigmas, end)
-            )
-            self.sigmas = self.sigmas[: max(2, last + 1)]
+        self.sigmas = sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, sigma_c, device=self.device)
         self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
         self.condition_volume_fraction = condition_volume_fraction
         self.volume_fraction_estimate = volume_fraction_estimate
@@ -534,9 +524,10 @@ class HybridGenerator:
         indices = bad.nonzero().flatten().tolist()
         if self.sampler == SAMPLERS["faithful"]:
             return x, final, [], indices
-        fallback = HybridGenerator(self.field, self._score_model, **{
-            **self._arguments, "sampler": "faithful", "n_levels": None, "step_lr": None, "guard": None})
-        again = fallback.refine(start[bad], generator=generator)
+        if getattr(self, "_fallback", None) is None:  # built once, on the first failure
+            self._fallback = HybridGenerator(self.field, self._score_model, **{
+                **self._arguments, "sampler": "faithful", "n_levels": None, "step_lr": None, "guard": None})
+        again = self._fallback.refine(start[bad], generator=generator)
         again_final = finalize(again.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
         x, final = x.clone(), final.clone()
         x[bad], final[bad] = again, again_final

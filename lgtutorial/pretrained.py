@@ -302,6 +302,23 @@ def model_card(name: str, *, directory: str | Path | None = None) -> str:
     return (directory / entry["card"]).read_text(encoding="utf-8")
 
 
+def _checked_file(name: str, directory) -> Path:
+    """The ``.pt`` file of a shipped model, after checking it against the index's SHA-256."""
+    import hashlib
+
+    directory, entry = _index_entry(name, directory)
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"the pretrained model {name!r} is listed in {directory / INDEX_NAME} but its "
+                                f"weights {path} are missing; reinstall lgtutorial or re-export them with "
+                                f"'lgtutorial pretrained export CHECKPOINT {name}'")
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != entry["sha256"]:
+        raise ValueError(f"{path} does not match the index entry of {name!r}: expected sha256 {entry['sha256']}, "
+                         f"found {found}; the file is corrupt or was replaced without re-exporting")
+    return path
+
+
 def load_with_sigmas(name: str, *, device=None, directory: str | Path | None = None) -> tuple[ScoreUNet, torch.Tensor]:
     """Load a shipped model by name, after checking its file against the index's SHA-256.
 
@@ -319,19 +336,7 @@ def load_with_sigmas(name: str, *, device=None, directory: str | Path | None = N
         ValueError: an unknown name, or a file whose hash or contents do not match.
         FileNotFoundError: the index lists the name but its weights file is missing.
     """
-    import hashlib
-
-    directory, entry = _index_entry(name, directory)
-    path = directory / entry["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"the pretrained model {name!r} is listed in {directory / INDEX_NAME} but its "
-                                f"weights {path} are missing; reinstall lgtutorial or re-export them with "
-                                f"'lgtutorial pretrained export CHECKPOINT {name}'")
-    found = hashlib.sha256(path.read_bytes()).hexdigest()
-    if found != entry["sha256"]:
-        raise ValueError(f"{path} does not match the index entry of {name!r}: expected sha256 {entry['sha256']}, "
-                         f"found {found}; the file is corrupt or was replaced without re-exporting")
-    model, sigmas, state = _load_pretrained_file(path)
+    model, sigmas, state = _load_pretrained_file(_checked_file(name, directory))
     model.pretrained_name = name
     if device is not None:
         model, sigmas = model.to(device), sigmas.to(device)
@@ -537,9 +542,7 @@ def load_statistics(name: str, *, directory: str | Path | None = None):
     """
     from .material import MaterialStatistics
 
-    load_with_sigmas(name, directory=directory)  # hash check
-    directory, entry = _index_entry(name, directory)
-    payload = _payload(directory / entry["file"]).get("statistics")
+    payload = _payload(_checked_file(name, directory)).get("statistics")
     return MaterialStatistics.from_payload(payload) if payload is not None else None
 
 
@@ -625,9 +628,8 @@ def attach_statistics(name: str, statistics, *, directory: str | Path | None = N
 
     from ._io import atomic_write
 
-    load_with_sigmas(name, directory=directory)  # the file as shipped must check out first
+    path = _checked_file(name, directory)  # the file as shipped must check out first
     directory, entry = _index_entry(name, directory)
-    path = directory / entry["file"]
     payload = _payload(path)
     old_digest = entry["sha256"]
     payload["statistics"] = statistics.to_payload()

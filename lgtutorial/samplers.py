@@ -287,6 +287,21 @@ def with_options(configuration: SamplerConfiguration, **changes) -> SamplerConfi
 __all__.append("with_options")
 
 
+def sampler_schedule(configuration: SamplerConfiguration, sigma_max: float, sigma_min: float, n_levels: int,
+                     sigma_c, *, device=None) -> torch.Tensor:
+    """The levels a sampler runs: ``n_levels`` geometric levels over ``[sigma_min, sigma_max]`` from the
+    one closest to ``sigma_c`` down, cut at the level closest to ``configuration.sigma_end`` (at least 2)."""
+    from .sampling import truncated_schedule
+    from .schedules import truncation_index
+
+    sigmas = truncated_schedule(sigma_max, sigma_min, n_levels=n_levels, sigma_c=sigma_c, device=device)
+    if configuration.sigma_end is not None:  # stop early, at the level closest to sigma_end
+        end, first = configuration.sigma_end, float(sigmas[0])
+        last = len(sigmas) - 1 if end <= float(sigmas[-1]) else (0 if end >= first else truncation_index(sigmas, end))
+        sigmas = sigmas[: max(2, last + 1)]
+    return sigmas
+
+
 def evaluations_at(sampler, *, sigma_max: float = 20.0, sigma_min: float = 0.01, model_levels: int = 1000,
                    sigma_c: float = 0.75) -> int:
     """Network evaluations one hybrid sample costs with ``sampler`` on a model schedule (default: the
@@ -295,15 +310,8 @@ def evaluations_at(sampler, *, sigma_max: float = 20.0, sigma_min: float = 0.01,
     >>> evaluations_at("faithful"), evaluations_at("fast")
     (568, 49)
     """
-    from .sampling import truncated_schedule
-    from .schedules import truncation_index
-
     configuration = resolve_sampler(sampler)
-    sigmas = truncated_schedule(sigma_max, sigma_min, n_levels=configuration.levels or model_levels, sigma_c=sigma_c)
-    if configuration.sigma_end is not None:
-        end, first = configuration.sigma_end, float(sigmas[0])
-        last = len(sigmas) - 1 if end <= float(sigmas[-1]) else (0 if end >= first else truncation_index(sigmas, end))
-        sigmas = sigmas[: max(2, last + 1)]
+    sigmas = sampler_schedule(configuration, sigma_max, sigma_min, configuration.levels or model_levels, sigma_c)
     return configuration.evaluations(len(sigmas))
 
 
