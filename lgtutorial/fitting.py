@@ -183,6 +183,8 @@ class FitResult:
     plan: FitPlan
     checks: dict
     seconds: dict
+    training: dict = None
+    """steps planned and done, and whether the time limit stopped the training early"""
 
 
 def _name_of(micrograph) -> str:
@@ -243,9 +245,11 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
     planned = time.perf_counter() - started
-    train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
-                      output=output, resume="if-present" if resume else False, periodic=plan.periodic,
-                      progress=progress)
+    # the planned steps fill 93 % of the budget; the time limit holds it should the machine slow down
+    # (another job, thermal throttling). A resumed run finishes its plan.
+    run = train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
+                            output=output, resume="if-present" if resume else False, periodic=plan.periodic,
+                            progress=progress, time_limit_s=None if resume else 60 * plan.minutes)
     trained = time.perf_counter() - started - planned
     statistics = MaterialStatistics.from_microstructure(
         micro, name=meta.get("name", name), phases=meta["phases"], periodic=plan.periodic,
@@ -256,8 +260,12 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
                                              sampler=sampler, seed=seed, device=device, progress=progress)
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
                "total": time.perf_counter() - started}
-    _write_report(output, name, micrograph, plan, model_path, checks, seconds)
-    return FitResult(output=output, model_path=model_path, plan=plan, checks=checks, seconds=seconds)
+    steps_done = run.history["step"][-1] if run.history["step"] else 0
+    training = {"steps_planned": plan.training_settings.steps, "steps_done": int(steps_done),
+                "stopped_at_time_limit": bool(run.stopped_at_time_limit)}
+    _write_report(output, name, micrograph, plan, model_path, checks, seconds, training)
+    return FitResult(output=output, model_path=model_path, plan=plan, checks=checks, seconds=seconds,
+                     training=training)
 
 
 def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, sampler, seed, device, progress):
@@ -315,7 +323,7 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
     return checks, time.perf_counter() - started
 
 
-def _write_report(output, name, micrograph, plan, model_path, checks, seconds):
+def _write_report(output, name, micrograph, plan, model_path, checks, seconds, training):
     from ._io import atomic_write
 
     def yes(flag):
@@ -349,12 +357,16 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds):
               "- A short CPU budget gives a young model: if the features are not there, run again with more "
               "`--minutes` (or `--resume` with a larger budget in a new folder) or on a GPU.",
               "", "## Time", "",
-              ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()), "",
+              ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()) + ".", "",
+              f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps"
+              + (" (the time limit stopped it early: this machine ran slower than measured at the start)."
+                 if training["stopped_at_time_limit"] else "."), "",
               "## Reuse", "", f"`lgtutorial generate --model {shown.as_posix()}` draws more samples of this material "
               "(the bundle carries the micrograph's statistics); the model card is beside it.", ""]
     with atomic_write(output / "report.md", "w") as handle:
         handle.write("\n".join(lines))
     with atomic_write(output / "summary.json", "w") as handle:
         handle.write(json.dumps({"name": name, "micrograph": str(micrograph), "model": str(model_path),
-                                 "checks": checks, "seconds": seconds, "plan": list(plan.reasons)}, indent=2,
+                                 "checks": checks, "seconds": seconds, "training": training,
+                                 "plan": list(plan.reasons)}, indent=2,
                                 default=str))

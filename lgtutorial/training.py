@@ -184,6 +184,8 @@ class TrainingRun:
     noise), ``learning_rate``: one entry per evaluation, the first at step 0 (train loss NaN)"""
     checkpoint: Path | None
     """the checkpoint file (None when no output folder was given)"""
+    stopped_at_time_limit: bool = False
+    """True when ``time_limit_s`` ran out before ``settings.steps`` (the weights are those of the last step)"""
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -293,6 +295,7 @@ def train_score_model(
     periodic: bool | None = None,
     progress: bool = True,
     callback=None,
+    time_limit_s: float | None = None,
 ) -> TrainingRun:
     """Train a score U-Net on patches of one micrograph by denoising score matching (Section 3.2).
 
@@ -313,7 +316,14 @@ def train_score_model(
         progress: show a tqdm progress bar.
         callback: called after every step with ``{"step", "loss", "model", "ema"}``; raising
             ``KeyboardInterrupt`` there stops the run cleanly (checkpoint written).
+        time_limit_s: wall-clock seconds this call may train (None: no limit). When they run out
+            the run stops after the current step, evaluates and saves, and returns with
+            ``stopped_at_time_limit=True``; resuming it continues the same plan. ``fit`` uses it so
+            that a budget holds even when the machine turns out slower than measured.
     """
+    if time_limit_s is not None and not (isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s)
+                                         and time_limit_s > 0):
+        raise ValueError(f"time_limit_s: expected a positive number of seconds or None, got {time_limit_s!r}")
     settings = training_settings
     device = resolve_device(settings.device)
     micro, source = _load_reference(reference)
@@ -406,6 +416,7 @@ def train_score_model(
     generator = torch.Generator(device=device)
     consistent = True
     last_saved = time.perf_counter()
+    out_of_time = False
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _DeferredInterrupt() as stop:
             while step < settings.steps:
@@ -431,20 +442,25 @@ def train_score_model(
                 loss_value = float(loss.detach())
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 consistent = True
-                if step % settings.eval_every == 0 or step == settings.steps:
+                out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+                if step % settings.eval_every == 0 or step == settings.steps or out_of_time:
                     history["step"].append(step)
                     history["train_loss"].append(loss_sum / loss_count)
                     history["test_loss"].append(evaluate())
                     history["learning_rate"].append(scheduler.get_last_lr()[0])
                     loss_sum, loss_count = 0.0, 0
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.1f}", test=f"{history['test_loss'][-1]:.1f}")
-                if (step % settings.checkpoint_every == 0 or step == settings.steps
+                if (step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time
                         or time.perf_counter() - last_saved > 60 * settings.checkpoint_minutes):
                     save()
                     last_saved = time.perf_counter()
                 bar.update(1)
                 if callback is not None:
                     callback({"step": step, "loss": loss_value, "model": model, "ema": ema})
+                if out_of_time and step < settings.steps:
+                    bar.write(f"time limit of {time_limit_s / 60:.1f} min reached at step {step:,} of "
+                              f"{settings.steps:,}; the weights of that step are kept")
+                    break
     except KeyboardInterrupt:
         if consistent:
             save()
@@ -454,7 +470,7 @@ def train_score_model(
     finally:
         bar.close()
     model.eval()
-    return TrainingRun(ema, model, sigmas, split, history, path)
+    return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps)
 
 
 def load_checkpoint(path, *, device=None, weights: str = "ema") -> tuple[ScoreUNet, torch.Tensor, dict]:

@@ -1,0 +1,155 @@
+"""``lgtutorial fit`` on every registered micrograph that the case studies do not use.
+
+For each one: fit with a fixed training budget on this machine (the default sampler, the default
+ensemble), then collect what its report checks: volume-fraction error of the hybrid samples, the
+chord-length-distribution distance of GRF and hybrid per phase, degenerate (collapsed) samples, the
+steps trained and the wall-clock time of each stage. One row per micrograph, written after each
+micrograph (atomically), so an interrupted run resumes where it stopped (``--resume``), and a
+contact sheet (reference, GRF, hybrid for every micrograph) beside the table.
+
+    OMP_NUM_THREADS=2 python benchmarks/fit_registered.py --minutes 8 \
+        --output benchmarks/results/fit_registered_cpu.md --work lgtutorial-output/fit-registered
+
+Needs the registered files (``LGTUTORIAL_DATA`` or the cache). The fitted folders stay in ``--work``
+(not committed: the weights and figures are large; the table and the sheet are what is committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from _report import emit_table
+
+CASE_STUDY_SOURCES = ("nbsa", "nbsa-proxy", "nbsa-standin", "ti-alpha-beta")
+
+
+def registered_micrographs() -> list[str]:
+    from lgtutorial.data import registry
+
+    return [name for name, entry in registry().items()
+            if entry.get("kind") == "micrograph" and name not in CASE_STUDY_SOURCES and "fallback" not in entry]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="training budget per micrograph")
+    parser.add_argument("--only", nargs="*", help="these registry names only")
+    parser.add_argument("--work", default="lgtutorial-output/fit-registered")
+    parser.add_argument("--output", default=None, help="Markdown table (a .json of the same name is written beside)")
+    parser.add_argument("--resume", action="store_true", help="keep the micrographs already done in the .json")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    import lgtutorial as lg
+
+    names = args.only or registered_micrographs()
+    json_path = Path(args.output).with_suffix(".json") if args.output else None
+    rows = {}
+    if args.resume and json_path is not None and json_path.exists():
+        rows = {row["micrograph"]: row for row in json.loads(json_path.read_text())["rows"]}
+    work = Path(args.work)
+    for name in names:
+        if name in rows and rows[name].get("status") == "done":
+            print(f"{name}: done before, kept", flush=True)
+            continue
+        started = time.perf_counter()
+        try:
+            result = lg.fit(name, minutes=args.minutes, output=work / name, progress=False)
+            rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
+                          "checks": result.checks, "seconds": result.seconds, "training": result.training,
+                          "patch_size": result.plan.patch_size}
+        except Exception as error:  # a failure is a row of the table, not the end of the run
+            rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
+                          "seconds": {"total": time.perf_counter() - started}}
+            traceback.print_exc()
+        print(f"{name}: {rows[name]['status']} in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        _write(rows, names, args, json_path)
+    _contact_sheet(rows, names, args)
+
+
+def _table(rows: dict, names: list[str], minutes: float) -> str:
+    lines = [f"`lgtutorial fit MICROGRAPH --minutes {minutes:g}` on each registered micrograph the case studies do "
+             f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
+             f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), 4 samples at the "
+             "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
+             "larger of x and y), per phase GRF -> hybrid.", "",
+             "| micrograph | phases | patch | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
+             "per phase | hybrid closer for every phase | degenerate samples | coherence ref / GRF / hybrid (per phase) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        row = rows.get(name)
+        if row is None:
+            continue
+        if row["status"] != "done":
+            lines.append(f"| {name} | | | | | {row['seconds']['total'] / 60:.1f} | {row['status']} | | | | |")
+            continue
+        checks, seconds, training = row["checks"], row["seconds"], row["training"]
+        cld = "; ".join(f"{d['GRF']:.3f} -> {d['hybrid']:.3f}" for d in checks["chord_distances"].values())
+        coherence = "; ".join(f"{c['reference']:.2f} / {c['GRF']:.2f} / {c['hybrid']:.2f}"
+                              for c in checks["coherence"].values())
+        steps = f"{training['steps_done']:,}" + ("" if training["steps_done"] == training["steps_planned"]
+                                                 else f" of {training['steps_planned']:,} (time limit)")
+        degenerate = len(checks.get("degenerate_samples", [])) if "degenerate_samples" in checks else (
+            0 if checks["no_degenerate_sample"] else "some")
+        lines.append(
+            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} | {steps} | "
+            f"{seconds['training'] / 60:.1f} | {seconds['total'] / 60:.1f} | "
+            f"{checks['largest_volume_fraction_error']:.4f} | {cld} | "
+            f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | "
+            f"{degenerate}{' (recovered: ' + str(checks['recovered_samples']) + ')' if checks['recovered_samples'] else ''} | "
+            f"{coherence} |")
+    return "\n".join(lines)
+
+
+def _write(rows, names, args, json_path) -> None:
+    from lgtutorial._io import atomic_write
+
+    emit_table(_table(rows, names, args.minutes), args.output)
+    if json_path is not None:
+        with atomic_write(json_path, "w") as handle:
+            handle.write(json.dumps({"minutes": args.minutes, "threads": torch.get_num_threads(),
+                                     "torch": str(torch.__version__), "rows": [rows[n] for n in names if n in rows]},
+                                    indent=2, default=str))
+
+
+def _contact_sheet(rows, names, args) -> None:
+    """Reference, first GRF and first hybrid sample of each fitted micrograph, one row each."""
+    if not args.output:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import numpy as np
+
+    from lgtutorial import data
+    from lgtutorial._io import atomic_write
+    from lgtutorial.plotting import show_microstructures
+
+    done = [n for n in names if rows.get(n, {}).get("status") == "done"]
+    if not done:
+        return
+    fig, axes = plt.subplots(len(done), 3, figsize=(7.5, 2.6 * len(done)), squeeze=False)
+    for row_axes, name in zip(axes, done):
+        folder = Path(rows[name]["output"])
+        reference, _ = data.load(name)
+        grf, hybrid = np.load(folder / "grf.npy"), np.load(folder / "samples.npy")
+        show_microstructures([reference[0], torch.from_numpy(grf[0]), torch.from_numpy(hybrid[0])],
+                             [f"{name}: reference", "GRF", "hybrid"], axes=row_axes, n_phases=reference.shape[1])
+    fig.tight_layout()
+    with atomic_write(Path(args.output).with_suffix(".png")) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

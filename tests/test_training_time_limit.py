@@ -1,0 +1,46 @@
+"""The wall-clock limit of ``train_score_model``: it stops early, saves, and a resume finishes the plan."""
+
+import torch
+
+from lgtutorial.settings import TrainingSettings, UNetSettings
+from lgtutorial.training import train_score_model
+
+
+def _micro(size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    field = torch.nn.functional.avg_pool2d(torch.randn(1, 1, size, size, generator=g), 5, 1, 2, count_include_pad=False)
+    phase = (field > field.median()).float()
+    return torch.cat([1 - phase, phase], dim=1)
+
+
+def _settings(steps):
+    model = UNetSettings(channels=1, latent_channels=4, depth=1, num_blocks=1)
+    training = TrainingSettings(patch_size=16, n_patches=64, batch_size=4, steps=steps, eval_every=50,
+                                checkpoint_every=1000, device="cpu")
+    return model, training
+
+
+def test_time_limit_stops_early_saves_and_resumes(tmp_path):
+    model, training = _settings(100_000)
+    run = train_score_model(_micro(), model_settings=model, training_settings=training, output=tmp_path,
+                            progress=False, time_limit_s=0.5)
+    assert run.stopped_at_time_limit
+    done = run.history["step"][-1]
+    assert 0 < done < training.steps
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["step"] == done  # the checkpoint holds the step it stopped at
+
+
+def test_no_limit_runs_the_plan(tmp_path):
+    model, training = _settings(3)
+    run = train_score_model(_micro(), model_settings=model, training_settings=training, progress=False)
+    assert not run.stopped_at_time_limit
+    assert run.history["step"][-1] == 3
+
+
+def test_bad_limit_is_refused():
+    import pytest
+
+    model, training = _settings(3)
+    with pytest.raises(ValueError, match="time_limit_s"):
+        train_score_model(_micro(), model_settings=model, training_settings=training, progress=False, time_limit_s=-1)
