@@ -342,7 +342,8 @@ def main() -> None:
     reference, _ = load_reference(REFERENCE)
     row = statistics_row(reference)
     counts = {name: args.faithful_samples if name == "faithful" else args.samples for name in names}
-    drawer = HybridGenerator.from_statistics(row, model, shape=(args.size, args.size), sigmas=sigmas, device=device)
+    drawer = HybridGenerator.from_statistics(row, model, shape=(args.size, args.size), sigmas=sigmas, sampler="faithful",
+                                             device=device)
     starts = drawer.starting_points(max(counts.values()), generator=torch.Generator(device=device).manual_seed(args.seed))
     grf = torch.cat([1.0 - starts, starts], dim=1).cpu()
 

@@ -46,6 +46,7 @@ def main() -> None:
         model,
         sigmas=sigmas,
         shape=(args.size, args.size),
+        sampler="faithful",
         n_levels=args.levels,
         volume_fraction_shift=VOLUME_FRACTION_SHIFTS[MODEL],
         device=device,

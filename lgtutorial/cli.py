@@ -545,6 +545,8 @@ def _run_pretrained(args) -> int:
 
 # -- fit ----------------------------------------------------------------------------------------
 def _add_fit(subparsers) -> None:
+    from .samplers import DEFAULT_SAMPLER, sampler_help
+
     parser = subparsers.add_parser(
         "fit", help="your own micrograph: check it, train a score model within a time budget, generate, report",
         description="Checks the micrograph (phases, size, periodicity), picks a patch size and a network from its "
@@ -558,7 +560,8 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--name", default=None, help="the model's name (default: from the file name)")
     parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples for the report (default: 4)")
     parser.add_argument("--size", type=int, default=None, help="side of the samples (default: the micrograph's size)")
-    parser.add_argument("--sampler", default="fast", help="the hybrid's sampler (default: fast)")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER,
+                        help=f"the hybrid's sampler ({sampler_help()}; default: {DEFAULT_SAMPLER})")
     parser.add_argument("--patch-size", type=int, default=None, help="override the chosen patch size (px)")
     parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                         help="override the periodicity check")

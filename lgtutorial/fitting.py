@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from .samplers import DEFAULT_SAMPLER
 from .settings import TrainingSettings, UNetSettings, resolve_device
 
 __all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
@@ -195,7 +196,7 @@ def _name_of(micrograph) -> str:
 
 
 def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=None, resume: bool = False,
-        n_samples: int = 4, size: int | None = None, sampler: str = "fast", device="auto", seed: int = 0,
+        n_samples: int = 4, size: int | None = None, sampler: str = DEFAULT_SAMPLER, device="auto", seed: int = 0,
         periodic: bool | None = None, patch_size: int | None = None, progress: bool = True) -> FitResult:
     """From one segmented micrograph to a trained generator and a report (see the module docstring).
 

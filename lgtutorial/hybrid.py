@@ -25,7 +25,14 @@ import torch
 from .conditioning import likelihood_widths as default_likelihood_widths
 from .conditioning import volume_fraction_posterior
 from .grf import GaussianRandomField, segment_argmax
-from .samplers import SAMPLERS, SamplerConfiguration, prepare_model, resolve_sampler, sampler_schedule
+from .samplers import (
+    DEFAULT_SAMPLER,
+    SAMPLERS,
+    SamplerConfiguration,
+    prepare_model,
+    resolve_sampler,
+    sampler_schedule,
+)
 from .sampling import (
     crop_embedding,
     from_model_channels,
@@ -56,7 +63,7 @@ PERIODIC_MODES = ("embedding", "circular", "none")
 VOLUME_FRACTION_SHIFTS = {"nbsa-authors-checkpoint": 0.0073}
 
 
-def default_volume_fraction_shift(model_name, sampler="faithful") -> float:
+def default_volume_fraction_shift(model_name, sampler=DEFAULT_SAMPLER) -> float:
     """The likelihood-target offset to use for a model (by registry name) under a sampler.
 
     The authors' 0.0073 compensates a bias of measuring the volume fraction on the noisy iterate
@@ -197,9 +204,11 @@ class HybridGenerator:
         score_model: a module with ``.score(x, sigma)`` (e.g. :class:`~lgtutorial.unet.ScoreUNet`;
             moved to ``device`` and put in eval mode) or a plain ``score_fn(x, sigma)``.
         sigmas: the model's training noise levels ``(L,)``; only their range is used. Default 20 -> 0.01.
-        sampler: ``"faithful"`` (the paper's annealed Langevin, 568 evaluations per 2-phase sample),
-            ``"fast"`` (reverse-SDE predictor-corrector on a coarse schedule, 49), ``"fast-compiled"`` or a
-            :class:`~lgtutorial.samplers.SamplerConfiguration`; see :data:`lgtutorial.samplers.SAMPLERS`.
+        sampler: ``"fast"`` (the default, :data:`~lgtutorial.samplers.DEFAULT_SAMPLER`: reverse-SDE
+            predictor-corrector on a coarse schedule, 49 evaluations per 2-phase sample), ``"faithful"``
+            (the paper's annealed Langevin, 568), ``"fast-compiled"`` or a
+            :class:`~lgtutorial.samplers.SamplerConfiguration`; see :data:`lgtutorial.samplers.SAMPLERS`
+            (:func:`lgtutorial.samplers.evaluations_at` gives each one's count).
         n_levels: levels of the geometric schedule over that range at sampling time (default: the
             sampler's; for ``"faithful"`` ``L``, 1000 for the paper's models); those from ``sigma_c``
             down are run. Fewer levels give cheaper, coarser runs.
@@ -238,7 +247,7 @@ class HybridGenerator:
         score_model,
         *,
         sigmas: torch.Tensor | None = None,
-        sampler: str | SamplerConfiguration = "faithful",
+        sampler: str | SamplerConfiguration = DEFAULT_SAMPLER,
         n_levels: int | None = None,
         sigma_c: float | None = 0.75,
         step_lr: float | None = None,

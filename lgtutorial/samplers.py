@@ -41,9 +41,9 @@ What the measurements said (256 x 256, the authors' case-study-1 model):
 The network runs on channels-last tensors (a copy of the model); ``"fast-compiled"`` also compiles
 it (``torch.compile``).
 
-``HybridGenerator(..., sampler="fast")`` (or ``"faithful"``, the library default, or any
-:class:`SamplerConfiguration`) selects one; ``lgtutorial generate --sampler`` does the same (fast by
-default).
+``HybridGenerator(..., sampler="faithful")`` (or ``"fast"``, :data:`DEFAULT_SAMPLER`, or any
+:class:`SamplerConfiguration`) selects one; ``lgtutorial generate --sampler``, ``lgtutorial fit
+--sampler`` and a sweep design's ``sampler.name`` do the same, with the same default.
 """
 
 from __future__ import annotations
@@ -57,10 +57,15 @@ import torch
 from .conditioning import MEASURES
 from .sampling import ScoreFunction, annealed_langevin, reverse_diffusion, reverse_diffusion_evaluations
 
-__all__ = ["SamplerConfiguration", "SAMPLERS", "resolve_sampler", "prepare_model", "sampler_from_noise", "evaluations_at",
-           "sampler_help"]
+__all__ = ["SamplerConfiguration", "SAMPLERS", "DEFAULT_SAMPLER", "resolve_sampler", "prepare_model",
+           "sampler_from_noise", "evaluations_at", "sampler_help"]
 
 METHODS = ("langevin", "reverse-sde")
+
+#: The sampler used wherever none is named: the generator, ``HybridSettings`` (and so ``lgtutorial
+#: generate``, ``demo`` and ``fit``), and a sweep design's ``sampler.name``. The paper's own is
+#: ``"faithful"``; name it to reproduce the paper's runs.
+DEFAULT_SAMPLER = "fast"
 
 
 @dataclass(frozen=True)

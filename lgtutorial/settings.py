@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .samplers import DEFAULT_SAMPLER
+
 __all__ = ["GRFSettings", "add_arguments", "from_arguments", "resolve_device"]
 
 
@@ -416,7 +418,7 @@ class HybridSettings:
     """generate even when the statistics differ grossly from those of the model's training micrograph"""
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
-    sampler: str = "fast"
+    sampler: str = DEFAULT_SAMPLER
     """the named sampler ({sampler_help})"""
 
     def __post_init__(self):

@@ -170,6 +170,20 @@ def test_prepare_model_copies_into_channels_last_and_leaves_the_model_alone():
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
+def test_one_default_sampler_for_the_api_the_cli_and_the_sweep_design(field):
+    import inspect
+
+    from lgtutorial.samplers import DEFAULT_SAMPLER
+    from lgtutorial.sweep_design import SamplerSettings
+
+    assert DEFAULT_SAMPLER == "fast"
+    assert inspect.signature(HybridGenerator).parameters["sampler"].default == DEFAULT_SAMPLER
+    assert HybridSettings().sampler == SamplerSettings().name == DEFAULT_SAMPLER
+    fit_sampler = build_parser().parse_args(["fit", "micrograph.png"]).sampler
+    assert fit_sampler == DEFAULT_SAMPLER
+    assert HybridGenerator(field, CountingScore()).sampler is SAMPLERS[DEFAULT_SAMPLER]
+
+
 def test_the_cli_defaults_to_the_fast_sampler_and_offers_the_faithful_one_by_name():
     assert HybridSettings().sampler == "fast"
     args = build_parser().parse_args(["generate", "--sampler", "faithful"])

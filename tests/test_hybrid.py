@@ -157,7 +157,7 @@ def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
 
 # -- the generator -------------------------------------------------------------------------------
 def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(field):
-    generator = HybridGenerator(field, ToyModel(), n_levels=60, padding=4)
+    generator = HybridGenerator(field, ToyModel(), sampler="faithful", n_levels=60, padding=4)
     first = generator.sample(3, seed=1, return_grf=True, progress=False, batch_size=2)
     again = generator.sample(3, seed=1, progress=False, batch_size=2)  # same seed and batches: same samples
     other = generator.sample(3, seed=2, progress=False)
@@ -181,6 +181,7 @@ def test_conditioning_brings_a_biased_model_to_the_target(field):
         generator = HybridGenerator(
             field,
             gaussian_score(0.2, 0.1),
+            sampler="faithful",
             n_levels=200,
             padding=0,
             periodic="none",
@@ -194,7 +195,7 @@ def test_conditioning_brings_a_biased_model_to_the_target(field):
 def test_more_than_two_phases_refine_the_raw_field():
     labels = torch.arange(24).view(1, 24).expand(24, 24) // 8  # three stripes, periodic
     field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
-    samples = HybridGenerator(field, ToyModel(channels=3), n_levels=40, padding=4).sample(
+    samples = HybridGenerator(field, ToyModel(channels=3), sampler="faithful", n_levels=40, padding=4).sample(
         2, seed=0, return_grf=True, progress=False
     )
     assert samples.microstructures.shape == (2, 3, 24, 24)
@@ -204,7 +205,7 @@ def test_more_than_two_phases_refine_the_raw_field():
 
 def test_circular_mode_uses_a_periodic_copy_of_the_model(field):
     model = ToyModel()
-    generator = HybridGenerator(field, model, n_levels=30, periodic="circular")
+    generator = HybridGenerator(field, model, sampler="faithful", n_levels=30, periodic="circular")
     assert generator.model.conv.padding_mode == "circular" and model.conv.padding_mode == "zeros"
     assert generator.padding == 0
     assert generator.sample(1, seed=0, progress=False).microstructures.shape == (1, 2, 32, 32)
@@ -241,7 +242,8 @@ def test_authors_model_refines_a_grf_sample():
 
     model, sigmas = load_score_model("nbsa-authors-checkpoint")
     reference, _ = load_reference("nbsa-proxy")
-    generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(32, 32), n_levels=40)
+    generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(32, 32), sampler="faithful",
+                                               n_levels=40)
     samples = generator.sample(1, seed=0, return_grf=True, progress=False)
     assert samples.microstructures.shape == (1, 2, 32, 32)
     assert torch.all(samples.microstructures.sum(1) == 1)
