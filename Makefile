@@ -38,8 +38,10 @@ test: install
 book: install
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build .
 
-# Opens a built chapter in headless Chromium (Debian: apt-get install chromium chromium-driver) and
-# checks that its figures loaded, its Colab launch button works and its solutions are collapsed.
+# Opens every built page in headless Chromium (Debian: apt-get install chromium chromium-driver) and
+# fails on math MathJax cannot render, images that did not load, error or warning outputs, broken
+# links or citations, tables left as raw text, widgets without a static figure; on chapter pages also
+# the Colab launch button and collapsed exercise solutions (see tests/browser/check_book.py).
 browser-check: install
 	$(PY) -c "import selenium" 2>/dev/null || $(PY) -m pip install --quiet -e ".[browser]"
 	$(PY) tests/browser/check_book.py
