@@ -28,6 +28,7 @@ import math
 import torch
 
 from .sampling import ScoreFunction
+from .schedules import SIGMA_MAX, SIGMA_MIN
 
 #: Where the volume fraction of Eq. (12) can be measured: on the iterate (the paper) or on its
 #: denoised (Tweedie) estimate; see :func:`volume_fraction_posterior`.
@@ -129,8 +130,8 @@ def volume_fraction_posterior(
     target_volume_fractions,
     *,
     estimate: str = "segmented",
-    sigma_max: float = 20.0,
-    sigma_min: float = 0.01,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
     widths: tuple[float, float] | None = None,
     mask: torch.Tensor | None = None,
     measure_on: str = "iterate",

@@ -35,12 +35,13 @@ from pathlib import Path
 import torch
 
 from .samplers import DEFAULT_SAMPLER
+from .schedules import HYBRID_TRAIN_SIGMA_MAX, SIGMA_C, SIGMA_MAX, SIGMA_MAX_THREE_PHASE, SIGMA_MIN
 from .settings import TrainingSettings, UNetSettings, resolve_device
 
 __all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
 
-#: the noise levels a fitted model is trained on: up to twice the hybrid's sigma_c (0.75)
-HYBRID_TOP = 1.5
+#: the noise levels a fitted model is trained on: up to twice the hybrid's sigma_c
+HYBRID_TOP = HYBRID_TRAIN_SIGMA_MAX
 
 
 def _periodic_blobs(size: int, width: float, seed: int = 0) -> torch.Tensor:
@@ -143,10 +144,11 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     if patch_size % (2 ** model.depth):
         raise ValueError(f"the patch size must be a multiple of {2 ** model.depth} for this network, got {patch_size}")
     training = TrainingSettings(patch_size=patch_size, n_patches=4000 if n_phases == 2 else 8000,
-                                batch_size=128 if gpu else 32, steps=1, sigma_max=20.0 if n_phases == 2 else 50.0,
-                                sigma_min=0.01, train_sigma_max=HYBRID_TOP, device=str(device))
+                                batch_size=128 if gpu else 32, steps=1,
+                                sigma_max=SIGMA_MAX if n_phases == 2 else SIGMA_MAX_THREE_PHASE,
+                                sigma_min=SIGMA_MIN, train_sigma_max=HYBRID_TOP, device=str(device))
     reasons.append(f"the hybrid-range recipe: noise levels up to sigma = {HYBRID_TOP} only (the hybrid starts at "
-                   "0.75), so every step trains what the hybrid uses")
+                   f"{SIGMA_C}), so every step trains what the hybrid uses")
     if steps is None:
         steps = (_steps_for(model, training, minutes) if measure_speed else max(1, int(minutes * 60)))
         how = "throughput measured just now" if measure_speed else "assuming one step per second"

@@ -42,6 +42,7 @@ from .sampling import (
     to_model_channels,
     with_circular_padding,
 )
+from .schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
 from .statistics import volume_fractions
 
 __all__ = [
@@ -249,7 +250,7 @@ class HybridGenerator:
         sigmas: torch.Tensor | None = None,
         sampler: str | SamplerConfiguration = DEFAULT_SAMPLER,
         n_levels: int | None = None,
-        sigma_c: float | None = 0.75,
+        sigma_c: float | None = SIGMA_C,
         step_lr: float | None = None,
         condition_volume_fraction: bool = True,
         volume_fraction_estimate: str = "segmented",
@@ -335,9 +336,9 @@ class HybridGenerator:
                 f"so that size + 2*padding is a multiple of {self.size_multiple}"
             )
 
-        sigma_max, sigma_min = (20.0, 0.01) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
+        sigma_max, sigma_min = (SIGMA_MAX, SIGMA_MIN) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
         if n_levels is None:
-            n_levels = self.sampler.levels or (1000 if sigmas is None else len(sigmas))
+            n_levels = self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
         if not isinstance(n_levels, int) or n_levels < 2:
             raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
         self.sigma_max, self.sigma_min, self.sigma_c = sigma_max, sigma_min, sigma_c

@@ -56,6 +56,7 @@ import torch
 
 from .conditioning import MEASURES
 from .sampling import ScoreFunction, annealed_langevin, reverse_diffusion, reverse_diffusion_evaluations
+from .schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN, STEP_LR
 
 __all__ = ["SamplerConfiguration", "SAMPLERS", "DEFAULT_SAMPLER", "resolve_sampler", "prepare_model",
            "sampler_from_noise", "evaluations_at", "sampler_help"]
@@ -100,7 +101,7 @@ class SamplerConfiguration:
     method: str = "langevin"
     levels: int | None = None
     sigma_end: float | None = None
-    step_lr: float = 2e-5
+    step_lr: float = STEP_LR
     corrector_steps: int = 0
     corrector_ratio: float = 0.2
     initial_correctors: int = 0
@@ -307,8 +308,8 @@ def sampler_schedule(configuration: SamplerConfiguration, sigma_max: float, sigm
     return sigmas
 
 
-def evaluations_at(sampler, *, sigma_max: float = 20.0, sigma_min: float = 0.01, model_levels: int = 1000,
-                   sigma_c: float = 0.75) -> int:
+def evaluations_at(sampler, *, sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN,
+                   model_levels: int = N_LEVELS, sigma_c: float = SIGMA_C) -> int:
     """Network evaluations one hybrid sample costs with ``sampler`` on a model schedule (default: the
     paper's case-study-1 schedule, 1000 levels 20 -> 0.01, refined from sigma_c = 0.75).
 
@@ -323,4 +324,5 @@ def evaluations_at(sampler, *, sigma_max: float = 20.0, sigma_min: float = 0.01,
 def sampler_help() -> str:
     """One line per named sampler with its cost, for ``--help`` (generated, never typed)."""
     costs = ", ".join(f"{name} {evaluations_at(name)}" for name in SAMPLERS)
-    return f"network evaluations per sample of the 20 -> 0.01 schedule from sigma_c = 0.75: {costs}"
+    return (f"network evaluations per sample of the {SIGMA_MAX:g} -> {SIGMA_MIN:g} schedule from sigma_c = "
+            f"{SIGMA_C:g}: {costs}")

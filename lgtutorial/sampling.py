@@ -17,7 +17,16 @@ from collections.abc import Callable
 
 import torch
 
-from .schedules import geometric_sigmas, langevin_step_sizes, truncate
+from .schedules import (
+    N_LEVELS,
+    SIGMA_C,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    STEP_LR,
+    geometric_sigmas,
+    langevin_step_sizes,
+    truncate,
+)
 
 __all__ = [
     "annealed_langevin",
@@ -66,7 +75,7 @@ def annealed_langevin(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    step_lr: float = 2e-5,
+    step_lr: float = STEP_LR,
     steps_per_level: int = 1,
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
@@ -238,11 +247,11 @@ def reverse_diffusion(
 
 
 def truncated_schedule(
-    sigma_max: float = 20.0,
-    sigma_min: float = 0.01,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
     *,
-    n_levels: int = 1000,
-    sigma_c: float | None = 0.75,
+    n_levels: int = N_LEVELS,
+    sigma_c: float | None = SIGMA_C,
     device=None,
 ) -> torch.Tensor:
     """The noise levels of GRF-conditioned refinement (Section 3.2, Robertson et al. 2023).
@@ -266,7 +275,7 @@ def truncated_schedule(
     if not sigma_min <= sigma_c <= sigma_max:
         raise ValueError(
             f"sigma_c={sigma_c} lies outside the model's noise schedule [{sigma_min:.4g}, {sigma_max:.4g}]; "
-            "choose a starting level inside it (the paper uses 0.75)"
+            f"choose a starting level inside it (the paper uses {SIGMA_C})"
         )
     return truncate(sigmas, sigma_c)
 

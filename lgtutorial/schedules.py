@@ -11,13 +11,31 @@ import math
 
 import torch
 
-__all__ = ["geometric_sigmas", "langevin_step_sizes", "truncation_index", "truncate", "subsample"]
+__all__ = ["geometric_sigmas", "langevin_step_sizes", "truncation_index", "truncate", "subsample",
+           "SIGMA_MAX", "SIGMA_MAX_THREE_PHASE", "SIGMA_MIN", "N_LEVELS", "STEP_LR", "SIGMA_C",
+           "HYBRID_TRAIN_SIGMA_MAX"]
+
+# -- the paper's numbers, each written once (Robertson et al. 2023, Sections 3.2 and 3.3) ------------
+#: Largest noise level ``sigma_1`` of the 2-phase case study (just above the largest patch distance).
+SIGMA_MAX = 20.0
+#: Largest noise level of the 3-phase case study.
+SIGMA_MAX_THREE_PHASE = 50.0
+#: Smallest noise level ``sigma_L`` of both case studies.
+SIGMA_MIN = 0.01
+#: Number of geometric levels ``L`` of both case studies' schedules.
+N_LEVELS = 1000
+#: Base step of annealed Langevin dynamics: ``eps_i = STEP_LR (sigma_i / sigma_L)^2`` (Eq. (5)).
+STEP_LR = 2e-5
+#: Noise level at which the hybrid starts refining the GRF sample.
+SIGMA_C = 0.75
+#: Largest level the hybrid-range training recipe trains on: twice ``SIGMA_C`` (this project's recipe).
+HYBRID_TRAIN_SIGMA_MAX = 2 * SIGMA_C
 
 
 def geometric_sigmas(
-    sigma_max: float = 20.0,
-    sigma_min: float = 0.01,
-    n_levels: int = 1000,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
+    n_levels: int = N_LEVELS,
     *,
     device=None,
     dtype=torch.float32,
@@ -35,7 +53,7 @@ def geometric_sigmas(
     return logs.exp().to(device=device, dtype=dtype)
 
 
-def langevin_step_sizes(sigmas: torch.Tensor, step_lr: float = 2e-5) -> torch.Tensor:
+def langevin_step_sizes(sigmas: torch.Tensor, step_lr: float = STEP_LR) -> torch.Tensor:
     """Step sizes ``eps_i = step_lr * (sigma_i / sigma_L)^2`` of annealed Langevin dynamics.
 
     The update is ``x <- x + eps_i * score + sqrt(2 eps_i) z`` (the NCSN paper writes the same

@@ -19,7 +19,7 @@ import torch
 from .grf import segment_argmax
 from .patches import PatchDataset, make_patch_datasets
 from .sampling import annealed_langevin, from_model_channels, to_model_channels
-from .schedules import geometric_sigmas, langevin_step_sizes
+from .schedules import STEP_LR, geometric_sigmas, langevin_step_sizes
 from .settings import TrainingSettings, UNetSettings, resolve_device
 from .unet import ScoreUNet
 
@@ -109,7 +109,7 @@ def sample_unconditional(
     n_samples: int,
     shape: tuple[int, int],
     sigmas: torch.Tensor,
-    step_lr: float = 2e-5,
+    step_lr: float = STEP_LR,
     step_sizes: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     segment: bool = True,
@@ -586,7 +586,7 @@ def training_report(
     return TrainingReport(samples.cpu(), summary)
 
 
-def shortened_schedule(sigmas: torch.Tensor, n_levels: int, *, step_lr: float = 2e-5,
+def shortened_schedule(sigmas: torch.Tensor, n_levels: int, *, step_lr: float = STEP_LR,
                        max_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A cheaper sampling schedule: ``n_levels`` of ``sigmas`` with proportionally larger steps.
 
