@@ -20,6 +20,7 @@ __all__ = [
     "one_hot_to_labels",
     "check_microstructure",
     "spatial_dims_of",
+    "float_microstructure",
 ]
 
 
@@ -146,3 +147,15 @@ def one_hot_to_labels(microstructure) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise ValueError("microstructure contains NaN or infinite values")
     return t.argmax(1)
+
+
+def float_microstructure(microstructure, name: str = "microstructure") -> torch.Tensor:
+    """A 2-D ``(n_samples, n_phases, H, W)`` tensor as floats, refused when it has another shape or NaNs."""
+    t = as_tensor(microstructure)
+    if t.ndim != 4:
+        raise ValueError(f"{name}: expected shape (n_samples, n_phases, H, W); got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return t
