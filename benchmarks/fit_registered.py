@@ -62,7 +62,9 @@ def main(argv=None) -> None:
             continue
         started = time.perf_counter()
         try:
-            result = lg.fit(name, minutes=args.minutes, output=work / name, progress=False)
+            # a folder with a checkpoint and no report is a fit that stopped after (or during) training
+            resume = (work / name / "plan.json").is_file() and (work / name / "checkpoint.pt").is_file()
+            result = lg.fit(name, minutes=args.minutes, output=work / name, resume=resume, progress=False)
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
                           "patch_size": result.plan.patch_size}
@@ -101,7 +103,7 @@ def _table(rows: dict, names: list[str], minutes: float) -> str:
             0 if checks["no_degenerate_sample"] else "some")
         lines.append(
             f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} | {steps} | "
-            f"{seconds['training'] / 60:.1f} | {seconds['total'] / 60:.1f} | "
+            f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
             f"{checks['largest_volume_fraction_error']:.4f} | {cld} | "
             f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | "
             f"{degenerate}{' (recovered: ' + str(checks['recovered_samples']) + ')' if checks['recovered_samples'] else ''} | "

@@ -265,7 +265,10 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
                "total": time.perf_counter() - started}
     steps_done = run.history["step"][-1] if run.history["step"] else 0
     training = {"steps_planned": plan.training_settings.steps, "steps_done": int(steps_done),
-                "stopped_at_time_limit": bool(run.stopped_at_time_limit)}
+                "stopped_at_time_limit": bool(run.stopped_at_time_limit),
+                # over every run that trained this checkpoint (a resumed fit's own "training" time is its part)
+                "wall_time_s": float(torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+                                     ["provenance"]["wall_time_s"])}
     _write_report(output, name, micrograph, plan, model_path, checks, seconds, training)
     return FitResult(output=output, model_path=model_path, plan=plan, checks=checks, seconds=seconds,
                      training=training)
@@ -285,6 +288,15 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
     device = resolve_device(device)
     model, sigmas = load_score_model(str(model_path), device=device)
     shape = (size, size) if size else tuple(micro.shape[2:])
+    # the network halves the image `depth` times: each side must be a multiple of 2**depth (the periodic
+    # frame adds an even 2 x 16 px); a micrograph of odd size (201 x 201) gives samples a pixel smaller
+    multiple = int(getattr(model, "size_multiple", 1))
+    if any(side % multiple for side in shape):
+        fitted = tuple(side - side % multiple for side in shape)
+        if progress:
+            print(f"samples of {fitted[0]}x{fitted[1]} px instead of {shape[0]}x{shape[1]}: the network takes "
+                  f"sides that are multiples of {multiple}", flush=True)
+        shape = fitted
     generator = HybridGenerator.from_statistics(statistics_row(micro), model, shape=shape, sigmas=sigmas,
                                                 sampler=sampler, device=device)
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
@@ -361,7 +373,8 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
               "`--minutes` (or `--resume` with a larger budget in a new folder) or on a GPU.",
               "", "## Time", "",
               ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()) + ".", "",
-              f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps"
+              f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps in "
+              f"{training['wall_time_s'] / 60:.1f} min"
               + (" (the time limit stopped it early: this machine ran slower than measured at the start)."
                  if training["stopped_at_time_limit"] else "."), "",
               "## Reuse", "", f"`lgtutorial generate --model {shown.as_posix()}` draws more samples of this material "

@@ -80,3 +80,20 @@ def test_generate_refuses_a_model_trained_on_another_material_unless_forced(tmp_
     # (the guard is off: whether this model can draw laths is not the question here)
     assert main(["generate", *options, "--force", "--guard", "1", "--output", str(tmp_path / "b")]) == 0
     assert "warning: the score model was trained on nbsa-proxy, not on laths" in capsys.readouterr().err
+
+
+def test_fit_takes_a_micrograph_of_odd_size(tmp_path, monkeypatch):
+    # the registered NGRF examples are 201 x 201; the network halves the image, so the samples lose a pixel
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    monkeypatch.chdir(tmp_path)
+    micro = _periodic_blobs(72, 2.0, seed=5)[0, 1, :65, :65]
+    path = tmp_path / "odd.png"
+    Image.fromarray((micro.numpy() * 255).astype(np.uint8)).save(path)
+    out = tmp_path / "fit-odd"
+    assert main(["fit", str(path), "--minutes", "0.03", "--samples", "1", "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    height, width = summary["checks"]["shape"]
+    assert 60 <= height <= 65 and 60 <= width <= 65 and height % 2 == 0 == width % 2
+    assert np.load(out / "samples.npy").shape[-2:] == (height, width)
+    training = summary["training"]
+    assert 1 <= training["steps_done"] <= training["steps_planned"] and training["wall_time_s"] > 0
