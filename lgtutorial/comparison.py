@@ -19,17 +19,19 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import (
-    boundary_coherence,
-    chord_distribution_distance,
-    chord_lengths,
-    feature_size,
-    three_point_statistics,
+from .chords import chord_distribution_distance
+from .ensemble_measures import (
+    finite_mean,
+    finite_std,
+    largest_lag,
+    measure_ensemble,
+    pca_offset,
+    relative_error,
+    relative_norm_error,
 )
 from .microstructure import as_tensor, check_microstructure, labels_to_one_hot
 from .pca import fit_project
 from .settings import EvaluationSettings
-from .statistics import two_point_statistics
 
 __all__ = ["Comparison", "compare", "as_ensemble", "REFERENCE"]
 
@@ -220,96 +222,6 @@ class Comparison:
         return figures
 
 
-def _largest_lag(shape, periodic: bool) -> int:
-    side = min(shape[-2:])
-    return (side - 1) // 2 if periodic else side // 2
-
-
-def _measure(
-    m: torch.Tensor,
-    *,
-    periodic: bool,
-    cutoff: int,
-    three_point_cutoff: int,
-    fit_radius: int,
-    batch_size: int,
-    dtype,
-    coherence_exclude: int | None = None,
-) -> dict:
-    """Every statistic of one ensemble, computed in ``dtype`` batches of ``batch_size`` samples."""
-    n_phases = m.shape[1]
-    fractions, slices_x, slices_y, sizes, triples, coherence = [], [], [], [], [], []
-    auto_sum = 0.0
-    for chunk in m.split(batch_size):
-        chunk = chunk.to(dtype)
-        fractions.append(chunk.flatten(2).mean(-1))
-        auto = torch.stack(
-            [
-                two_point_statistics(chunk[:, a : a + 1], periodic=periodic, cutoff=cutoff)[:, 0, 0]
-                for a in range(n_phases)
-            ],
-            dim=1,
-        )  # (b, N, L, L): autocorrelations only
-        auto_sum = auto_sum + auto.sum(0)
-        slices_x.append(auto[:, :, 0, :])
-        slices_y.append(auto[:, :, :, 0])
-        sizes.append(feature_size(chunk, periodic=periodic, fit_radius=fit_radius))
-        triples.append(three_point_statistics(chunk, periodic=periodic, cutoff=three_point_cutoff).flatten(2))
-        coherence.append(torch.stack([
-            boundary_coherence(chunk, a, periodic=periodic, exclude_phase=None if a == coherence_exclude else coherence_exclude)
-            for a in range(n_phases)], dim=1))
-    return {
-        "volume_fractions": torch.cat(fractions),
-        "autocorrelation_mean": auto_sum / len(m),
-        "autocorrelation_slices": {"x": torch.cat(slices_x), "y": torch.cat(slices_y)},
-        "feature_sizes": torch.cat(sizes),
-        "three_point": torch.cat(triples),
-        "coherence": torch.cat(coherence),
-        "chords": {
-            axis: chord_lengths(m, axis=axis, periodic=periodic, batch_size=batch_size) for axis in ("x", "y")
-        },
-    }
-
-
-def _relative_norm_error(model: torch.Tensor, reference: torch.Tensor, where: torch.Tensor | None = None):
-    if where is not None:
-        if not bool(where.any()):
-            return math.nan
-        model, reference = model[where], reference[where]
-    denominator = float(torch.linalg.vector_norm(reference))
-    return float(torch.linalg.vector_norm(model - reference)) / denominator if denominator > 0 else math.nan
-
-
-def _relative(value: float, reference: float) -> float:
-    return (value - reference) / reference if reference and not math.isnan(reference) else math.nan
-
-
-def _std(values: torch.Tensor) -> float:
-    values = values[torch.isfinite(values)]
-    return float(values.std()) if values.numel() > 1 else 0.0
-
-
-def _mean(values: torch.Tensor) -> float:
-    values = values[torch.isfinite(values)]
-    return float(values.mean()) if values.numel() else math.nan
-
-
-def _offset(scores: torch.Tensor, reference_scores: torch.Tensor, reference_norm: float) -> float:
-    """Distance of the reference from the ensemble mean over the first 3 PCs, each PC in units of the
-    ensemble's standard deviation along it (0 when they coincide)."""
-    k = min(3, scores.shape[1])
-    distance = float(torch.linalg.vector_norm(scores[:, :k].mean(0) - reference_scores[:, :k].mean(0)))
-    if distance <= 1e-9 * max(reference_norm, 1e-300):
-        return 0.0
-    if scores.shape[0] < 2:
-        return math.nan
-    gap = scores[:, :k].mean(0) - reference_scores[:, :k].mean(0)
-    spread = scores[:, :k].std(0)
-    if bool((spread <= 0).any()):
-        return math.inf
-    return float(torch.linalg.vector_norm(gap / spread))
-
-
 def compare(
     reference,
     ensembles: dict,
@@ -364,7 +276,7 @@ def compare(
     for name, samples in ensembles.items():
         models[str(name)] = as_ensemble(samples, n_phases=n_phases, name=str(name)).to(device)
     periodic = {name: (reference_periodic if name == REFERENCE else ensemble_periodic) for name in models}
-    largest = min(_largest_lag(m.shape, periodic[name]) for name, m in models.items())
+    largest = min(largest_lag(m.shape, periodic[name]) for name, m in models.items())
     if cutoff is None:
         cutoff = largest
     elif not 0 <= int(cutoff) <= largest:
@@ -380,7 +292,7 @@ def compare(
         raise ValueError(f"phase_names has {len(phase_names)} entries but there are {n_phases} phases")
 
     measured = {
-        name: _measure(
+        name: measure_ensemble(
             m,
             periodic=periodic[name],
             cutoff=int(cutoff),
@@ -417,36 +329,36 @@ def compare(
                 "model": name,
                 "phase": phase_names[a],
                 "n_samples": len(models[name]),
-                "volume_fraction_mean": _mean(fractions),
-                "volume_fraction_std": _std(fractions),
+                "volume_fraction_mean": finite_mean(fractions),
+                "volume_fraction_std": finite_std(fractions),
                 "chord_x_mean": chords_x.mean(),
                 "chord_x_std": chords_x.std(),
                 "chord_y_mean": chords_y.mean(),
                 "chord_y_std": chords_y.std(),
-                "feature_size_mean": _mean(sizes),
-                "feature_size_std": _std(sizes),
-                "coherence_mean": _mean(s["coherence"][:, a]),
-                "coherence_std": _std(s["coherence"][:, a]),
+                "feature_size_mean": finite_mean(sizes),
+                "feature_size_std": finite_std(sizes),
+                "coherence_mean": finite_mean(s["coherence"][:, a]),
+                "coherence_std": finite_std(s["coherence"][:, a]),
             }
             errors = {
-                "volume_fraction_error": row["volume_fraction_mean"] - _mean(base["volume_fractions"][:, a]),
-                "chord_x_relative_error": _relative(chords_x.mean(), ref_x.mean()),
-                "chord_y_relative_error": _relative(chords_y.mean(), ref_y.mean()),
+                "volume_fraction_error": row["volume_fraction_mean"] - finite_mean(base["volume_fractions"][:, a]),
+                "chord_x_relative_error": relative_error(chords_x.mean(), ref_x.mean()),
+                "chord_y_relative_error": relative_error(chords_y.mean(), ref_y.mean()),
                 "chord_x_distance": chord_distribution_distance(chords_x, ref_x),
                 "chord_y_distance": chord_distribution_distance(chords_y, ref_y),
-                "coherence_relative_error": _relative(row["coherence_mean"], _mean(base["coherence"][:, a])),
-                "two_point_relative_error": _relative_norm_error(auto, ref_auto),
+                "coherence_relative_error": relative_error(row["coherence_mean"], finite_mean(base["coherence"][:, a])),
+                "two_point_relative_error": relative_norm_error(auto, ref_auto),
                 "two_point_relative_error_inside": None
                 if inside is None
-                else _relative_norm_error(auto, ref_auto, inside),
+                else relative_norm_error(auto, ref_auto, inside),
                 "two_point_relative_error_outside": None
                 if inside is None
-                else _relative_norm_error(auto, ref_auto, ~inside),
-                "feature_size_relative_error": _relative(
-                    row["feature_size_mean"], _mean(base["feature_sizes"][:, a])
+                else relative_norm_error(auto, ref_auto, ~inside),
+                "feature_size_relative_error": relative_error(
+                    row["feature_size_mean"], finite_mean(base["feature_sizes"][:, a])
                 ),
-                "three_point_relative_error": _relative_norm_error(triple, ref_triple),
-                "three_point_offset": _offset(
+                "three_point_relative_error": relative_norm_error(triple, ref_triple),
+                "three_point_offset": pca_offset(
                     scores[a][name], scores[a][REFERENCE], float(torch.linalg.vector_norm(ref_triple))
                 ),
             }
