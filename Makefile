@@ -16,7 +16,7 @@ LGTUTORIAL_DATA ?= $(abspath ../shared/data)
 export LGTUTORIAL_DATA
 endif
 
-.PHONY: install demo test book browser-check lint benchmark clean
+.PHONY: install demo test book student browser-check lint benchmark clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ test: install
 book: install
 	env -u MPLBACKEND $(VENV)/bin/jupyter-book build .
 
+# The student edition: the book without its exercise solutions in _student/ (notebooks and HTML);
+# fails if a stub does not raise NotImplementedError or any other cell fails without the solutions.
+student: install
+	env -u MPLBACKEND $(PY) tools/student_edition.py --build
+
 # Opens every built page in headless Chromium (Debian: apt-get install chromium chromium-driver) and
 # fails on math MathJax cannot render, images that did not load, error or warning outputs, broken
 # links or citations, tables left as raw text, widgets without a static figure; on chapter pages also
@@ -47,10 +52,10 @@ browser-check: install
 	$(PY) tests/browser/check_book.py
 
 lint: install
-	$(VENV)/bin/ruff check lgtutorial tests benchmarks
+	$(VENV)/bin/ruff check lgtutorial tests benchmarks tools
 
 benchmark: install
 	$(PY) benchmarks/grf_throughput.py
 
 clean:
-	rm -rf _build book/_build .pytest_cache
+	rm -rf _build book/_build _student .pytest_cache
