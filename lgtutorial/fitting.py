@@ -208,7 +208,8 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         name: the model's name (default: from the file name).
         minutes: training budget on this machine (the steps are measured to fit it).
         output: the folder (default ``lgtutorial-output/fit-NAME``; a new numbered one unless ``resume``).
-        resume: continue the training checkpoint in ``output`` (the plan saved there is reused).
+        resume: continue the training checkpoint in ``output`` (the plan saved there is reused) for
+            what is left of its budget, then generate and report.
         n_samples: GRF and hybrid samples for the report.
         size: side of the square samples (default: the micrograph's own size).
         sampler: the hybrid's sampler (``"fast"`` by default; failed samples are redone with ``"faithful"``).
@@ -249,10 +250,15 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
     planned = time.perf_counter() - started
     # the planned steps fill 93 % of the budget; the time limit holds it should the machine slow down
-    # (another job, thermal throttling). A resumed run finishes its plan.
+    # (another job, thermal throttling). A resumed fit trains on only for what is left of its budget
+    # (the checkpoint records the time already spent): an interruption costs no more than its budget.
+    spent = 0.0
+    if resume and (output / CHECKPOINT_NAME).is_file():
+        spent = float(torch.load(output / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+                      ["provenance"]["wall_time_s"])
     run = train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
                             output=output, resume="if-present" if resume else False, periodic=plan.periodic,
-                            progress=progress, time_limit_s=None if resume else 60 * plan.minutes)
+                            progress=progress, time_limit_s=max(60 * plan.minutes - spent, 1e-3))
     trained = time.perf_counter() - started - planned
     statistics = MaterialStatistics.from_microstructure(
         micro, name=meta.get("name", name), phases=meta["phases"], periodic=plan.periodic,
@@ -370,7 +376,7 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
               "- The volume fractions and the chord distances above are necessary, not sufficient; the full table is "
               "`comparison.md`, the figures are beside it.",
               "- A short CPU budget gives a young model: if the features are not there, run again with more "
-              "`--minutes` (or `--resume` with a larger budget in a new folder) or on a GPU.",
+              "`--minutes` or on a GPU.",
               "", "## Time", "",
               ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()) + ".", "",
               f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps in "
