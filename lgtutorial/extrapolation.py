@@ -26,6 +26,7 @@ __all__ = [
     "local_volume_fractions",
     "normalised_covariance",
     "two_point_error",
+    "statistics_row_for_shape",
 ]
 
 
@@ -186,3 +187,45 @@ def two_point_error(
         samples, target = normalised_covariance(samples), normalised_covariance(target)
     difference = (samples - target)[..., ring]
     return difference.pow(2).mean(dim=(1, 2)).sqrt()
+
+
+def statistics_row_for_shape(row: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Move a periodic statistics row ``(N, H, W)`` onto another periodic grid ``(N, *shape)``.
+
+    The covariance ``f_pn(r) - v_p v_n`` is multiplied by a Gaussian window of width ``h / 3``
+    (``h`` half the smaller side of both grids), cut at ``|r| = h``, shifted to sum to zero and
+    written onto the new grid; the asymptote ``v_p v_n`` fills the rest and lag zero keeps its
+    value. The window keeps the spectrum non-negative (up to round-off that the GRF clips) and the
+    volume fractions exact to ``O(1/S)``, but weakens long-range (and slightly also short-range)
+    correlations: a small domain cannot hold correlations longer than itself. The row is returned
+    unchanged when ``shape`` is its own.
+    """
+    row = torch.as_tensor(row, dtype=torch.float64)
+    shape = tuple(int(s) for s in shape)
+    if row.ndim != 3 or len(shape) != 2:
+        raise ValueError(
+            f"expected a 2-D statistics row (N, H, W) and a shape (H, W); got {tuple(row.shape)}, {shape}"
+        )
+    if tuple(row.shape[1:]) == shape:
+        return row
+    if min(shape) < 2:
+        raise ValueError(f"the domain must be at least 2x2 pixels, got {shape}")
+    size = row.shape[1] * row.shape[2]
+    means = row.sum(dim=(1, 2)) / size  # v_p v_n for every n (zero-frequency value)
+    covariance = row - means.view(-1, 1, 1)
+    half = min(min(shape), min(row.shape[1:])) / 2
+
+    def lags(n: int) -> torch.Tensor:
+        k = torch.arange(n, dtype=torch.float64)
+        return torch.where(k < (n + 1) // 2, k, k - n)
+
+    lag_y, lag_x = torch.meshgrid(lags(shape[0]), lags(shape[1]), indexing="ij")
+    radius = (lag_y**2 + lag_x**2).sqrt()
+    window = torch.exp(-0.5 * (3.0 * radius / half) ** 2) * (radius < half)
+    moved = covariance[:, lag_y.long() % row.shape[1], lag_x.long() % row.shape[2]] * window
+    moved = moved - moved.mean(dim=(1, 2), keepdim=True)  # zero-sum covariance: exact means
+    resized = moved + means.view(-1, 1, 1)
+    # Lag zero keeps its own value (f_pp(0) = v_p, f_pn(0) = 0 for one-hot data), so the row still
+    # sums to f_pp(0); this adds a small white component to the spectrum.
+    resized[:, 0, 0] = row[:, 0, 0]
+    return resized

@@ -9,6 +9,10 @@ For 2-phase models the GRF sample is segmented (volume-fraction preserving) befo
 N > 2 phases the continuous GRF output is refined. After the last level the iterate is clamped to
 ``[-3, 3]`` and segmented by argmax (one-channel models: threshold 0.5).
 
+:class:`HybridSamples`, :func:`finalize` and the collapse guard live in :mod:`lgtutorial.hybrid_samples`,
+:func:`statistics_row_for_shape` in :mod:`lgtutorial.extrapolation` and :func:`load_score_model` in
+:mod:`lgtutorial.pretrained`; all are re-exported here.
+
 The authors' sampling script raises the likelihood's target by 0.0073 for their case-study-1 model
 (:data:`VOLUME_FRACTION_SHIFTS`). Without it, 256 x 256 hybrid samples of the nbsa-proxy statistics
 end about 0.008 below the target volume fraction; with it, within 0.001.
@@ -16,15 +20,16 @@ end about 0.008 below the target volume fraction; with it, within 0.001.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
 from .conditioning import likelihood_widths as default_likelihood_widths
 from .conditioning import volume_fraction_posterior
-from .grf import GaussianRandomField, segment_argmax
+from .extrapolation import statistics_row_for_shape
+from .grf import GaussianRandomField
+from .hybrid_samples import HybridSamples, degenerate_samples, finalize, redo_failed
+from .pretrained import load_score_model
 from .samplers import (
     DEFAULT_SAMPLER,
     SAMPLERS,
@@ -43,7 +48,6 @@ from .sampling import (
     with_circular_padding,
 )
 from .schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
-from .statistics import volume_fractions
 
 __all__ = [
     "HybridGenerator",
@@ -83,118 +87,6 @@ def default_volume_fraction_shift(model_name, sampler=DEFAULT_SAMPLER) -> float:
     return VOLUME_FRACTION_SHIFTS.get(str(model_name), 0.0)
 
 
-def statistics_row_for_shape(row: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Move a periodic statistics row ``(N, H, W)`` onto another periodic grid ``(N, *shape)``.
-
-    The covariance ``f_pn(r) - v_p v_n`` is multiplied by a Gaussian window of width ``h / 3``
-    (``h`` half the smaller side of both grids), cut at ``|r| = h``, shifted to sum to zero and
-    written onto the new grid; the asymptote ``v_p v_n`` fills the rest and lag zero keeps its
-    value. The window keeps the spectrum non-negative (up to round-off that the GRF clips) and the
-    volume fractions exact to ``O(1/S)``, but weakens long-range (and slightly also short-range)
-    correlations: a small domain cannot hold correlations longer than itself. The row is returned
-    unchanged when ``shape`` is its own.
-    """
-    row = torch.as_tensor(row, dtype=torch.float64)
-    shape = tuple(int(s) for s in shape)
-    if row.ndim != 3 or len(shape) != 2:
-        raise ValueError(
-            f"expected a 2-D statistics row (N, H, W) and a shape (H, W); got {tuple(row.shape)}, {shape}"
-        )
-    if tuple(row.shape[1:]) == shape:
-        return row
-    if min(shape) < 2:
-        raise ValueError(f"the domain must be at least 2x2 pixels, got {shape}")
-    size = row.shape[1] * row.shape[2]
-    means = row.sum(dim=(1, 2)) / size  # v_p v_n for every n (zero-frequency value)
-    covariance = row - means.view(-1, 1, 1)
-    half = min(min(shape), min(row.shape[1:])) / 2
-
-    def lags(n: int) -> torch.Tensor:
-        k = torch.arange(n, dtype=torch.float64)
-        return torch.where(k < (n + 1) // 2, k, k - n)
-
-    lag_y, lag_x = torch.meshgrid(lags(shape[0]), lags(shape[1]), indexing="ij")
-    radius = (lag_y**2 + lag_x**2).sqrt()
-    window = torch.exp(-0.5 * (3.0 * radius / half) ** 2) * (radius < half)
-    moved = covariance[:, lag_y.long() % row.shape[1], lag_x.long() % row.shape[2]] * window
-    moved = moved - moved.mean(dim=(1, 2), keepdim=True)  # zero-sum covariance: exact means
-    resized = moved + means.view(-1, 1, 1)
-    # Lag zero keeps its own value (f_pp(0) = v_p, f_pn(0) = 0 for one-hot data), so the row still
-    # sums to f_pp(0); this adds a small white component to the spectrum.
-    resized[:, 0, 0] = row[:, 0, 0]
-    return resized
-
-
-def finalize(x: torch.Tensor, n_phases: int) -> torch.Tensor:
-    """Clamp model channels ``(n, C, H, W)`` to ``[-3, 3]`` and segment: one-hot ``(n, N, H, W)``.
-
-    One channel (2-phase model): phase 1 where ``m > 0.5``. Otherwise argmax over the channels.
-    """
-    clamped = x.clamp(-3.0, 3.0)
-    if clamped.shape[1] == 1:
-        labels = (clamped[:, 0] > 0.5).long()
-        return torch.nn.functional.one_hot(labels, n_phases).movedim(-1, 1).to(x.dtype)
-    return segment_argmax(from_model_channels(clamped, n_phases))
-
-
-@dataclass
-class HybridSamples:
-    """Output of :meth:`HybridGenerator.sample`.
-
-    Attributes:
-        microstructures: one-hot ``(n_samples, n_phases, H, W)`` final samples.
-        refined: the last iterate in model channels ``(n_samples, C, H, W)``, clamped to [-3, 3].
-        grf: the starting iterates as phases ``(n_samples, n_phases, H, W)`` (segmented for 2 phases,
-            continuous otherwise), or ``None`` unless asked for.
-        target_volume_fractions: ``(n_phases,)`` volume fractions of the statistics.
-    """
-
-    microstructures: torch.Tensor
-    refined: torch.Tensor
-    grf: torch.Tensor | None
-    target_volume_fractions: torch.Tensor
-    recovered: list = field(default_factory=list)
-    """indices of samples that failed with the chosen sampler and were redone with the faithful one"""
-    degenerate: list = field(default_factory=list)
-    """indices of samples that still failed (non-finite, or volume fraction off by more than the guard)"""
-
-    @property
-    def achieved_volume_fractions(self) -> torch.Tensor:
-        """``(n_samples, n_phases)`` volume fractions of the final samples."""
-        return volume_fractions(self.microstructures)
-
-    def report(self) -> str:
-        """One line per phase: target, achieved mean +- std and the largest error over the samples."""
-        achieved = self.achieved_volume_fractions.double().cpu()
-        lines = ["phase  target   achieved (mean +- std)   largest |error|"]
-        for n, target in enumerate(self.target_volume_fractions.tolist()):
-            column = achieved[:, n]
-            std = float(column.std()) if column.numel() > 1 else 0.0
-            error = float((column - target).abs().max())
-            lines.append(f"{n:>5}  {target:.4f}   {float(column.mean()):.4f} +- {std:.4f}        {error:.4f}")
-        if self.recovered:
-            lines.append(f"redone with the faithful sampler after failing: samples {self.recovered}")
-        if self.degenerate:
-            lines.append(f"DEGENERATE (non-finite or volume fraction far off the target): samples {self.degenerate}")
-        return "\n".join(lines)
-
-
-def load_score_model(name_or_path: str, *, device=None):
-    """A score model and its training noise levels from a registry name or a checkpoint path.
-
-    For now this reads the authors' published checkpoints (:func:`lgtutorial.pretrained.load_authors_checkpoint`).
-
-    Returns:
-        ``(model, sigmas)`` with the model in eval mode and its ``(L,)`` noise levels.
-    """
-    from .pretrained import load_authors_checkpoint
-
-    model, sigmas = load_authors_checkpoint(name_or_path, device=device)
-    if sigmas is None:
-        raise ValueError(
-            f"{name_or_path}: the checkpoint carries no noise levels ('sigmas'); cannot build a schedule"
-        )
-    return model, sigmas
 
 
 class HybridGenerator:
@@ -499,7 +391,7 @@ class HybridGenerator:
                 x = self.refine(start, generator=generator, callback=step)
                 final = finalize(x.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
                 if self.guard is not None and self.sigma_c is not None:
-                    x, final, redone, failed = self._guarded(start, x, final, generator)
+                    x, final, redone, failed = redo_failed(self, start, x, final, generator)
                     offset = sum(batches[:index])
                     recovered += [offset + k for k in redone]
                     degenerate += [offset + k for k in failed]
@@ -521,25 +413,14 @@ class HybridGenerator:
 
     def degenerate(self, x: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
         """``(n,)`` True for samples that failed: a non-finite iterate, or a volume fraction off the
-        target by more than ``guard`` (e.g. a collapse into one phase)."""
-        broken = ~torch.isfinite(x).flatten(1).all(dim=1)
-        error = (volume_fractions(final) - self.target_volume_fractions.to(final.dtype)).abs().amax(dim=1)
-        return broken | (error > (self.guard if self.guard is not None else math.inf))
+        target by more than ``guard`` (e.g. a collapse into one phase); see
+        :func:`~lgtutorial.hybrid_samples.degenerate_samples`."""
+        return degenerate_samples(x, final, self.target_volume_fractions, self.guard)
 
-    def _guarded(self, start, x, final, generator):
-        """Redo the failed samples of a batch with the faithful sampler (the paper's small steps)."""
-        bad = self.degenerate(x, final)
-        if not bad.any():
-            return x, final, [], []
-        indices = bad.nonzero().flatten().tolist()
-        if self.sampler == SAMPLERS["faithful"]:
-            return x, final, [], indices
-        if getattr(self, "_fallback", None) is None:  # built once, on the first failure
+    def fallback(self) -> HybridGenerator:
+        """The generator that redoes failed samples: this one with the faithful sampler (the paper's
+        small steps) and no guard; built once, on the first failure."""
+        if getattr(self, "_fallback", None) is None:
             self._fallback = HybridGenerator(self.field, self._score_model, **{
                 **self._arguments, "sampler": "faithful", "n_levels": None, "step_lr": None, "guard": None})
-        again = self._fallback.refine(start[bad], generator=generator)
-        again_final = finalize(again.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
-        x, final = x.clone(), final.clone()
-        x[bad], final[bad] = again, again_final
-        still = self.degenerate(again, again_final).tolist()
-        return x, final, [k for k, s in zip(indices, still) if not s], [k for k, s in zip(indices, still) if s]
+        return self._fallback

@@ -26,6 +26,7 @@ __all__ = [
     "load_statistics",
     "statistics_for_model",
     "load_authors_checkpoint",
+    "load_score_model",
     "convert_authors_state_dict",
     "available",
     "load",
@@ -43,7 +44,7 @@ def load_authors_checkpoint(
 ) -> tuple[ScoreUNet, torch.Tensor | None]:
     """Load one of the authors' published score models as a :class:`ScoreUNet`.
 
-    Every score-model loader goes through here (:func:`lgtutorial.hybrid.load_score_model`, the
+    Every score-model loader goes through here (:func:`load_score_model`, the
     CLI's ``--model``), so it also takes the names of this project's shipped models (handed on to
     :func:`load_with_sigmas`, hash-checked), an exported model's ``.pt`` file and a training
     checkpoint (its EMA weights, :func:`lgtutorial.training.load_checkpoint`).
@@ -96,6 +97,22 @@ def load_authors_checkpoint(
     if device is not None:
         model = model.to(device)
         sigmas = sigmas.to(device) if sigmas is not None else None
+    return model, sigmas
+
+
+def load_score_model(name_or_path: str, *, device=None):
+    """A score model and its training noise levels, for sampling: whatever :func:`load_authors_checkpoint`
+    takes (a shipped model's name, an exported ``.pt``, a training checkpoint or its folder, a registry
+    name or a file of the authors' published weights), refused when it carries no noise levels.
+
+    Returns:
+        ``(model, sigmas)`` with the model in eval mode and its ``(L,)`` noise levels.
+    """
+    model, sigmas = load_authors_checkpoint(name_or_path, device=device)
+    if sigmas is None:
+        raise ValueError(
+            f"{name_or_path}: the checkpoint carries no noise levels ('sigmas'); cannot build a schedule"
+        )
     return model, sigmas
 
 

@@ -425,7 +425,7 @@ def point_row(rows: torch.Tensor, weights, shape: tuple[int, int]) -> torch.Tens
     :func:`~lgtutorial.grf.interpolate_statistics`; it is valid whenever the sources are.
     """
     from .grf import interpolate_statistics
-    from .hybrid import statistics_row_for_shape
+    from .extrapolation import statistics_row_for_shape
 
     mixture, total = rows[0], float(weights[0])
     for row, weight in zip(rows[1:], weights[1:]):
