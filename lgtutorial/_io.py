@@ -1,4 +1,9 @@
-"""Small file helpers: atomic writes and fresh output folders (nothing is silently overwritten)."""
+"""Small file helpers: atomic writes and fresh output folders (nothing is silently overwritten).
+
+Also the writers the command line and the reports share (:func:`save_npy`, :func:`save_text`,
+:func:`save_figure`), all atomic, and :data:`OUTPUT_ROOT`, the folder every command writes under
+by default.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fresh_directory"]
+__all__ = ["atomic_write", "fresh_directory", "OUTPUT_ROOT", "save_npy", "save_text", "save_figure"]
+
+#: Where the command line (and ``fit``, ``export_pretrained``) write unless told otherwise.
+OUTPUT_ROOT = Path("lgtutorial-output")
 
 
 @contextlib.contextmanager
@@ -55,3 +63,27 @@ def fresh_directory(path, *, overwrite: bool = False) -> Path:
             candidate.mkdir(parents=True)
             return candidate
         k += 1
+
+
+def save_npy(path, array) -> None:
+    """Write ``array`` (NumPy or anything ``np.asarray`` takes) as ``.npy``, atomically."""
+    import numpy as np
+
+    with atomic_write(path) as handle:
+        np.save(handle, np.asarray(array))
+
+
+def save_text(path, text: str) -> None:
+    """Write ``text`` to ``path``, atomically."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def save_figure(fig, path, *, dpi: int = 120) -> None:
+    """Save a matplotlib figure in the format of ``path``'s suffix, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+    plt.close(fig)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ._io import OUTPUT_ROOT
 from .pretrained import (
     INDEX_NAME,
     NAME_PATTERN,
@@ -76,7 +77,7 @@ def _training_outputs(checkpoint: Path, steps: int) -> tuple[dict, dict | None, 
 
 
 #: Where ``export_pretrained`` writes unless told otherwise: a user folder, never the installed package.
-EXPORT_DIRECTORY = Path("lgtutorial-output") / "models"
+EXPORT_DIRECTORY = OUTPUT_ROOT / "models"
 
 
 def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str | Path | None = None,

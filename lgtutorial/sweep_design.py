@@ -424,8 +424,8 @@ def point_row(rows: torch.Tensor, weights, shape: tuple[int, int]) -> torch.Tens
     The convex combination is built two sources at a time with
     :func:`~lgtutorial.grf.interpolate_statistics`; it is valid whenever the sources are.
     """
-    from .grf import interpolate_statistics
     from .extrapolation import statistics_row_for_shape
+    from .grf import interpolate_statistics
 
     mixture, total = rows[0], float(weights[0])
     for row, weight in zip(rows[1:], weights[1:]):

@@ -1,0 +1,202 @@
+"""``lgtutorial generate``: hybrid microstructures from a model and statistics, written with figures.
+
+:func:`run_generate` is the library function behind the subcommand (and ``lgtutorial demo``); it
+picks the statistics (a reference, a ``.npy`` of 2-point statistics, or those the model carries), the
+model (by the number of phases, :func:`lgtutorial.pretrained.default_model`) and the target shift,
+then writes ``samples.npy``, ``grf.npy``, ``samples.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import settings as settings_module
+from ._io import OUTPUT_ROOT, save_figure, save_npy, save_text
+
+__all__ = ["run_generate", "DegenerateSamples", "DEFAULT_MODEL"]
+
+
+def _add_generate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="hybrid microstructures: GRF samples refined by a score model (the paper's method)"
+    )
+    settings_module.add_arguments(parser, settings_module.HybridSettings)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output folder (default: lgtutorial-output/generate-REFERENCE)")
+
+
+def _load_statistics_row(path: str):
+    """Row 0 of periodic 2-point statistics saved as .npy: (N, N, H, W) or (N, H, W)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--statistics: no such file: {path}")
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"--statistics: expected a .npy file of 2-point statistics, got {path}")
+    array = np.load(path, allow_pickle=False)
+    if array.ndim == 4 and array.shape[0] == array.shape[1]:
+        array = array[0]
+    if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"--statistics: expected periodic 2-point statistics of shape (N, N, H, W) or a row (N, H, W), "
+            f"floating point, got {array.dtype} {array.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array)).double()
+
+
+def _mean_chord_lengths(microstructures) -> list:
+    from .metrics import chord_lengths
+
+    means = [c.mean() for c in chord_lengths(microstructures, axis="x", periodic=True)]
+    return [None if mean != mean else round(mean, 3) for mean in means]  # None: a phase without chords
+
+
+#: The model ``generate`` and ``demo`` use when neither a model nor statistics are given: it carries
+#: the statistics of its training micrograph, so the default needs no data files.
+DEFAULT_MODEL = "lgtutorial-case1"
+
+
+def _model_statistics(model_name: str):
+    """The statistics a model carries, else those of its training micrograph when that can be loaded."""
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        raise ValueError(f"the score model {model_name!r} carries no statistics of its training micrograph and "
+                         "that micrograph could not be loaded; pass --reference (a registry name or a micrograph "
+                         "file) or --statistics (a .npy of 2-point statistics)")
+    return material
+
+
+class DegenerateSamples(RuntimeError):
+    """Some generated samples failed the guard; the outputs were written all the same."""
+
+
+def _check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
+    """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
+    from .material import compare_with_training_material
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        print(f"warning: cannot tell which material the score model {model_name!r} was trained on", file=sys.stderr)
+        return
+    message, gross = compare_with_training_material(material, row, name)
+    if message is None:
+        return
+    if gross and not force:
+        raise ValueError(f"{message}; it has not seen features like these. Train a model on this micrograph "
+                         "('lgtutorial fit'), or pass --force to generate anyway")
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
+    """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
+    import time
+
+    from . import data
+    from ._io import fresh_directory
+    from .extrapolation import statistics_row
+    from .hybrid import HybridGenerator, default_volume_fraction_shift, load_score_model
+    from .plotting import show_microstructures
+    from .pretrained import default_model
+
+    if settings.size is not None and settings.size < 2:
+        raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
+    device = settings_module.resolve_device(settings.device)
+    reference, material = None, None
+    if settings.statistics:
+        row, name, phases = _load_statistics_row(settings.statistics), Path(settings.statistics).stem, None
+    elif settings.reference:
+        reference, meta = data.load(settings.reference)
+        row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
+    else:  # the statistics the model carries: those of the micrograph it was trained on
+        model_name = settings.model or DEFAULT_MODEL
+        model, sigmas = load_score_model(model_name, device=device)
+        material = _model_statistics(model_name)
+        row, name, phases = material.statistics_row(), material.name, material.phases
+    phases = phases or [f"phase {n}" for n in range(row.shape[0])]
+    shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
+    if material is None:
+        model_name = settings.model or default_model(row.shape[0])
+        model, sigmas = load_score_model(model_name, device=device)
+        _check_model_material(model_name, row, name, force=settings.force)
+    shift = settings.volume_fraction_shift
+    shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
+    generator = HybridGenerator.from_statistics(
+        row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
+        step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
+        volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift,
+        periodic=settings.periodic, padding=settings.padding, sampler=settings.sampler, guard=settings.guard,
+    )
+    out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
+    print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
+          f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "
+          f"{generator.evaluations_per_sample} network evaluations per sample), score model {model_name}, on {device}")
+    started = time.perf_counter()
+    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
+                               return_grf=True)
+    seconds = time.perf_counter() - started
+    final, grf = samples.microstructures.cpu(), samples.grf.cpu()
+    save_npy(out / "samples.npy", final.numpy())
+    save_npy(out / "grf.npy", grf.numpy())
+    shown = min(4, settings.n_samples)
+    pictures = list(grf[:shown]) + list(final[:shown])
+    titles = [f"GRF {k}" for k in range(shown)] + [f"hybrid {k}" for k in range(shown)]
+    if reference is not None and tuple(reference.shape[2:]) == shape:
+        pictures, titles = [reference[0]] + pictures, ["reference"] + titles
+    figure_axes = show_microstructures(pictures, titles)
+    save_figure(figure_axes[0].figure, out / "samples.png")
+    achieved = samples.achieved_volume_fractions.double().cpu()
+    target = samples.target_volume_fractions.double().cpu()
+    grf_segmented = generator.segment_grf
+    summary = {
+        "settings": settings.__dict__,
+        "device": str(device),
+        "phases": phases,
+        "shape": list(shape),
+        "statistics_moved_to_shape": shape != tuple(row.shape[1:]),
+        "model": model_name,
+        "levels_run": len(generator.sigmas),
+        "network_evaluations_per_sample": generator.evaluations_per_sample,
+        "volume_fraction_shift": shift,
+        "target_volume_fractions": target.tolist(),
+        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
+        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * len(target),
+        "largest_volume_fraction_error": float((achieved - target).abs().max()),
+        "mean_x_chord_lengths_px": {"hybrid": _mean_chord_lengths(final),
+                                    **({"GRF": _mean_chord_lengths(grf)} if grf_segmented else {})},
+        "seconds_per_sample": seconds / settings.n_samples,
+        "recovered_samples": samples.recovered,
+        "degenerate_samples": samples.degenerate,
+        "samples": "samples.npy (n_samples, n_phases, H, W) one-hot",
+        "grf": "grf.npy: the GRF inputs, " + ("segmented one-hot" if grf_segmented else "continuous"),
+    }
+    if reference is not None:
+        summary["mean_x_chord_lengths_px"]["reference"] = _mean_chord_lengths(reference)
+    elif material is not None:
+        summary["mean_x_chord_lengths_px"]["reference"] = material.mean_chord_lengths["x"]
+        summary["statistics_source"] = {"carried_by_model": model_name, "micrograph": material.name,
+                                        **material.provenance}
+    save_text(out / "summary.json", json.dumps(summary, indent=2))
+    print(samples.report())
+    print(f"{seconds / settings.n_samples:.1f} s per sample; wrote samples.npy, grf.npy, samples.png and "
+          f"summary.json to {out}")
+    if samples.degenerate:
+        message = (f"{len(samples.degenerate)} of {settings.n_samples} samples are degenerate (non-finite, or a volume "
+                   f"fraction off the target by more than {settings.guard}) even with the faithful sampler: samples "
+                   f"{samples.degenerate} (listed in summary.json); the score model may not fit these statistics")
+        if not settings.keep_going:
+            raise DegenerateSamples(message + "; pass --keep-going to accept them")
+        print(f"warning: {message}", file=sys.stderr)
+    return out
+
+
+def _run_generate(args) -> int:
+    run_generate(settings_module.from_arguments(settings_module.HybridSettings, args), args.output)
+    return 0
