@@ -14,16 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import schedules
 from .samplers import DEFAULT_SAMPLER
-from .schedules import (
-    HYBRID_TRAIN_SIGMA_MAX,
-    N_LEVELS,
-    SIGMA_C,
-    SIGMA_MAX,
-    SIGMA_MAX_THREE_PHASE,
-    SIGMA_MIN,
-    STEP_LR,
-)
 
 __all__ = ["GRFSettings", "add_arguments", "from_arguments", "resolve_device"]
 
@@ -291,11 +283,11 @@ class TrainingSettings:
     """patches per optimizer step"""
     steps: int = 500_000
     """optimizer steps in all (the learning-rate cycle spans them)"""
-    sigma_max: float = SIGMA_MAX
+    sigma_max: float = schedules.SIGMA_MAX
     """largest noise level sigma_1 (just above the largest distance between patches)"""
-    sigma_min: float = SIGMA_MIN
+    sigma_min: float = schedules.SIGMA_MIN
     """smallest noise level sigma_L"""
-    n_levels: int = N_LEVELS
+    n_levels: int = schedules.N_LEVELS
     """number of geometric noise levels L"""
     train_sigma_max: float | None = None
     """largest noise level trained on (the hybrid-range recipe: a little above sigma_c); None: sigma_max, the whole schedule"""
@@ -359,27 +351,29 @@ class TrainingSettings:
         return TRAINING_PRESETS[name]
 
 
+#: The two case studies' noise schedules, and the hybrid-range recipe's top level.
+_CASE1_SCHEDULE = dict(sigma_max=schedules.SIGMA_MAX, sigma_min=schedules.SIGMA_MIN)
+_CASE2_SCHEDULE = dict(sigma_max=schedules.SIGMA_MAX_THREE_PHASE, sigma_min=schedules.SIGMA_MIN)
+_HYBRID_RANGE = dict(train_sigma_max=schedules.HYBRID_TRAIN_SIGMA_MAX, eval_every=250, checkpoint_every=250)
+
 TRAINING_PRESETS = {
     # the paper's settings (a V100 GPU): 2-phase, 40 px patches of the 256x256 reference
-    "case1": TrainingSettings(patch_size=40, n_patches=4000, batch_size=128, steps=500_000,
-                              sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN),
+    "case1": TrainingSettings(patch_size=40, n_patches=4000, batch_size=128, steps=500_000, **_CASE1_SCHEDULE),
     # the paper's settings: 3-phase, 64 px patches of the 400x512 reference
-    "case2": TrainingSettings(patch_size=64, n_patches=8000, batch_size=128, steps=750_000,
-                              sigma_max=SIGMA_MAX_THREE_PHASE, sigma_min=SIGMA_MIN, eval_every=2000, checkpoint_every=2000),
+    "case2": TrainingSettings(patch_size=64, n_patches=8000, batch_size=128, steps=750_000, **_CASE2_SCHEDULE,
+                              eval_every=2000, checkpoint_every=2000),
     # two CPU cores: batch 32, about 3 steps/s -> 20 k steps in roughly two hours
-    "case1-cpu": TrainingSettings(patch_size=40, n_patches=4000, batch_size=32, steps=20_000,
-                                  sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, eval_every=500, checkpoint_every=500),
+    "case1-cpu": TrainingSettings(patch_size=40, n_patches=4000, batch_size=32, steps=20_000, **_CASE1_SCHEDULE,
+                                  eval_every=500, checkpoint_every=500),
     # two CPU cores: 48 px patches for the L_c = 48, D = 2 model, about 1.3 steps/s -> ~2 hours
-    "case2-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=10_000,
-                                  sigma_max=SIGMA_MAX_THREE_PHASE, sigma_min=SIGMA_MIN, eval_every=500, checkpoint_every=500),
+    "case2-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=10_000, **_CASE2_SCHEDULE,
+                                  eval_every=500, checkpoint_every=500),
     # hybrid-range recipe: the same schedules, but only the levels the hybrid visits (sigma <= 1.5,
     # twice the paper's sigma_c) are trained on; such a model cannot sample from pure noise (SBG)
     "case1-hybrid-cpu": TrainingSettings(patch_size=40, n_patches=4000, batch_size=32, steps=4_000,
-                                         sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, train_sigma_max=HYBRID_TRAIN_SIGMA_MAX,
-                                         eval_every=250, checkpoint_every=250),
+                                         **_CASE1_SCHEDULE, **_HYBRID_RANGE),
     "case2-hybrid-cpu": TrainingSettings(patch_size=48, n_patches=8000, batch_size=32, steps=5_000,
-                                         sigma_max=SIGMA_MAX_THREE_PHASE, sigma_min=SIGMA_MIN, train_sigma_max=HYBRID_TRAIN_SIGMA_MAX,
-                                         eval_every=250, checkpoint_every=250),
+                                         **_CASE2_SCHEDULE, **_HYBRID_RANGE),
 }
 
 __all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS"]
@@ -399,7 +393,7 @@ class HybridSettings:
     """number of samples"""
     size: int | None = None
     """side (px) of the square samples (default: the size of the reference or statistics)"""
-    sigma_c: float = SIGMA_C
+    sigma_c: float = schedules.SIGMA_C
     """noise level at which refinement of the GRF sample starts"""
     levels: int | None = None
     """levels of the geometric noise schedule (default: the sampler's: the model's 1000 for faithful, 61 for fast); those below sigma_c are run"""
@@ -413,7 +407,7 @@ class HybridSettings:
     """'embedding' (periodic frame), 'circular' (circular convolutions) or 'none'"""
     padding: int = 16
     """width (px) of the periodic embedding"""
-    step_lr: float = STEP_LR
+    step_lr: float = schedules.STEP_LR
     """base Langevin step size"""
     batch_size: int = 8
     """samples refined at once"""
