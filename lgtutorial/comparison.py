@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import criteria
 from .chords import chord_distribution_distance
 from .ensemble_measures import (
     finite_mean,
@@ -205,6 +206,23 @@ class Comparison:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
+
+    # -- the case studies' chord checks and tables (lgtutorial.criteria) --------------------------
+    def chord_distance(self, model: str, phase, axis: str) -> float:
+        """Total-variation distance of ``model``'s chord lengths from the reference's (:func:`lgtutorial.criteria.chord_distance`)."""
+        return criteria.chord_distance(self, model, phase, axis)
+
+    def chords_closer(self, model: str = "hybrid", baseline: str = "GRF", **options) -> dict:
+        """Per phase and axis, is ``model`` closer to the reference than ``baseline`` (:func:`lgtutorial.criteria.chords_closer`)."""
+        return criteria.chords_closer(self, model, baseline, **options)
+
+    def chord_table(self, models=None, **options) -> str:
+        """Table 1, one row per model and phase, as Markdown (:func:`lgtutorial.criteria.chord_table`)."""
+        return criteria.chord_table(self, models, **options)
+
+    def chord_table_by_phase(self, axis: str = "x", **options) -> str:
+        """Table 1, one column per phase, as Markdown (:func:`lgtutorial.criteria.chord_table_by_phase`)."""
+        return criteria.chord_table_by_phase(self, axis, **options)
 
     def figures(self) -> dict:
         """The paper's figure types, ``{file stem: matplotlib Figure}``."""
