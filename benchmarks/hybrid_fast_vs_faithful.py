@@ -11,7 +11,7 @@ checkpoint), domain and seeds:
 * optionally others (``--arms``; see ``ARMS``): the levers tried on the way.
 
 Cost: seconds per sample (after a warm-up evaluation; one-off set-up such as ``torch.compile`` is
-timed separately), score evaluations per sample (counted by wrapping the model's score function,
+timed separately), score evaluations per sample (counted by the generator, ``HybridGenerator.evaluations``,
 not assumed), peak resident memory (Linux ``VmHWM``, reset before each arm) or peak CUDA memory.
 Statistics, each per sample (mean +- std over the arm's samples) against the reference micrograph:
 the gamma-prime volume fraction, mean x and y chord lengths of both phases, the total-variation
@@ -42,9 +42,9 @@ import torch
 from _report import emit_table
 
 from lgtutorial import load_reference
+from lgtutorial.chords import chord_distribution_distance, chord_lengths
 from lgtutorial.extrapolation import statistics_row
 from lgtutorial.hybrid import HybridGenerator, default_volume_fraction_shift, finalize, load_score_model
-from lgtutorial.metrics import chord_lengths
 from lgtutorial.samplers import SAMPLERS, with_options
 from lgtutorial.settings import resolve_device
 from lgtutorial.statistics import two_point_statistics
@@ -170,14 +170,7 @@ def run_arm(name, configuration, row, model, sigmas, starts, *, seed, batch_size
         generator.prior_score(torch.zeros(batch_size, 1, *side, device=device), generator.sigmas[0])
     synchronize(device)
     setup = time.perf_counter() - setup_started
-    counted = {"evaluations": 0}
-    score = generator.prior_score
-
-    def counting_score(x, sigma):
-        counted["evaluations"] += x.shape[0]  # one evaluation per sample in the batch
-        return score(x, sigma)
-
-    generator.prior_score = counting_score
+    counted = {"evaluations": -generator.evaluations}  # the generator counts one evaluation per sample in a batch
     noise = torch.Generator(device=device).manual_seed(seed + 1)
     baseline = peak_memory_reset(device)
     finals, started = [], time.perf_counter()
@@ -186,6 +179,7 @@ def run_arm(name, configuration, row, model, sigmas, starts, *, seed, batch_size
         finals.append(finalize(x, generator.n_phases).cpu())
     synchronize(device)
     seconds = time.perf_counter() - started
+    counted["evaluations"] += generator.evaluations
     samples = torch.cat(finals)
     print(f"{name}: {seconds / len(starts):.2f} s per sample, {counted['evaluations'] / len(starts):g} evaluations per sample",
           flush=True)
@@ -214,10 +208,7 @@ def per_sample_statistics(samples: torch.Tensor, reference: torch.Tensor, grf: t
         for phase, chords in enumerate(chord_lengths(samples, axis=axis, periodic=True)):
             stats[f"cld_{axis}_{phase}"] = chords.per_sample_mean()
             # total-variation distance of each sample's chord length distribution from the reference's
-            longest = max(samples.shape[-1], reference.shape[-1])
-            ours = chords.distribution(longest, per_sample=True).double()
-            theirs = reference_chords[phase].distribution(longest).double()
-            stats[f"tv_{axis}_{phase}"] = 0.5 * (ours - theirs).abs().sum(-1)
+            stats[f"tv_{axis}_{phase}"] = chord_distribution_distance(chords, reference_chords[phase], per_sample=True)
     cutoff = (min(samples.shape[-1], reference.shape[-1]) - 1) // 2
     auto = two_point_statistics(samples[:, 1:2], cutoff=cutoff)[:, 0, 0]  # (n, L, L), FFT order
     ref = two_point_statistics(reference.double()[:, 1:2], cutoff=cutoff)[0, 0, 0]

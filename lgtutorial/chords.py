@@ -174,8 +174,11 @@ def chord_lengths(
     ]
 
 
-def chord_distribution_distance(a: ChordLengths, b: ChordLengths) -> float:
+def chord_distribution_distance(a: ChordLengths, b: ChordLengths, *, per_sample: bool = False):
     """Total-variation distance between two chord-length distributions: 0 equal, 1 disjoint.
+
+    With ``per_sample`` the distribution of every sample of ``a`` is compared with the pooled
+    distribution of ``b``: an ``(n_samples,)`` float64 tensor instead of one number.
 
     Whole distributions, not their means: a speckle of one-pixel chords and a set of laths of mixed
     widths can share a mean chord length, but not a distribution.
@@ -186,8 +189,12 @@ def chord_distribution_distance(a: ChordLengths, b: ChordLengths) -> float:
     >>> x = lambda m: chord_lengths(m, axis="x", periodic=True)[1]
     >>> chord_distribution_distance(x(stripes), x(stripes)), chord_distribution_distance(x(stripes), x(dots))
     (0.0, 1.0)
+    >>> chord_distribution_distance(x(torch.cat([stripes, dots])), x(stripes), per_sample=True).tolist()
+    [0.0, 1.0]
     """
     if a.axis != b.axis:
         raise ValueError(f"chords along {a.axis} and {b.axis} are not comparable")
     longest = max(a.line_length, b.line_length)
+    if per_sample:
+        return 0.5 * (a.distribution(longest, per_sample=True) - b.distribution(longest)).abs().sum(-1)
     return 0.5 * float((a.distribution(longest) - b.distribution(longest)).abs().sum())

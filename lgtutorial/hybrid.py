@@ -242,6 +242,7 @@ class HybridGenerator:
         self.volume_fraction_shift = float(volume_fraction_shift)
         self.segment_grf = (self.n_phases == 2) if segment_grf is None else bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
+        self._evaluations = 0
 
     @classmethod
     def from_statistics(
@@ -285,11 +286,28 @@ class HybridGenerator:
         """Score-model evaluations the sampler spends on one sample (``len(sigmas)`` for Langevin)."""
         return self.sampler.evaluations(len(self.sigmas))
 
+    @property
+    def evaluations(self) -> int:
+        """Score-model evaluations spent so far through :meth:`score`, counted per sample (a batch of
+        ``b`` iterates counts ``b``), those of the guard's faithful redos included. After drawing ``n``
+        samples without redos it is ``n * evaluations_per_sample``: what the sampler really spent."""
+        fallback = getattr(self, "_fallback", None)
+        return self._evaluations + (fallback.evaluations if fallback is not None else 0)
+
+    def _counted(self, score_fn: Callable) -> Callable:
+        def counted(x: torch.Tensor, sigma) -> torch.Tensor:
+            self._evaluations += x.shape[0]
+            return score_fn(x, sigma)
+
+        return counted
+
     def score(self) -> Callable:
         """The score function the sampler uses on the (embedded) domain: ``prior_score`` (the model's),
-        wrapped into the volume-fraction posterior (Eq. (12)) when conditioning is on."""
+        wrapped into the volume-fraction posterior (Eq. (12)) when conditioning is on. Every call of
+        the prior adds to :attr:`evaluations`."""
+        prior = self._counted(self.prior_score)
         if not self.condition_volume_fraction:
-            return self.prior_score
+            return prior
         target = to_model_channels(self.target_volume_fractions.view(1, -1, 1, 1), self.channels).flatten()
         target = (target + self.volume_fraction_shift).clamp(0.0, 1.0)
         mask = interior_mask(self.shape, self.padding, device=self.device) if self.padding else None
@@ -298,7 +316,7 @@ class HybridGenerator:
         )
         scale = self.sampler.likelihood_scale**-0.5  # the pull grows as 1 / sigma_mu^2
         return volume_fraction_posterior(
-            self.prior_score,
+            prior,
             target,
             estimate=self.volume_fraction_estimate,
             sigma_max=self.sigma_max,

@@ -120,8 +120,10 @@ def test_a_stationary_gaussian_stays_put_under_initial_correctors():
 def test_the_generator_spends_the_evaluations_it_claims(field, name):
     counter = CountingScore()
     generator = HybridGenerator(field, counter, sampler=name, padding=4, n_levels=120 if name == "faithful" else None)
+    assert generator.evaluations == 0
     samples = generator.sample(3, seed=0, batch_size=2, progress=False)
     assert counter.evaluations == 3 * generator.evaluations_per_sample
+    assert generator.evaluations == counter.evaluations  # the generator's own counter agrees
     assert samples.microstructures.shape == (3, 2, 32, 32)
     assert generator.sampler is SAMPLERS[name]
 

@@ -279,8 +279,13 @@ def test_collapsed_samples_are_redone_with_the_faithful_sampler():
     target = float(field.target_volume_fractions[1])
     unguarded = HybridGenerator(field, _overconfident, channels=1, sampler="fast", guard=None).sample(4, seed=0, progress=False)
     assert float(unguarded.achieved_volume_fractions[:, 1].max()) < 0.05  # collapsed, silently
-    guarded = HybridGenerator(field, _overconfident, channels=1, sampler="fast").sample(4, seed=0, progress=False)
+    generator = HybridGenerator(field, _overconfident, channels=1, sampler="fast")
+    guarded = generator.sample(4, seed=0, progress=False)
     assert guarded.recovered == [0, 1, 2, 3] and guarded.degenerate == []
+    # the evaluation counter includes the faithful redos
+    fallback = generator.fallback()
+    assert fallback.sampler_name == "faithful" and fallback.evaluations == 4 * fallback.evaluations_per_sample
+    assert generator.evaluations == 4 * generator.evaluations_per_sample + fallback.evaluations
     assert float((guarded.achieved_volume_fractions[:, 1] - target).abs().max()) < 0.05
     assert "redone with the faithful sampler" in guarded.report()
 
