@@ -12,10 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import settings as settings_module
 from ._io import OUTPUT_ROOT, save_figure, save_npy, save_text
+from .extrapolation import load_statistics_row
 
 __all__ = ["run_generate", "DegenerateSamples", "DEFAULT_MODEL"]
 
@@ -27,26 +26,6 @@ def _add_generate(subparsers) -> None:
     settings_module.add_arguments(parser, settings_module.HybridSettings)
     parser.add_argument("--output", type=Path, default=None,
                         help="output folder (default: lgtutorial-output/generate-REFERENCE)")
-
-
-def _load_statistics_row(path: str):
-    """Row 0 of periodic 2-point statistics saved as .npy: (N, N, H, W) or (N, H, W)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--statistics: no such file: {path}")
-    if path.suffix.lower() != ".npy":
-        raise ValueError(f"--statistics: expected a .npy file of 2-point statistics, got {path}")
-    array = np.load(path, allow_pickle=False)
-    if array.ndim == 4 and array.shape[0] == array.shape[1]:
-        array = array[0]
-    if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(
-            f"--statistics: expected periodic 2-point statistics of shape (N, N, H, W) or a row (N, H, W), "
-            f"floating point, got {array.dtype} {array.shape}"
-        )
-    return torch.from_numpy(np.ascontiguousarray(array)).double()
 
 
 def _mean_chord_lengths(microstructures) -> list:
@@ -111,7 +90,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     device = settings_module.resolve_device(settings.device)
     reference, material = None, None
     if settings.statistics:
-        row, name, phases = _load_statistics_row(settings.statistics), Path(settings.statistics).stem, None
+        row, name, phases = load_statistics_row(settings.statistics, label="--statistics"), Path(settings.statistics).stem, None
     elif settings.reference:
         reference, meta = data.load(settings.reference)
         row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]

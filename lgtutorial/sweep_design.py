@@ -387,7 +387,7 @@ def load_sources(design: SweepDesign) -> tuple[torch.Tensor, list[dict]]:
     (:func:`~lgtutorial.extrapolation.resize_microstructure`); statistics files must share a grid.
     """
     from . import data
-    from .extrapolation import resize_microstructure, statistics_row
+    from .extrapolation import load_statistics_row, resize_microstructure, statistics_row
     from .grf import GaussianRandomField
 
     rows, provenance = [], []
@@ -399,13 +399,7 @@ def load_sources(design: SweepDesign) -> tuple[torch.Tensor, list[dict]]:
                 micro = resize_microstructure(micro, tuple(rows[0].shape[1:]))
             row = statistics_row(micro)
         else:
-            array = np.load(source, allow_pickle=False)
-            if array.ndim == 4 and array.shape[0] == array.shape[1]:
-                array = array[0]
-            if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
-                raise ValueError(f"{key}: expected periodic 2-point statistics (N, N, H, W) or a row (N, H, W), "
-                                 f"floating point; got {array.dtype} {array.shape} in {source}")
-            row = torch.from_numpy(np.ascontiguousarray(array)).double()
+            row = load_statistics_row(source, label=key)
             GaussianRandomField(row)  # invalid statistics: one clear error here, not one per task
             if rows and row.shape[1:] != rows[0].shape[1:]:
                 raise ValueError(f"{key}: statistics on a {tuple(row.shape[1:])} grid, but {design.source_kind}[0] "
