@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .grf import segment_argmax
 from .samplers import SAMPLERS
-from .sampling import from_model_channels
+from .sampling import segment_model_output
 from .statistics import volume_fractions
 
 __all__ = ["HybridSamples", "finalize", "degenerate_samples", "redo_failed"]
@@ -26,12 +25,9 @@ def finalize(x: torch.Tensor, n_phases: int) -> torch.Tensor:
     """Clamp model channels ``(n, C, H, W)`` to ``[-3, 3]`` and segment: one-hot ``(n, N, H, W)``.
 
     One channel (2-phase model): phase 1 where ``m > 0.5``. Otherwise argmax over the channels.
+    (:func:`lgtutorial.sampling.segment_model_output` with the authors' clamp.)
     """
-    clamped = x.clamp(-3.0, 3.0)
-    if clamped.shape[1] == 1:
-        labels = (clamped[:, 0] > 0.5).long()
-        return torch.nn.functional.one_hot(labels, n_phases).movedim(-1, 1).to(x.dtype)
-    return segment_argmax(from_model_channels(clamped, n_phases))
+    return segment_model_output(x, n_phases=n_phases, clamp=3.0)
 
 
 @dataclass

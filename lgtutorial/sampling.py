@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from .grf import segment_argmax
 from .schedules import (
     N_LEVELS,
     SIGMA_C,
@@ -34,6 +35,7 @@ __all__ = [
     "reverse_diffusion_evaluations",
     "to_model_channels",
     "from_model_channels",
+    "segment_model_output",
     "ScoreFunction",
     "truncated_schedule",
     "periodic_embed",
@@ -67,6 +69,20 @@ def from_model_channels(x: torch.Tensor, n_phases: int) -> torch.Tensor:
     if x.shape[1] == 1 and n_phases == 2:
         return torch.cat([1.0 - x, x], dim=1)
     raise ValueError(f"a {x.shape[1]}-channel output cannot describe {n_phases} phases")
+
+
+def segment_model_output(x: torch.Tensor, *, n_phases: int | None = None, clamp: float | None = 3.0) -> torch.Tensor:
+    """Model-channel samples ``(n, C, H, W)`` -> one-hot ``(n, N, H, W)`` (Section 3.3).
+
+    Values are clamped to ``[-clamp, clamp]`` first (as the authors do). A 1-channel output is the
+    second phase of a 2-phase structure (threshold 0.5); C > 1 channels are segmented by argmax.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected model output of shape (n_samples, C, H, W), got {tuple(x.shape)}")
+    n_phases = n_phases if n_phases is not None else (2 if x.shape[1] == 1 else x.shape[1])
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return segment_argmax(from_model_channels(x, n_phases))
 
 
 @torch.no_grad()

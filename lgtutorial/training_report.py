@@ -13,28 +13,12 @@ import math
 
 import torch
 
-from .grf import segment_argmax
 from .patches import PatchDataset
-from .sampling import annealed_langevin, from_model_channels, to_model_channels
+from .sampling import annealed_langevin, segment_model_output, to_model_channels
 from .schedules import STEP_LR, langevin_step_sizes
 from .unet import ScoreUNet
 
 __all__ = ["segment_model_output", "sample_unconditional", "shortened_schedule", "TrainingReport", "training_report"]
-
-
-def segment_model_output(x: torch.Tensor, *, n_phases: int | None = None, clamp: float | None = 3.0) -> torch.Tensor:
-    """Model-channel samples ``(n, C, H, W)`` -> one-hot ``(n, N, H, W)`` (Section 3.3).
-
-    Values are clamped to ``[-clamp, clamp]`` first (as the authors do). A 1-channel output is the
-    second phase of a 2-phase structure (threshold 0.5); C > 1 channels are segmented by argmax.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"expected model output of shape (n_samples, C, H, W), got {tuple(x.shape)}")
-    n_phases = n_phases if n_phases is not None else (2 if x.shape[1] == 1 else x.shape[1])
-    if clamp is not None:
-        x = x.clamp(-clamp, clamp)
-    return segment_argmax(from_model_channels(x, n_phases))
-
 
 
 def sample_unconditional(
