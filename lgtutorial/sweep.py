@@ -58,7 +58,7 @@ from .sweep_design import (
     sha256_of,
 )
 
-__all__ = ["SweepResult", "check_store", "generate_sample", "load_design", "load_sources", "parse_design",
+__all__ = ["SweepResult", "check_store", "connect", "generate_sample", "load_design", "load_sources", "parse_design",
            "point_row", "run_sweep", "sample_summary"]
 
 STORE_FORMAT = "lgtutorial-sweep/1"
@@ -158,7 +158,9 @@ class PinGPU(WorkerPlugin):
         os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[index % len(self.devices)]
 
 
-def _connect(scheduler: str | None, n_workers: int | None):
+def connect(scheduler: str | None = None, n_workers: int | None = None):
+    """``(client, cluster)``: a client of the scheduler at ``scheduler`` (cluster ``None``), or of a new
+    local cluster of ``n_workers`` single-thread processes (default: one per GPU, each pinned to it, else 2)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -321,7 +323,7 @@ def run_sweep(design: SweepDesign, output, *, client=None, scheduler: str | None
     try:
         if pending:
             if own_client:
-                client, cluster = _connect(scheduler, n_workers)
+                client, cluster = connect(scheduler, n_workers)
             result.dashboard = client.dashboard_link
             workers = len(client.scheduler_info().get("workers", {}))
             record.update(scheduler=client.scheduler.address, workers=workers)
