@@ -81,7 +81,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     from . import data
     from ._io import fresh_directory
     from .extrapolation import statistics_row
-    from .hybrid import HybridGenerator, default_volume_fraction_shift, load_score_model
+    from .hybrid import HybridGenerator, generator_options, load_score_model
     from .plotting import show_microstructures
     from .pretrained import default_model
 
@@ -105,14 +105,9 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
         model_name = settings.model or default_model(row.shape[0])
         model, sigmas = load_score_model(model_name, device=device)
         _check_model_material(model_name, row, name, force=settings.force)
-    shift = settings.volume_fraction_shift
-    shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
-    generator = HybridGenerator.from_statistics(
-        row, model, shape=shape, device=device, sigmas=sigmas, n_levels=settings.levels, sigma_c=settings.sigma_c,
-        step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
-        volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift,
-        periodic=settings.periodic, padding=settings.padding, sampler=settings.sampler, guard=settings.guard,
-    )
+    options = generator_options(settings, model_name)
+    shift = options["volume_fraction_shift"]
+    generator = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigmas=sigmas, **options)
     out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
     print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
           f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "

@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import torch
 
+from .conditioning import VOLUME_FRACTION_SHIFTS, default_volume_fraction_shift, volume_fraction_posterior
 from .conditioning import likelihood_widths as default_likelihood_widths
-from .conditioning import volume_fraction_posterior
 from .extrapolation import statistics_row_for_shape
 from .grf import GaussianRandomField
 from .hybrid_samples import HybridSamples, degenerate_samples, finalize, redo_failed
@@ -55,6 +55,7 @@ __all__ = [
     "SAMPLERS",
     "VOLUME_FRACTION_SHIFTS",
     "default_volume_fraction_shift",
+    "generator_options",
     "finalize",
     "load_score_model",
     "statistics_row_for_shape",
@@ -62,31 +63,20 @@ __all__ = [
 
 PERIODIC_MODES = ("embedding", "circular", "none")
 
-#: Offsets added to the target volume fraction of the likelihood for known models: the authors'
-#: sampling script for case study 1 raises the target by 0.0073 to cancel the model's persistent
-#: undershoot (the paper does not mention it).
-VOLUME_FRACTION_SHIFTS = {"nbsa-authors-checkpoint": 0.0073}
-
-
-def default_volume_fraction_shift(model_name, sampler=DEFAULT_SAMPLER) -> float:
-    """The likelihood-target offset to use for a model (by registry name) under a sampler.
-
-    The authors' 0.0073 compensates a bias of measuring the volume fraction on the noisy iterate
-    (Eq. (12) as the paper writes it): while sigma is large, thresholding the iterate counts noise
-    as phase, so the pull holds the clean structure below the target. Samplers that measure on the
-    denoised (Tweedie) estimate (``likelihood_on="denoised"``) do not have that bias and get no
-    offset.
-
-    >>> default_volume_fraction_shift("nbsa-authors-checkpoint", "faithful")
-    0.0073
-    >>> default_volume_fraction_shift("nbsa-authors-checkpoint", "fast"), default_volume_fraction_shift("mine")
-    (0.0, 0.0)
+def generator_options(settings, model_name) -> dict:
+    """:class:`HybridGenerator` keywords from :class:`~lgtutorial.settings.HybridSettings` (``lgtutorial
+    generate``, and a sweep design's ``sampler`` block through ``SamplerSettings.hybrid_settings()``):
+    the sampler and its schedule, the conditioning, the periodic frame and the guard. An unset
+    ``volume_fraction_shift`` is the model's default under that sampler (:func:`default_volume_fraction_shift`).
     """
-    if resolve_sampler(sampler).likelihood_on != "iterate":
-        return 0.0
-    return VOLUME_FRACTION_SHIFTS.get(str(model_name), 0.0)
-
-
+    shift = settings.volume_fraction_shift
+    return dict(
+        sampler=settings.sampler, n_levels=settings.levels, sigma_c=settings.sigma_c, step_lr=settings.step_lr,
+        condition_volume_fraction=settings.condition_volume_fraction,
+        volume_fraction_estimate=settings.volume_fraction_estimate,
+        volume_fraction_shift=default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift,
+        periodic=settings.periodic, padding=settings.padding, guard=settings.guard,
+    )
 
 
 class HybridGenerator:

@@ -115,7 +115,7 @@ def generate_sample(row: torch.Tensor, *, seed: int, design: SweepDesign) -> dic
         ``autocorrelations`` ``(N, 2c+1, 2c+1)`` or ``None``, ``device`` and ``seconds``.
     """
     from .grf import GaussianRandomField
-    from .hybrid import HybridGenerator, default_volume_fraction_shift
+    from .hybrid import HybridGenerator, generator_options
     from .microstructure import one_hot_to_labels
     from .settings import resolve_device
 
@@ -130,15 +130,8 @@ def generate_sample(row: torch.Tensor, *, seed: int, design: SweepDesign) -> dic
                                segmentation=options.segmentation).segmented
     else:
         model, sigmas = _score_model(design.model, device)
-        shift = options.volume_fraction_shift
-        shift = default_volume_fraction_shift(design.model, options.name) if shift is None else shift
-        hybrid = HybridGenerator(
-            field, model, sigmas=sigmas, sampler=options.name, n_levels=options.n_levels, sigma_c=options.sigma_c,
-            step_lr=options.step_lr,
-            condition_volume_fraction=options.condition_volume_fraction,
-            volume_fraction_estimate=options.volume_fraction_estimate, volume_fraction_shift=shift,
-            periodic=options.periodic, padding=options.padding, device=device,
-        )
+        hybrid = HybridGenerator(field, model, sigmas=sigmas, device=device,
+                                 **generator_options(options.hybrid_settings(), design.model))
         one_hot = hybrid.sample(1, seed=seed, progress=False).microstructures
     labels = one_hot_to_labels(one_hot)[0].to("cpu", torch.uint8).numpy()
     fractions, autocorrelations = sample_summary(labels, field.n_phases, design.summary_cutoff)

@@ -72,6 +72,15 @@ class SamplerSettings:
     padding: int = HybridSettings.padding
     """width (px) of the periodic embedding"""
 
+    def hybrid_settings(self) -> HybridSettings:
+        """The same choices as :class:`~lgtutorial.settings.HybridSettings` (``lgtutorial generate``'s), checked
+        by its rules; :func:`lgtutorial.hybrid.generator_options` turns them into the generator's keywords."""
+        return HybridSettings(sampler=self.name, levels=self.n_levels, sigma_c=self.sigma_c, step_lr=self.step_lr,
+                              condition_volume_fraction=self.condition_volume_fraction,
+                              volume_fraction_estimate=self.volume_fraction_estimate,
+                              volume_fraction_shift=self.volume_fraction_shift, periodic=self.periodic,
+                              padding=self.padding)
+
 
 @dataclass(frozen=True)
 class SampleTask:
@@ -272,7 +281,13 @@ def _sampler(value, model: str | None) -> SamplerSettings:
         check, expected = checks[key]
         if (isinstance(option, bool) and key != "condition_volume_fraction") or not check(option):
             raise _fail(f"sampler.{key}", expected, option)
-    return SamplerSettings(**value)
+    settings = SamplerSettings(**value)
+    if model is not None:  # the rules of 'lgtutorial generate' hold here too
+        try:
+            settings.hybrid_settings()
+        except ValueError as error:
+            raise ValueError(f"design field 'sampler': {error}") from None
+    return settings
 
 
 def parse_design(raw: dict, *, base: str | Path = ".", name: str = "sweep") -> SweepDesign:

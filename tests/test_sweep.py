@@ -119,11 +119,27 @@ def test_latin_hypercube_stratifies_the_weights():
     ({"model": "nbsa-proxy"}, r"'model': expected a checkpoint; 'nbsa-proxy' is a micrograph"),
     ({"seed": -1}, r"'seed': expected an integer >= 0, got -1"),
     ({"model": "nbsa-authors-checkpoint", "sampler": {"name": "quick"}}, r"'sampler.name': expected one of 'faithful', 'fast'"),
+    ({"model": "nbsa-authors-checkpoint", "sampler": {"volume_fraction_shift": 2.0}},
+     r"'sampler': --volume-fraction-shift \(volume_fraction_shift\): expected a number in \(-1, 1\)"),
     ({"device": "tpu"}, r"'device': expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'"),
 ])
 def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
     with pytest.raises(ValueError, match=message):
         parse_design(tiny(**changes))
+
+
+def test_a_sweep_sampler_block_makes_the_generator_keywords_generate_makes():
+    from lgtutorial.hybrid import generator_options
+    from lgtutorial.settings import HybridSettings
+
+    design = parse_design(tiny(model="nbsa-authors-checkpoint", sampler={"name": "faithful", "n_levels": 30,
+                                                                         "sigma_c": 0.5, "padding": 8}))
+    settings = HybridSettings(sampler="faithful", levels=30, sigma_c=0.5, padding=8)
+    assert design.sampler.hybrid_settings() == settings
+    options = generator_options(design.sampler.hybrid_settings(), design.model)
+    assert options == generator_options(settings, "nbsa-authors-checkpoint")
+    assert options["sampler"] == "faithful" and options["n_levels"] == 30 and options["guard"] == HybridSettings.guard
+    assert options["volume_fraction_shift"] == 0.0073  # the authors' model under the paper's sampler
 
 
 def test_design_files(tmp_path):
