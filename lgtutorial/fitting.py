@@ -307,6 +307,14 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
                                                 sampler=sampler, device=device)
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
     hybrid, grf = samples.microstructures.cpu(), samples.grf.cpu()
+    if not bool(((grf == 0) | (grf == 1)).all()):
+        # N > 2 phases: the hybrid starts from the continuous fields; the GRF baseline of the report is
+        # the GRF layer alone, segmented by its own rule
+        from .grf import segment_preserving_fractions
+
+        rule = generator.field.choose_segmentation()
+        grf = segment_preserving_fractions(grf, generator.field.target_volume_fractions.cpu(),
+                                           smooth=rule == "preserve")
     for file, array in (("samples.npy", hybrid), ("grf.npy", grf)):
         with atomic_write(output / file) as handle:
             np.save(handle, array.numpy())

@@ -97,3 +97,19 @@ def test_fit_takes_a_micrograph_of_odd_size(tmp_path, monkeypatch):
     assert np.load(out / "samples.npy").shape[-2:] == (height, width)
     training = summary["training"]
     assert 1 <= training["steps_done"] <= training["steps_planned"] and training["wall_time_s"] > 0
+
+
+def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
+    # the hybrid starts 3-phase samples from continuous fields; the report's GRF baseline is segmented
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    monkeypatch.chdir(tmp_path)
+    fields = torch.stack([_periodic_blobs(48, 2.0, seed=s)[0, 1] for s in (1, 2)])
+    labels = (fields[0] + 2 * fields[1]).clamp_max(2).long()  # 0, 1, 2
+    path = tmp_path / "three.npy"
+    np.save(path, labels.numpy())
+    out = tmp_path / "fit-three"
+    assert main(["fit", str(path), "--minutes", "0.03", "--samples", "1", "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["checks"]["chord_distances"]) == 3
+    grf = np.load(out / "grf.npy")
+    assert set(np.unique(grf)) <= {0.0, 1.0} and np.allclose(grf.sum(1), 1.0)
