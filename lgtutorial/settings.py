@@ -17,7 +17,8 @@ import torch
 from . import schedules
 from .samplers import DEFAULT_SAMPLER
 
-__all__ = ["GRFSettings", "add_arguments", "from_arguments", "resolve_device"]
+__all__ = ["GRFSettings", "EvaluationSettings", "UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS",
+           "HybridSettings", "add_arguments", "from_arguments", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -161,16 +162,20 @@ def _parser_type(annotation):
 
 def _generated_help() -> dict[str, str]:
     """Help fragments computed from the code they describe (so they cannot drift from it)."""
-    from .samplers import sampler_help
+    from .samplers import SAMPLERS, sampler_help
 
-    return {"sampler_help": sampler_help()}
+    own = "the model's"
+    levels = ", ".join(f"{name} {configuration.levels or own}" for name, configuration in SAMPLERS.items())
+    return {"sampler_help": sampler_help(), "levels_help": levels}
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--option`` per field of the settings dataclass ``cls``."""
     docs = _field_docs(cls)
-    if any("{sampler_help}" in text for text in docs.values()):
-        docs = {name: text.replace("{sampler_help}", _generated_help()["sampler_help"]) for name, text in docs.items()}
+    if any("_help}" in text for text in docs.values()):
+        fragments = _generated_help()
+        for key, fragment in fragments.items():
+            docs = {name: text.replace("{" + key + "}", fragment) for name, text in docs.items()}
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
@@ -219,9 +224,6 @@ class EvaluationSettings:
             "n_components": (positive_int, "a positive integer"),
             "fit_radius": (positive_int, "a positive number of pixels"),
         })
-
-
-__all__.append("EvaluationSettings")
 
 
 @dataclass(frozen=True)
@@ -376,8 +378,6 @@ TRAINING_PRESETS = {
                                          **_CASE2_SCHEDULE, **_HYBRID_RANGE),
 }
 
-__all__ += ["UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS"]
-
 
 @dataclass(frozen=True)
 class HybridSettings:
@@ -396,7 +396,7 @@ class HybridSettings:
     sigma_c: float = schedules.SIGMA_C
     """noise level at which refinement of the GRF sample starts"""
     levels: int | None = None
-    """levels of the geometric noise schedule (default: the sampler's: the model's 1000 for faithful, 61 for fast); those below sigma_c are run"""
+    """levels of the geometric noise schedule over the model's range (default: the sampler's: {levels_help}); those below sigma_c are run"""
     condition_volume_fraction: bool = True
     """use the volume-fraction posterior score (Eq. 12)"""
     volume_fraction_estimate: str = "segmented"
@@ -442,6 +442,3 @@ class HybridSettings:
             "guard": (optional(lambda v: _is_number(v) and 0 < v <= 1), "a volume-fraction error in (0, 1], or none"),
             "sampler": (one_of(*SAMPLERS), "one of " + ", ".join(SAMPLERS)),
         })
-
-
-__all__.append("HybridSettings")

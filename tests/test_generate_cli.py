@@ -165,3 +165,14 @@ def test_help_states_what_each_sampler_really_spends(capsys):
     for name in SAMPLERS:
         generator = HybridGenerator(field, model, sigmas=sigmas, sampler=name)
         assert int(stated[name]) == generator.evaluations_per_sample, name
+
+
+def test_help_states_each_samplers_levels(capsys):
+    from lgtutorial.samplers import SAMPLERS
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    stated = text.rsplit("--levels LEVELS", 1)[1].split("--condition-volume-fraction", 1)[0]  # not the usage line
+    for name, configuration in SAMPLERS.items():
+        assert f"{name} {configuration.levels or 'the model' + chr(39) + 's'}" in stated, name
