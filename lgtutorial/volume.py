@@ -1,0 +1,356 @@
+"""3D hybrid generation from one 2D micrograph: a 3D GRF refined by a 2D score model on its slices.
+
+The first piece of the 3D generation Robertson et al. 2023 name as future work. Two layers, as in 2D:
+
+* global: a 3D multi-output GRF (:class:`~lgtutorial.grf.GaussianRandomField` takes ``(N, D, H, W)``
+  rows) of statistics extended from the micrograph under an assumption stated in
+  :mod:`lgtutorial.volume_statistics` (isotropy: equiaxed or randomly oriented features);
+* local: the existing 2D score model on the volume's slices (:mod:`lgtutorial.volume_score`), no
+  3D training, refining the GRF volume from ``sigma_c`` as the 2D hybrid does.
+
+Two schemes combine the orientations:
+
+* ``"passes"`` (the default): one orientation at a time. The first pass refines the GRF volume from
+  ``sigma_c`` with the xy slices' score; each later pass re-noises the segmented result to
+  ``sigma_pass`` and refines it with the next orientation's (xz, then yz, then again for more
+  ``rounds``): block-wise SDEdit, each pass making one orientation's slices look like the
+  micrograph while staying within about ``sigma_pass`` of the previous pass.
+* ``"mean"``: the three orientations' scores averaged in every evaluation. Measured with the
+  shipped case-1 model at 32^3 (``benchmarks/volume_cost.py``), it does not converge to a
+  two-phase volume: where the orientations' denoisers disagree, their mean is a grey value, and
+  the grey regions spread as sigma falls (at sigma = 0.1 nearly every voxel lies within 0.25 of the
+  threshold). With the volume fraction measured on the denoised estimate (the ``"fast"`` sampler's
+  choice), the many voxels near the threshold make the likelihood's pull overshoot and the volume
+  collapses into one phase; the generator measures on the iterate for this scheme instead.
+
+The refinement reuses the 2D hybrid's pieces: the schedules and samplers of :mod:`lgtutorial.samplers`
+(they work on any shape) and the volume-fraction posterior of :mod:`lgtutorial.conditioning`, applied
+to the volume viewed as ``(n, C, D H, W)`` so that its reductions over the last two axes run over
+every voxel: one posterior for the whole volume, not one per slice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+from .conditioning import likelihood_widths as default_likelihood_widths
+from .conditioning import volume_fraction_posterior
+from .grf import GaussianRandomField
+from .samplers import DEFAULT_SAMPLER, SamplerConfiguration, resolve_sampler, sampler_schedule
+from .sampling import from_model_channels, to_model_channels
+from .schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
+from .statistics import volume_fractions
+from .volume_score import finalize_volumes, slice_score
+from .volume_statistics import ORIENTATIONS, VolumeStatistics, isotropic_statistics
+
+__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS"]
+
+#: How the orientations are combined: one at a time (``"passes"``) or averaged in every evaluation (``"mean"``).
+SCHEMES = ("passes", "mean")
+#: Noise level each orientation pass after the first starts from (re-noising the previous pass's volume).
+SIGMA_PASS = 0.3
+
+
+@dataclass
+class VolumeSamples:
+    """Output of :meth:`VolumeGenerator.sample`.
+
+    Attributes:
+        volumes: one-hot ``(n, N, D, H, W)`` final volumes.
+        grf: the starting GRF volumes as phases ``(n, N, D, H, W)`` (segmented for 2 phases,
+            continuous otherwise), or ``None`` unless asked for.
+        target_volume_fractions: ``(N,)`` of the statistics.
+        evaluations: score evaluations spent (calls of the slice score; a ``"mean"`` call runs all
+            three orientations' slices, a ``"passes"`` call one orientation's).
+        slice_evaluations: 2D slices that went through the network (the cost).
+        degenerate: indices of volumes whose iterate was not finite or whose volume fraction missed
+            the target by more than the generator's ``guard``.
+    """
+
+    volumes: torch.Tensor
+    grf: torch.Tensor | None
+    target_volume_fractions: torch.Tensor
+    evaluations: int
+    slice_evaluations: int
+    degenerate: list
+
+    @property
+    def achieved_volume_fractions(self) -> torch.Tensor:
+        """``(n, N)`` volume fractions of the final volumes."""
+        return volume_fractions(self.volumes)
+
+    @property
+    def grf_volume_fractions(self) -> torch.Tensor | None:
+        """``(n, N)`` volume fractions of the GRF starts (``None`` when they were not kept)."""
+        return None if self.grf is None else volume_fractions(self.grf)
+
+    def report(self) -> str:
+        """One line per phase: target, GRF start and final volume fractions (mean +- std), then the cost."""
+        def spread(column):
+            return f"{float(column.mean()):.4f} +- {float(column.std()) if len(column) > 1 else 0.0:.4f}"
+
+        achieved, starts = self.achieved_volume_fractions.double().cpu(), self.grf_volume_fractions
+        lines = ["phase  target   GRF start          refined"]
+        for n, target in enumerate(self.target_volume_fractions.tolist()):
+            start = spread(starts[:, n].double().cpu()) if starts is not None else "-" * 15
+            lines.append(f"{n:>5}  {target:.4f}   {start}   {spread(achieved[:, n])}")
+        lines.append(f"{self.evaluations} score evaluations, {self.slice_evaluations} slices through the network")
+        if self.degenerate:
+            lines.append(f"DEGENERATE (non-finite or volume fraction far off the target): volumes {self.degenerate}")
+        return "\n".join(lines)
+
+
+class VolumeGenerator:
+    """3D GRF volumes refined by a 2D score model on their slices (the 2D hybrid's API, one axis more).
+
+    Args:
+        field: a 3D :class:`~lgtutorial.grf.GaussianRandomField` (e.g. of
+            :func:`~lgtutorial.volume_statistics.isotropic_statistics`).
+        score_model: the 2D score model (a :class:`~lgtutorial.unet.ScoreUNet`, made periodic by
+            circular convolutions in a copy) or a plain 2D ``score_fn(x, sigma)`` (then ``channels``).
+        sigmas: the model's training noise levels; only their range is used (default 20 -> 0.01).
+        sampler: ``"fast"`` (default), ``"faithful"`` or any name/configuration of
+            :data:`lgtutorial.samplers.SAMPLERS`; it runs every pass.
+        scheme: ``"passes"`` or ``"mean"`` (module docstring).
+        rounds: ``"passes"`` only: how many times the three orientations are visited (3 passes each).
+        sigma_pass: ``"passes"`` only: where the passes after the first start.
+        n_levels: levels of the geometric schedule (default: the sampler's, else the model's).
+        sigma_c: where refinement of the GRF volume starts (0.75 as in the paper).
+        step_lr: Langevin base step (default: the sampler's).
+        condition_volume_fraction: add the volume-fraction posterior of Eq. (12) over the whole volume.
+        volume_fraction_estimate: ``"segmented"`` or ``"mean"``.
+        likelihood_widths: ``(sigma_mu start, end)``; default the authors', scaled to ``D H W`` voxels.
+        volume_fraction_shift: added to the likelihood's targets only.
+        segment_grf: segment the GRF start (volume-fraction preserving); default for 2 phases.
+        channels: channels of a plain score function.
+        chunk_size: 2D slices per network call.
+        guard: volumes whose volume fraction misses the target by more than this are listed as
+            degenerate (``None``: no check).
+        statistics: the :class:`~lgtutorial.volume_statistics.VolumeStatistics` the field came from, if any.
+
+    Raises:
+        ValueError: a field that is not 3D, channels that do not fit the phases, sides the network
+            cannot take (each must be a multiple of ``2**depth``), unknown options.
+    """
+
+    def __init__(self, field: GaussianRandomField, score_model, *, sigmas: torch.Tensor | None = None,
+                 sampler: str | SamplerConfiguration = DEFAULT_SAMPLER, scheme: str = "passes", rounds: int = 1,
+                 sigma_pass: float = SIGMA_PASS, n_levels: int | None = None, sigma_c: float = SIGMA_C,
+                 step_lr: float | None = None, condition_volume_fraction: bool = True,
+                 volume_fraction_estimate: str = "segmented", likelihood_widths: tuple[float, float] | None = None,
+                 volume_fraction_shift: float = 0.0, segment_grf: bool | None = None, channels: int | None = None,
+                 chunk_size: int = 128, guard: float | None = 0.1, statistics: VolumeStatistics | None = None):
+        if not isinstance(field, GaussianRandomField) or len(field.shape) != 3:
+            raise TypeError("field must be a 3-D GaussianRandomField (a statistics row of shape (N, D, H, W))")
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+        if volume_fraction_estimate not in ("segmented", "mean"):
+            raise ValueError(f"volume_fraction_estimate must be 'segmented' or 'mean', got {volume_fraction_estimate!r}")
+        if sigma_c is None:
+            raise ValueError("sigma_c=None (sampling from noise) is not offered for volumes; give a starting level")
+        if guard is not None and not 0 < guard <= 1:
+            raise ValueError(f"guard must be None or a volume-fraction error in (0, 1], got {guard!r}")
+        self.field, self.statistics, self.device = field, statistics, field.device
+        self.n_phases, self.guard, self.scheme = field.n_phases, guard, scheme
+        self.sampler = resolve_sampler(sampler)
+        if scheme == "mean":  # see the module docstring: on the denoised estimate the pull overshoots
+            self.sampler = replace(self.sampler, likelihood_on="iterate")
+        self.sampler_name = sampler if isinstance(sampler, str) else "custom"
+        trained_top = getattr(score_model, "trained_sigma_max", None)
+        if trained_top is not None and max(sigma_c, sigma_pass) > float(trained_top) * 1.001:
+            raise ValueError(f"the score model was trained on noise levels up to sigma={float(trained_top):g} only; "
+                             f"sigma_c and sigma_pass must not exceed it (got {sigma_c}, {sigma_pass})")
+        module = isinstance(score_model, torch.nn.Module)
+        if module:
+            score_model = score_model.to(self.device)
+        self.size_multiple = int(getattr(score_model, "size_multiple", 1)) if module else 1
+        self.score_fn = slice_score(score_model, periodic=module, sampler=self.sampler if module else None,
+                                    channels=channels or (1 if self.n_phases == 2 else self.n_phases),
+                                    chunk_size=chunk_size)
+        self.channels = self.score_fn.channels
+        if not (self.channels == self.n_phases or (self.channels == 1 and self.n_phases == 2)):
+            raise ValueError(
+                f"the score model has {self.channels} channel(s) but the statistics describe {self.n_phases} phases; "
+                "a 2-phase model has 1 channel and an N-phase model (N > 2) has N: use a model trained on this material")
+        if any(side % self.size_multiple for side in field.shape):
+            raise ValueError(f"every side of the volume must be a multiple of 2**depth = {self.size_multiple} (each "
+                             f"slice goes through the network); got {'x'.join(map(str, field.shape))}")
+        sigma_max, sigma_min = (SIGMA_MAX, SIGMA_MIN) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
+        if not sigma_min < sigma_pass <= sigma_max:
+            raise ValueError(f"sigma_pass must lie in the model's range ({sigma_min:g}, {sigma_max:g}], got {sigma_pass}")
+        n_levels = n_levels or self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
+        self.sigma_max, self.sigma_min, self.sigma_c, self.sigma_pass = sigma_max, sigma_min, sigma_c, sigma_pass
+        self.sigmas = sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, sigma_c, device=self.device)
+        self.pass_sigmas = sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, sigma_pass, device=self.device)
+        self.pass_sampler = replace(self.sampler, start_noise=1.0)  # re-noise the previous pass's volume to sigma_pass
+        self.passes = ORIENTATIONS * rounds if scheme == "passes" else ("all",)
+        self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
+        self.condition_volume_fraction = condition_volume_fraction
+        self.volume_fraction_estimate = volume_fraction_estimate
+        self.likelihood_widths = likelihood_widths
+        self.volume_fraction_shift = float(volume_fraction_shift)
+        self.segment_grf = (self.n_phases == 2) if segment_grf is None else bool(segment_grf)
+        self.target_volume_fractions = field.target_volume_fractions.to(self.device)
+
+    @classmethod
+    def from_statistics(cls, statistics, score_model, *, reference_phase: int = 0, device=None,
+                        **options) -> VolumeGenerator:
+        """Build from a 3D statistics row ``(N, D, H, W)`` or a :class:`VolumeStatistics`; ``options`` go to the constructor."""
+        from .settings import resolve_device
+
+        if isinstance(statistics, VolumeStatistics):
+            options.setdefault("statistics", statistics)
+            reference_phase, statistics = statistics.reference_phase, statistics.row
+        row = torch.as_tensor(statistics, dtype=torch.float64)
+        if row.ndim != 4:
+            raise ValueError(f"expected a 3D statistics row (n_phases, D, H, W); got shape {tuple(row.shape)}")
+        field = GaussianRandomField(row, reference_phase=reference_phase, device=resolve_device(device))
+        return cls(field, score_model, **options)
+
+    @classmethod
+    def from_micrograph(cls, micrograph, score_model, *, shape, reference_phase: int = 0, device=None,
+                        **options) -> VolumeGenerator:
+        """Build from a one-hot 2D micrograph ``(n, N, H, W)`` under isotropy
+        (:func:`~lgtutorial.volume_statistics.isotropic_statistics`) on a ``(D, H, W)`` grid."""
+        statistics = isotropic_statistics(micrograph, shape, reference_phase=reference_phase)
+        return cls.from_statistics(statistics, score_model, device=device, **options)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(D, H, W)`` of the volumes."""
+        return tuple(self.field.shape)
+
+    @property
+    def evaluations_per_sample(self) -> int:
+        """Score evaluations per refinement: the first pass's, plus every later pass's."""
+        first = self.sampler.evaluations(len(self.sigmas))
+        return first + (len(self.passes) - 1) * self.pass_sampler.evaluations(len(self.pass_sigmas))
+
+    @property
+    def slices_per_sample(self) -> int:
+        """2D slices through the network per volume (``D + H + W`` per ``"mean"`` evaluation)."""
+        lengths = dict(zip(ORIENTATIONS, (self.shape[0], self.shape[1], self.shape[2])))
+        if self.scheme == "mean":
+            return self.evaluations_per_sample * sum(lengths.values())
+        first = self.sampler.evaluations(len(self.sigmas)) * lengths[self.passes[0]]
+        later = self.pass_sampler.evaluations(len(self.pass_sigmas))
+        return first + later * sum(lengths[o] for o in self.passes[1:])
+
+    @property
+    def evaluations(self) -> int:
+        """Score evaluations done so far by this generator (all batches, all calls)."""
+        return self.score_fn.calls
+
+    def score(self, orientations=ORIENTATIONS) -> Callable:
+        """The score the sampler runs on ``(n, C, D, H, W)``: the slice score on ``orientations``, wrapped
+        into the volume-fraction posterior (Eq. (12)) over every voxel when conditioning is on."""
+        prior_3d = self.score_fn.only(*orientations)
+        if not self.condition_volume_fraction:
+            return prior_3d
+        target = to_model_channels(self.target_volume_fractions.view(1, -1, 1, 1), self.channels).flatten()
+        target = (target + self.volume_fraction_shift).clamp(0.0, 1.0)
+        widths = self.likelihood_widths or default_likelihood_widths(math.prod(self.shape),
+                                                                     estimate=self.volume_fraction_estimate)
+        scale = self.sampler.likelihood_scale**-0.5
+
+        # the posterior measures volume fractions over the last two axes: it sees the volumes as
+        # (n, C, D H, W), so that they run over every voxel; the slice score sees them as volumes again
+        def prior(x: torch.Tensor, sigma) -> torch.Tensor:
+            return prior_3d(x.view(*x.shape[:2], *self.shape), sigma).view(x.shape)
+
+        posterior = volume_fraction_posterior(
+            prior, target, estimate=self.volume_fraction_estimate, sigma_max=self.sigma_max,
+            sigma_min=self.sigma_min, widths=(widths[0] * scale, widths[1] * scale),
+            measure_on=self.sampler.likelihood_on)
+
+        def score(x: torch.Tensor, sigma) -> torch.Tensor:
+            return posterior(x.reshape(*x.shape[:2], -1, x.shape[-1]), sigma).view(x.shape)
+
+        return score
+
+    def starting_points(self, n_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """GRF volumes in model channels ``(n, C, D, H, W)`` (segmented for 2 phases)."""
+        samples = self.field.sample(n_samples, generator=generator, segmentation="auto" if self.segment_grf else None)
+        return to_model_channels(samples.segmented if self.segment_grf else samples.raw, self.channels)
+
+    def refine(self, start: torch.Tensor, *, generator: torch.Generator | None = None,
+               callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+        """Run the scheme on ``(n, C, D, H, W)`` starting iterates; return the last iterate (unclamped).
+
+        ``callback`` gets the sampler's dict plus ``"pass"`` (index) and ``"orientation"``.
+        """
+        if start.ndim != 5 or start.shape[1] != self.channels or tuple(start.shape[2:]) != self.shape:
+            raise ValueError(f"expected starting volumes (n, {self.channels}, {', '.join(map(str, self.shape))}), "
+                             f"got {tuple(start.shape)}")
+        x = start.to(self.device)
+        for index, orientation in enumerate(self.passes):
+            def step(info: dict, index=index, orientation=orientation) -> None:
+                if callback is not None:
+                    callback({**info, "pass": index, "orientation": orientation})
+
+            score = self.score(ORIENTATIONS if orientation == "all" else (orientation,))
+            if index == 0:
+                x = self.sampler.run(score, x, self.sigmas, step_lr=self.step_lr, generator=generator, callback=step)
+            else:  # from the segmented previous pass, re-noised to sigma_pass by the sampler's start_noise
+                segmented = to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
+                x = self.pass_sampler.run(score, segmented, self.pass_sigmas, step_lr=self.step_lr,
+                                          generator=generator, callback=step)
+        return x
+
+    def sample(self, n_samples: int, *, seed: int | None = None, generator: torch.Generator | None = None,
+               batch_size: int | None = 1, return_grf: bool = False, progress: bool = True,
+               callback: Callable[[dict], None] | None = None) -> VolumeSamples:
+        """Draw ``n_samples`` refined volumes, ``batch_size`` at a time.
+
+        Args:
+            n_samples: how many volumes.
+            seed: seed of a fresh ``torch.Generator`` on the device (ignored when ``generator`` is given).
+            generator: for the GRF draws and the sampler's noise.
+            batch_size: volumes refined at once (``None``: all).
+            return_grf: keep the GRF starts.
+            progress: a tqdm bar over the score evaluations.
+            callback: called after every step with the sampler's dict plus ``"pass"``,
+                ``"orientation"`` and ``"batch"``.
+        """
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
+        batch_size = n_samples if batch_size is None else max(1, min(batch_size, n_samples))
+        batches = [min(batch_size, n_samples - k) for k in range(0, n_samples, batch_size)]
+        calls, slices = self.score_fn.calls, self.score_fn.slices
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(batches) * self.evaluations_per_sample, desc="volume sampling", unit="step",
+                   disable=not progress)
+        finals, starts, degenerate = [], [], []
+        try:
+            for index, size in enumerate(batches):
+                def step(info: dict, index=index) -> None:
+                    bar.update(1)
+                    if callback is not None:
+                        callback({**info, "batch": index})
+
+                start = self.starting_points(size, generator=generator)
+                x = self.refine(start, generator=generator, callback=step)
+                broken = ~torch.isfinite(x).flatten(1).all(dim=1)
+                final = finalize_volumes(x.nan_to_num(0.0), self.n_phases)
+                if self.guard is not None:
+                    error = (volume_fractions(final) - self.target_volume_fractions.to(final.dtype)).abs().amax(1)
+                    broken |= error > self.guard
+                degenerate += [sum(batches[:index]) + k for k in broken.nonzero().flatten().tolist()]
+                finals.append(final)
+                if return_grf:
+                    starts.append(from_model_channels(start, self.n_phases))
+        finally:
+            bar.close()
+        return VolumeSamples(volumes=torch.cat(finals), grf=torch.cat(starts) if return_grf else None,
+                             target_volume_fractions=self.target_volume_fractions,
+                             evaluations=self.score_fn.calls - calls, slice_evaluations=self.score_fn.slices - slices,
+                             degenerate=degenerate)
