@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cli_generate, cli_train
 from . import settings as settings_module
 from ._io import OUTPUT_ROOT, save_figure, save_npy, save_text
-from .cli_generate import DEFAULT_MODEL, DegenerateSamples, _add_generate, _run_generate, run_generate
-from .cli_train import _add_fit, _add_pretrained, _add_train, _run_fit, _run_pretrained, _run_train, run_train
+from .cli_generate import DEFAULT_MODEL, DegenerateSamples, run_generate
+from .cli_train import run_train
 
 __all__ = ["main", "build_parser", "COMMANDS", "run_grf", "run_evaluate", "run_generate", "run_train",
            "DEFAULT_MODEL", "DegenerateSamples", "OUTPUT_ROOT"]
@@ -240,10 +241,8 @@ COMMANDS = {
     "grf": (_add_grf, _run_grf),
     "demo": (_add_demo, _run_demo),
     "evaluate": (_add_evaluate, _run_evaluate),
-    "generate": (_add_generate, _run_generate),
-    "train": (_add_train, _run_train),
-    "pretrained": (_add_pretrained, _run_pretrained),
-    "fit": (_add_fit, _run_fit),
+    **cli_generate.COMMANDS,  # generate
+    **cli_train.COMMANDS,  # train, pretrained, fit
 }
 
 

@@ -174,3 +174,7 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
 def _run_generate(args) -> int:
     run_generate(settings_module.from_arguments(settings_module.HybridSettings, args), args.output)
     return 0
+
+
+#: The subcommand this module adds to ``lgtutorial`` (:data:`lgtutorial.cli.COMMANDS`).
+COMMANDS = {"generate": (_add_generate, _run_generate)}

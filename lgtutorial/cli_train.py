@@ -167,3 +167,8 @@ def _run_fit(args) -> int:
           f"closer than the GRF's for every phase: {checks['hybrid_chords_closer_than_grf_for_every_phase']}; "
           f"degenerate samples: {checks['degenerate_samples'] or 'none'}")
     return 0 if checks["no_degenerate_sample"] else 1
+
+
+#: The subcommands this module adds to ``lgtutorial`` (:data:`lgtutorial.cli.COMMANDS`).
+COMMANDS = {"train": (_add_train, _run_train), "pretrained": (_add_pretrained, _run_pretrained),
+            "fit": (_add_fit, _run_fit)}

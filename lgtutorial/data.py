@@ -31,6 +31,7 @@ __all__ = [
     "load_reference",
     "load_micrograph",
     "data_directories",
+    "registry_path",
     "DataNotFoundError",
 ]
 
@@ -71,7 +72,7 @@ class ReferenceEntry:
         return _load_registry()[1].get(self.citation, self.citation)
 
 
-def _registry_path() -> Path:
+def registry_path() -> Path:
     """The registry file: installed as package data, or ``data/`` of a source checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "_data" / "registry.toml", here.parent / "data" / "registry.toml"):
@@ -82,7 +83,7 @@ def _registry_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _load_registry() -> tuple[dict[str, ReferenceEntry], dict[str, str]]:
-    with open(_registry_path(), "rb") as handle:
+    with open(registry_path(), "rb") as handle:
         raw = tomllib.load(handle)
     citations = raw.pop("citations", {})
     entries = {}
@@ -130,7 +131,7 @@ def data_directories() -> list[Path]:
 
 def shipped_directory() -> Path:
     """The folder of the reference files that ship with the package (``data/references``)."""
-    return _registry_path().parent / "references"
+    return registry_path().parent / "references"
 
 
 @functools.lru_cache(maxsize=64)
@@ -378,3 +379,6 @@ def load(name_or_path, *, device=None) -> tuple[torch.Tensor, dict]:
         f"{name_or_path!r} is neither a registered reference ({', '.join(e.name for e in list_references('micrograph'))}) "
         "nor an existing file"
     )
+
+
+_registry_path = registry_path  # the old private name

@@ -25,7 +25,7 @@ import torch
 
 from .chords import ChordLengths, chord_distribution_distance, chord_lengths
 from .microstructure import as_tensor, float_microstructure
-from .statistics import _crop_lags, two_point_statistics, volume_fractions
+from .statistics import crop_lags, two_point_statistics, volume_fractions
 
 __all__ = [
     "ChordLengths",
@@ -122,7 +122,7 @@ def three_point_statistics(
         else:
             f = _cross_correlate(expanded * valid, flat, shape)
             f = torch.where(pairs > 0.5, f / pairs.clamp_min(1.0), torch.full_like(f, math.nan))
-        f = _crop_lags(f, cutoff, 2)
+        f = crop_lags(f, cutoff, 2)
         outputs.append(f.reshape(b, p, len(shifts), *f.shape[-2:]))
     return torch.cat(outputs)
 

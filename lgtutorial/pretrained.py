@@ -129,9 +129,9 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def pretrained_directory() -> Path:
     """The folder of the shipped models: ``data/pretrained`` (a checkout) or ``lgtutorial/_data/pretrained``."""
-    from .data import _registry_path
+    from .data import registry_path
 
-    return _registry_path().parent / "pretrained"
+    return registry_path().parent / "pretrained"
 
 
 def read_index(directory: Path) -> dict:

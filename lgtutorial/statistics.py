@@ -23,6 +23,7 @@ __all__ = [
     "two_point_statistics",
     "centre",
     "lag_axes",
+    "crop_lags",
 ]
 
 
@@ -53,7 +54,7 @@ def volume_fractions(microstructure) -> torch.Tensor:
     return t.flatten(2).mean(-1)
 
 
-def _crop_lags(f: torch.Tensor, cutoff: int | None, spatial_dims: int) -> torch.Tensor:
+def crop_lags(f: torch.Tensor, cutoff: int | None, spatial_dims: int) -> torch.Tensor:
     """Keep lags ``-cutoff..cutoff`` on every spatial axis, still in FFT order."""
     if cutoff is None:
         return f
@@ -121,7 +122,7 @@ def two_point_statistics(
         if mask is not None:
             raise ValueError("mask is only supported for non-periodic statistics (periodic=False)")
         f = _correlate(m, m, dims, spatial) / float(torch.tensor(spatial).prod())
-        return _crop_lags(f, cutoff, n_spatial)
+        return crop_lags(f, cutoff, n_spatial)
 
     padded = tuple(2 * s - 1 for s in spatial)
     if mask is None:
@@ -141,7 +142,7 @@ def two_point_statistics(
     pairs = pairs.round()
     f = f / pairs.clamp_min(min_pairs)
     f = torch.where(pairs >= min_pairs, f, torch.full_like(f, float("nan")))
-    return _crop_lags(f, cutoff, n_spatial)
+    return crop_lags(f, cutoff, n_spatial)
 
 
 def centre(statistics: torch.Tensor, *, spatial_dims: int | None = None) -> torch.Tensor:
@@ -164,3 +165,6 @@ def lag_axes(statistics: torch.Tensor, *, spatial_dims: int = 2) -> list[torch.T
         torch.fft.fftshift(torch.fft.fftfreq(n, d=1.0 / n)).round().to(torch.int64)
         for n in statistics.shape[-spatial_dims:]
     ]
+
+
+_crop_lags = crop_lags  # the old private name
