@@ -38,43 +38,11 @@ def _chapter_7_chord_distance(comparison, model, phase, axis):
     return 0.5 * float((ref.distribution(longest) - other.distribution(longest)).abs().sum())
 
 
-def _chapter_7_chord_table(comparison, models):
-    lines = ["| model | phase | n | x-chord (px) | y-chord (px) | feature size (px) |", "|---|---|---|---|---|---|"]
-    for r in comparison.rows:
-        if r["model"] in models:
-            lines.append(f"| {r['model']} | {r['phase']} | {r['n_samples']} | {r['chord_x_mean']:.2f} ± "
-                         f"{r['chord_x_std']:.2f} | {r['chord_y_mean']:.2f} ± {r['chord_y_std']:.2f} | "
-                         f"{r['feature_size_mean']:.2f} ± {r['feature_size_std']:.2f} |")
-    return "\n".join(lines)
-
-
-def _case_study_1_chord_table(comparison, models):
-    lines = ["| model | phase | n | volume fraction | x-chord (px) | y-chord (px) | feature size (px) |",
-             "|---|---|---|---|---|---|---|"]
-    for row in comparison.rows:
-        if row["model"] in models:
-            lines.append(
-                f"| {row['model']} | {row['phase']} | {row['n_samples']} | {row['volume_fraction_mean']:.4f} ± "
-                f"{row['volume_fraction_std']:.4f} | {row['chord_x_mean']:.2f} ± {row['chord_x_std']:.2f} | "
-                f"{row['chord_y_mean']:.2f} ± {row['chord_y_std']:.2f} | {row['feature_size_mean']:.2f} ± "
-                f"{row['feature_size_std']:.2f} |")
-    return "\n".join(lines)
-
-
 PAPER_X = {"reference": ((3.1, 2.8), (48, 52), (2.0, 1.5)), "GRF": ((5.7, 5.3), (13, 20), (5.3, 5.9))}
 
 
-def _chapter_8_chord_table(table, axis):
-    order = (0, 2, 1)
-    lines = [f"| {axis}-chords (px) | " + " | ".join(PHASES[k] for k in order) + " |", "|---|---|---|---|"]
-    for model in ("reference", "GRF", "hybrid"):
-        cells = [f"{table[model, k][f'chord_{axis}_mean']:.1f} ± {table[model, k][f'chord_{axis}_std']:.1f}"
-                 for k in order]
-        lines.append(f"| {model}, ours | " + " | ".join(cells) + " |")
-    if axis == "x":
-        for model, values in PAPER_X.items():
-            lines.append(f"| {model}, paper | " + " | ".join(f"{values[k][0]:g} ± {values[k][1]:g}" for k in order) + " |")
-    return "\n".join(lines)
+def _cells(line: str) -> list:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def _rows(comparison):
@@ -129,14 +97,33 @@ def test_fine_phases_are_those_whose_chords_fit_half_a_patch(comparison):
 
 def test_chord_tables_are_the_ones_the_chapters_and_render_scripts_wrote(comparison):
     models = ["reference", "GRF", "hybrid"]
-    assert chord_table(comparison, models) == _chapter_7_chord_table(comparison, models)
-    assert comparison.chord_table(["hybrid"]) == _chapter_7_chord_table(comparison, ["hybrid"])
-    assert chord_table(comparison, models, volume_fraction=True) == _case_study_1_chord_table(comparison, models)
+    pm = "{:.2f} ± {:.2f}".format
+    # chapter 7 (one row per model and phase) and the case-study-1 render script (with the volume fraction)
+    for volume_fraction in (False, True):
+        lines = chord_table(comparison, models, volume_fraction=volume_fraction).splitlines()
+        assert _cells(lines[0]) == ["model", "phase", "n"] + (["volume fraction"] if volume_fraction else []) + [
+            "x-chord (px)", "y-chord (px)", "feature size (px)"]
+        assert lines[1] == "|" + "---|" * len(_cells(lines[0]))
+        assert len(lines) == 2 + len(comparison.rows)
+        for line, r in zip(lines[2:], comparison.rows):
+            vf = ["{:.4f} ± {:.4f}".format(r["volume_fraction_mean"], r["volume_fraction_std"])] if volume_fraction else []
+            assert _cells(line) == [r["model"], r["phase"], str(r["n_samples"]), *vf, pm(r["chord_x_mean"], r["chord_x_std"]),
+                                    pm(r["chord_y_mean"], r["chord_y_std"]),
+                                    pm(r["feature_size_mean"], r["feature_size_std"])]
+    assert comparison.chord_table(["hybrid"]).count("| hybrid |") == 3
+    # chapter 8 and the case-study-2 render script: the paper's layout, columns yellow, dark blue, teal
+    rows, order = _rows(comparison), (0, 2, 1)
     for axis in ("x", "y"):
-        extra = {f"{m}, paper": [PAPER_X[m][k] for k in (0, 2, 1)] for m in PAPER_X} if axis == "x" else None
-        ours = chord_table_by_phase(comparison, axis, models=models, order=(0, 2, 1), label="{model}, ours",
-                                    extra_rows=extra)
-        assert ours == _chapter_8_chord_table(_rows(comparison), axis)
+        extra = {f"{m}, paper": [PAPER_X[m][k] for k in order] for m in PAPER_X} if axis == "x" else None
+        lines = chord_table_by_phase(comparison, axis, models=models, order=order, label="{model}, ours",
+                                     extra_rows=extra).splitlines()
+        assert lines[0] == f"| {axis}-chords (px) | yellow | dark blue | teal |" and lines[1] == "|---|---|---|---|"
+        for line, model in zip(lines[2:5], models):
+            assert _cells(line) == [f"{model}, ours"] + ["{:.1f} ± {:.1f}".format(rows[model, k][f"chord_{axis}_mean"],
+                                                                             rows[model, k][f"chord_{axis}_std"])
+                                                        for k in order]
+        assert lines[5:] == ([f"| {m}, paper | " + " | ".join(f"{PAPER_X[m][k][0]:g} ± {PAPER_X[m][k][1]:g}" for k in order)
+                              + " |" for m in PAPER_X] if axis == "x" else [])
     labelled = comparison.chord_table_by_phase("x", corner="structures", label="{model}, ours (n = {n})")
     assert labelled.splitlines()[0] == "| structures | yellow | teal | dark blue |"
     assert labelled.splitlines()[3].startswith("| GRF, ours (n = 3) | ")
