@@ -36,7 +36,8 @@ def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: s
     from lgtutorial import data, pretrained
     from lgtutorial.settings import resolve_device
     from lgtutorial.volume import VolumeGenerator
-    from lgtutorial.volume_statistics import isotropic_statistics, slice_statistics
+    from lgtutorial.volume_slices import slice_statistics
+    from lgtutorial.volume_statistics import isotropic_statistics
 
     device = resolve_device(device_name)
     micrograph, _ = data.load(REFERENCE)

@@ -60,6 +60,7 @@ __all__ = [
 # 3D generation from one 2D micrograph (lgtutorial.volume*)
 from .volume import VolumeGenerator  # noqa: E402
 from .volume_export import save_tiff_stack  # noqa: E402
-from .volume_statistics import isotropic_statistics, slice_statistics  # noqa: E402
+from .volume_slices import slice_statistics  # noqa: E402
+from .volume_statistics import isotropic_statistics  # noqa: E402
 
 __all__ += ["VolumeGenerator", "isotropic_statistics", "save_tiff_stack", "slice_statistics"]

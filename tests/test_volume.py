@@ -15,13 +15,12 @@ from lgtutorial.unet import ScoreUNet
 from lgtutorial.volume import VolumeGenerator
 from lgtutorial.volume_export import load_tiff_stack, plot_orthogonal_slices, save_tiff_stack
 from lgtutorial.volume_score import SliceScore, slice_score
+from lgtutorial.volume_slices import slice_statistics, volume_slices
 from lgtutorial.volume_statistics import (
     ORIENTATIONS,
     isotropic_statistics,
     radial_profiles,
-    slice_statistics,
     transversely_isotropic_statistics,
-    volume_slices,
 )
 
 
