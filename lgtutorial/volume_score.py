@@ -47,7 +47,7 @@ class SliceScore:
     and :attr:`slices` (2D slices through the network).
 
     Args:
-        score_fn: 2D ``score_fn(x, sigma)`` on ``(b, C, a, b)``; ``sigma`` a number, a 0-d tensor or ``(b,)``.
+        score_fn: 2D ``score_fn(x, sigma)`` on slices ``(m, C, h, w)``; ``sigma`` a number, a 0-d tensor or ``(m,)``.
         channels: ``C``.
         chunk_size: slices per call of ``score_fn`` (bounds memory: about ``chunk_size * a * b``
             voxels of activations at once).

@@ -280,7 +280,9 @@ def test_shipped_case1_model_refines_a_volume_of_nbsa_statistics():
 
     micrograph, _ = data.load("nbsa-proxy")
     model, sigmas = pretrained.load_with_sigmas("lgtutorial-case1")
-    generator = VolumeGenerator.from_micrograph(micrograph, model, shape=(32, 32, 32), sigmas=sigmas, sampler="fast")
+    # one round of orientation passes keeps the test near half a minute (the default two: benchmarks/volume_cost.py)
+    generator = VolumeGenerator.from_micrograph(micrograph, model, shape=(32, 32, 32), sigmas=sigmas, sampler="fast",
+                                                rounds=1)
     samples = generator.sample(1, seed=0, return_grf=True, progress=False)
     assert not samples.degenerate
     hybrid = slice_statistics(samples.volumes, micrograph, reference_periodic=True)
