@@ -5,13 +5,13 @@ ensemble), then collect what its report checks: volume-fraction error of the hyb
 chord-length-distribution distance of GRF and hybrid per phase, degenerate (collapsed) samples, the
 steps trained and the wall-clock time of each stage. One row per micrograph, written after each
 micrograph (atomically), so an interrupted run resumes where it stopped (``--resume``), and a
-contact sheet (reference, GRF, hybrid for every micrograph) beside the table.
+picture per micrograph (reference, GRF, hybrid) in ``fit_registered_cpu/`` beside the table.
 
     OMP_NUM_THREADS=2 python benchmarks/fit_registered.py --minutes 8 \
         --output benchmarks/results/fit_registered_cpu.md --work lgtutorial-output/fit-registered
 
 Needs the registered files (``LGTUTORIAL_DATA`` or the cache). The fitted folders stay in ``--work``
-(not committed: the weights and figures are large; the table and the sheet are what is committed).
+(not committed: the weights and figures are large; the table, its JSON and the pictures are).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import traceback
 from pathlib import Path
 
 import torch
-
 from _report import emit_table
 
 CASE_STUDY_SOURCES = ("nbsa", "nbsa-proxy", "nbsa-standin", "ti-alpha-beta")
@@ -45,6 +44,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default=None, help="Markdown table (a .json of the same name is written beside)")
     parser.add_argument("--resume", action="store_true", help="keep the micrographs already done in the .json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples per report")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -64,7 +64,8 @@ def main(argv=None) -> None:
         try:
             # a folder with a checkpoint and no report is a fit that stopped after (or during) training
             resume = (work / name / "plan.json").is_file() and (work / name / "checkpoint.pt").is_file()
-            result = lg.fit(name, minutes=args.minutes, output=work / name, resume=resume, progress=False)
+            result = lg.fit(name, minutes=args.minutes, output=work / name, resume=resume, progress=False,
+                            n_samples=args.samples)
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
                           "patch_size": result.plan.patch_size}
@@ -73,14 +74,15 @@ def main(argv=None) -> None:
                           "seconds": {"total": time.perf_counter() - started}}
             traceback.print_exc()
         print(f"{name}: {rows[name]['status']} in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        if rows[name]["status"] == "done":
+            _panel(name, rows[name], args.output)
         _write(rows, names, args, json_path)
-    _contact_sheet(rows, names, args)
 
 
-def _table(rows: dict, names: list[str], minutes: float) -> str:
+def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
     lines = [f"`lgtutorial fit MICROGRAPH --minutes {minutes:g}` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
-             f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), 4 samples at the "
+             f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), {samples} samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
              "larger of x and y), per phase GRF -> hybrid.", "",
              "| micrograph | phases | patch | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
@@ -114,42 +116,44 @@ def _table(rows: dict, names: list[str], minutes: float) -> str:
 def _write(rows, names, args, json_path) -> None:
     from lgtutorial._io import atomic_write
 
-    emit_table(_table(rows, names, args.minutes), args.output)
+    emit_table(_table(rows, names, args.minutes, args.samples), args.output)
     if json_path is not None:
         with atomic_write(json_path, "w") as handle:
-            handle.write(json.dumps({"minutes": args.minutes, "threads": torch.get_num_threads(),
+            handle.write(json.dumps({"minutes": args.minutes, "samples": args.samples, "threads": torch.get_num_threads(),
                                      "torch": str(torch.__version__), "rows": [rows[n] for n in names if n in rows]},
                                     indent=2, default=str))
 
 
-def _contact_sheet(rows, names, args) -> None:
-    """Reference, first GRF and first hybrid sample of each fitted micrograph, one row each."""
-    if not args.output:
+def _panel(name: str, row: dict, output: str | None) -> None:
+    """Reference, first GRF and first hybrid sample of one fitted micrograph, beside the table
+    (``fit_registered/NAME.png``): written when its row is done, so a run spread over several
+    sessions keeps every picture although the fitted folders are not committed."""
+    if not output:
         return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     import numpy as np
 
     from lgtutorial import data
     from lgtutorial._io import atomic_write
     from lgtutorial.plotting import show_microstructures
 
-    done = [n for n in names if rows.get(n, {}).get("status") == "done"]
-    if not done:
-        return
-    fig, axes = plt.subplots(len(done), 3, figsize=(7.5, 2.6 * len(done)), squeeze=False)
-    for row_axes, name in zip(axes, done):
-        folder = Path(rows[name]["output"])
-        reference, _ = data.load(name)
-        grf, hybrid = np.load(folder / "grf.npy"), np.load(folder / "samples.npy")
-        show_microstructures([reference[0], torch.from_numpy(grf[0]), torch.from_numpy(hybrid[0])],
-                             [f"{name}: reference", "GRF", "hybrid"], axes=row_axes, n_phases=reference.shape[1])
+    folder = Path(row["output"])
+    reference, _ = data.load(name)
+    grf, hybrid = np.load(folder / "grf.npy"), np.load(folder / "samples.npy")
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 3.2))
+    show_microstructures([reference[0], torch.from_numpy(grf[0]), torch.from_numpy(hybrid[0])],
+                         [f"{name}: reference", "GRF", f"hybrid ({row['training']['steps_done']:,} steps)"],
+                         axes=axes, n_phases=reference.shape[1])
+    for ax in axes:
+        ax.title.set_fontsize(9)
     fig.tight_layout()
-    with atomic_write(Path(args.output).with_suffix(".png")) as handle:
-        fig.savefig(handle, format="png", dpi=110)
+    target = Path(output).with_suffix("") / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target) as handle:
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
 
 
