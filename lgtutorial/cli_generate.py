@@ -3,7 +3,8 @@
 :func:`run_generate` is the library function behind the subcommand (and ``lgtutorial demo``); it
 picks the statistics (a reference, a ``.npy`` of 2-point statistics, or those the model carries), the
 model (by the number of phases, :func:`lgtutorial.pretrained.default_model`) and the target shift,
-then writes ``samples.npy``, ``grf.npy``, ``samples.png`` and ``summary.json``.
+then writes ``samples.npy``, ``grf.npy``, ``samples.png`` and ``summary.json``. With ``--dims 3`` the
+subcommand hands over to :func:`lgtutorial.cli_volume.run_generate_volume` (volumes from the 2D statistics).
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from . import settings as settings_module
 from ._io import OUTPUT_ROOT, save_figure, save_npy, save_text
 from .extrapolation import load_statistics_row
 
-__all__ = ["run_generate", "DegenerateSamples", "DEFAULT_MODEL"]
+__all__ = ["run_generate", "DegenerateSamples", "DEFAULT_MODEL", "model_statistics", "check_model_material"]
 
 
 def _add_generate(subparsers) -> None:
     parser = subparsers.add_parser(
-        "generate", help="hybrid microstructures: GRF samples refined by a score model (the paper's method)"
+        "generate", help="hybrid microstructures: GRF samples refined by a score model (the paper's method); "
+                         "--dims 3 for volumes"
     )
     settings_module.add_arguments(parser, settings_module.HybridSettings)
     parser.add_argument("--output", type=Path, default=None,
                         help="output folder (default: lgtutorial-output/generate-REFERENCE)")
+    volumes = parser.add_argument_group(
+        "3D volumes", "the options above apply to volumes too, except --statistics, --periodic and --padding "
+                      "(volumes are periodic along all three axes)")
+    settings_module.add_arguments(volumes, settings_module.VolumeSettings)
 
 
 def _mean_chord_lengths(microstructures) -> list:
@@ -40,7 +46,7 @@ def _mean_chord_lengths(microstructures) -> list:
 DEFAULT_MODEL = "lgtutorial-case1"
 
 
-def _model_statistics(model_name: str):
+def model_statistics(model_name: str):
     """The statistics a model carries, else those of its training micrograph when that can be loaded."""
     from .pretrained import statistics_for_model
 
@@ -56,7 +62,7 @@ class DegenerateSamples(RuntimeError):
     """Some generated samples failed the guard; the outputs were written all the same."""
 
 
-def _check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
+def check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
     """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
     from .material import compare_with_training_material
     from .pretrained import statistics_for_model
@@ -97,14 +103,14 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     else:  # the statistics the model carries: those of the micrograph it was trained on
         model_name = settings.model or DEFAULT_MODEL
         model, sigmas = load_score_model(model_name, device=device)
-        material = _model_statistics(model_name)
+        material = model_statistics(model_name)
         row, name, phases = material.statistics_row(), material.name, material.phases
     phases = phases or [f"phase {n}" for n in range(row.shape[0])]
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
     if material is None:
         model_name = settings.model or default_model(row.shape[0])
         model, sigmas = load_score_model(model_name, device=device)
-        _check_model_material(model_name, row, name, force=settings.force)
+        check_model_material(model_name, row, name, force=settings.force)
     options = generator_options(settings, model_name)
     shift = options["volume_fraction_shift"]
     generator = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigmas=sigmas, **options)
@@ -171,8 +177,18 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
     return out
 
 
+_model_statistics, _check_model_material = model_statistics, check_model_material  # the old private names
+
+
 def _run_generate(args) -> int:
-    run_generate(settings_module.from_arguments(settings_module.HybridSettings, args), args.output)
+    settings = settings_module.from_arguments(settings_module.HybridSettings, args)
+    volume = settings_module.from_arguments(settings_module.VolumeSettings, args)  # refuses 3D options without --dims 3
+    if volume.dims == 3:
+        from .cli_volume import run_generate_volume
+
+        run_generate_volume(settings, volume, args.output)
+    else:
+        run_generate(settings, args.output)
     return 0
 
 

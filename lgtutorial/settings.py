@@ -18,7 +18,7 @@ from . import schedules
 from .samplers import DEFAULT_SAMPLER
 
 __all__ = ["GRFSettings", "EvaluationSettings", "UNetSettings", "UNET_PRESETS", "TrainingSettings", "TRAINING_PRESETS",
-           "HybridSettings", "add_arguments", "from_arguments", "resolve_device"]
+           "HybridSettings", "VolumeSettings", "add_arguments", "from_arguments", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -442,3 +442,31 @@ class HybridSettings:
             "guard": (optional(lambda v: _is_number(v) and 0 < v <= 1), "a volume-fraction error in (0, 1], or none"),
             "sampler": (one_of(*SAMPLERS), "one of " + ", ".join(SAMPLERS)),
         })
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    """3D volumes from one 2D micrograph (``lgtutorial generate --dims 3``, :class:`lgtutorial.volume.VolumeGenerator`;
+    its defaults, tested to agree). The hybrid's options of :class:`HybridSettings` apply as well."""
+
+    dims: int = 2
+    """2: square samples (the paper's method); 3: cubic volumes of side --size (default 64) from the 2D statistics under isotropy, refined slice by slice by the 2D score model: two phases, equiaxed or randomly oriented features only (book chapter 10)"""
+    scheme: str = "passes"
+    """--dims 3: 'passes' (one slice orientation at a time, xy, xz, yz, --rounds times) or 'mean' (the three orientations' scores averaged: turns grey; for comparison)"""
+    rounds: int = 2
+    """--dims 3, scheme 'passes': how many times the three orientations are visited"""
+    sigma_pass: float = 0.3
+    """--dims 3, scheme 'passes': the noise level every pass after the first re-noises the volume to"""
+
+    def __post_init__(self):
+        check_settings(self, {
+            "dims": (one_of(2, 3), "2 (square samples) or 3 (cubic volumes)"),
+            "scheme": (one_of("passes", "mean"), "'passes' or 'mean'"),
+            "rounds": (positive_int, "a positive integer"),
+            "sigma_pass": (positive_number, "a positive finite noise level"),
+        })
+        if self.dims == 2:
+            changed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
+                       if f.name != "dims" and getattr(self, f.name) != f.default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)}: options of 3D volumes; add --dims 3 (or leave them out)")
