@@ -43,3 +43,13 @@ def test_a_stub_that_does_not_raise_is_refused():
     stub.source = "def answer(x):\n    raise NotImplementedError\n"
     edition, found = student_edition.student_notebook(notebook, "demo.ipynb")
     assert found == [["answer"]]
+
+
+def test_the_instructors_table_in_the_readme_names_every_exercise():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**For instructors"):readme.index("**Browser check.**")]
+    for source in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in nbformat.read(source, as_version=4).cells:
+            if "exercise" in _tags(cell):
+                for name in student_edition.exercise_functions(cell.source):
+                    assert f"`{name}`" in section, f"README's instructor table misses {name} ({source.name})"
