@@ -8,7 +8,8 @@ checkpoint), domain and seeds:
   sigma_c = 0.75, one step per level: 568 network evaluations, float32, eager);
 * ``fast``: :data:`lgtutorial.samplers.SAMPLERS` ``["fast"]`` (what ``lgtutorial generate`` uses);
 * ``fast-compiled``: the same with ``torch.compile``;
-* optionally others (``--arms``; see ``ARMS``): the levers tried on the way.
+* optionally the other named samplers (``--arms``; see ``ARMS``); the levers tried on the way to
+  ``fast`` and what they measured are the table "What was tried" of chapter 5.
 
 Cost: seconds per sample (after a warm-up evaluation; one-off set-up such as ``torch.compile`` is
 timed separately), score evaluations per sample (counted by the generator, ``HybridGenerator.evaluations``,
@@ -25,8 +26,9 @@ reference is at most the faithful arm's distance plus the faithful arm's sample 
 
 Run: LGTUTORIAL_DATA=../shared/data python benchmarks/hybrid_fast_vs_faithful.py --size 256 \\
      --samples 8 --faithful-samples 3 [--arms faithful,fast,fast-compiled] [--threads 1] [--output FILE]
-Prints Markdown tables (also written to --output); timings, not assertions. Faithful 256 x 256
-samples take minutes each on a CPU.
+Prints Markdown tables (also written to --output; by default nothing is written, so the committed
+benchmarks/results/hybrid_fast_vs_faithful_cpu*.md stay as they are); timings, not assertions.
+Faithful 256 x 256 samples take minutes each on a CPU.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import math
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 from _report import emit_table
@@ -45,7 +46,7 @@ from lgtutorial import load_reference
 from lgtutorial.chords import chord_distribution_distance, chord_lengths
 from lgtutorial.extrapolation import statistics_row
 from lgtutorial.hybrid import HybridGenerator, default_volume_fraction_shift, finalize, load_score_model
-from lgtutorial.samplers import SAMPLERS, with_options
+from lgtutorial.samplers import SAMPLERS
 from lgtutorial.settings import resolve_device
 from lgtutorial.statistics import two_point_statistics
 
@@ -53,73 +54,12 @@ MODEL = "nbsa-authors-checkpoint"
 REFERENCE = "nbsa-proxy"
 PATCH = 40  # side of the model's training patches (px)
 
-# The levers below were tried on the first fast sampler ("fast-v1"); "fast-sharp" is one of them
-# ("pc-61x2-end-0.1"), and "fast" is that with corrector steps of 0.3 sigma^2.
-_FAST = SAMPLERS["fast-v1"]
-_FAITHFUL = SAMPLERS["faithful"]
-_SDE50 = with_options(_FAST, sigma_end=None)  # the fast schedule run on down to sigma_L = 0.01
-#: Configurations that can be timed (``--arms``): the two named ones and the levers tried on the way
-#: (evaluation counts for the 2-phase model's 20 -> 0.01 schedule from sigma_c = 0.75).
-ARMS = {
-    "faithful": _FAITHFUL,
-    "fast": SAMPLERS["fast"],
-    # per-evaluation levers on the fast configuration
-    "fast-compiled": SAMPLERS["fast-compiled"],
-    "fast-v1": SAMPLERS["fast-v1"],
-    "fast-sharp": SAMPLERS["fast-sharp"],
-    "fast-predictor-only": SAMPLERS["fast-predictor-only"],
-    "fast-contiguous": with_options(_FAST, channels_last=False),
-    # plain coarse schedules: annealed Langevin on 50 levels with the paper's step, or with eps = sigma^2
-    # (the cap of lgtutorial.training.shortened_schedule)
-    "langevin-50": with_options(_FAITHFUL, levels=88),
-    "langevin-50-eps=sigma^2": with_options(_FAITHFUL, levels=88, step_lr=1e-4),
-    # the reverse-SDE predictor down to 0.01 (50 evaluations), the likelihood at x1, x2, x4 (chosen), x8
-    "sde-50-likelihood-x1": with_options(_SDE50, likelihood_scale=1.0),
-    "sde-50-likelihood-x2": with_options(_SDE50, likelihood_scale=2.0),
-    "sde-50": _SDE50,
-    "sde-50-likelihood-x8": with_options(_SDE50, likelihood_scale=8.0),
-    "sde-50-no-denoise": with_options(_SDE50, denoise=False),
-    # noise sigma_c z added to the GRF start first (SDEdit), at x1 and x4
-    "sde-50-noised-start-x1": with_options(_SDE50, start_noise=1.0, likelihood_scale=1.0),
-    "sde-50-noised-start": with_options(_SDE50, start_noise=1.0),
-    "fast-start-noise-0.3": with_options(_FAST, start_noise=0.3),
-    "fast-start-noise-0.5": with_options(_FAST, start_noise=0.5),
-    "pc-41-to-0.05-x2": with_options(_FAST, levels=60, corrector_steps=1, likelihood_scale=2.0),
-    # predictor-corrector: 27 levels, one Langevin corrector step (eps = 0.2 sigma^2) after each predictor
-    "pc-53": with_options(_SDE50, levels=46, corrector_steps=1),
-    # fewer levels down to 0.01, and more levels down to 0.05
-    "sde-35": with_options(_SDE50, levels=60),
-    "sde-47-to-0.05": with_options(_FAST, levels=130),
-    # the volume fraction of Eq. (12) measured on the Tweedie estimate instead of the noisy iterate
-    "fast-vf-denoised": with_options(_FAST, likelihood_on="denoised"),
-    "fast-vf-denoised-x1": with_options(_FAST, likelihood_on="denoised", likelihood_scale=1.0),
-    # Langevin steps at the first level before the first predictor step (more time where the
-    # faithful run spends most of its steps)
-    "fast-initial-8": with_options(_FAST, initial_correctors=8),
-    "fast-initial-8-vf-denoised": with_options(_FAST, initial_correctors=8, likelihood_on="denoised"),
-    "pc2-initial-12-vf-denoised": with_options(_FAST, corrector_steps=2, initial_correctors=12,
-                                               likelihood_on="denoised"),
-    # denoised measurement with more, shorter steps: 31 levels, 2 correctors; 4 correctors of 0.4 sigma^2
-    "pc-31x2-vf-denoised": with_options(_FAST, levels=31, corrector_steps=2, likelihood_on="denoised"),
-    "pc-21x4-vf-denoised": with_options(_FAST, corrector_steps=4, corrector_ratio=0.4, likelihood_on="denoised"),
-    # SDEdit-style noise on the GRF start, with the denoised measurement (which the noise does not bias)
-    "fast-vf-denoised-start-noise-0.5": with_options(_FAST, likelihood_on="denoised", start_noise=0.5),
-    "fast-vf-denoised-start-noise-1": with_options(_FAST, likelihood_on="denoised", start_noise=1.0),
-    # the Tweedie step from a larger last level (its posterior mean smooths slivers away)
-    "fast-vf-denoised-end-0.03": with_options(_FAST, likelihood_on="denoised", sigma_end=0.03),
-    "fast-vf-denoised-end-0.06": with_options(_FAST, likelihood_on="denoised", sigma_end=0.06),
-    "fast-vf-denoised-end-0.1": with_options(_FAST, likelihood_on="denoised", sigma_end=0.1),
-    # finer schedules between sigma_c and 0.1, where the features form
-    "pc-41x3-end-0.1": with_options(_FAST, levels=41, likelihood_on="denoised", sigma_end=0.1),
-    "pc-41x2-end-0.1": with_options(_FAST, levels=41, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
-    "pc-61x2-end-0.1": with_options(_FAST, levels=61, corrector_steps=2, likelihood_on="denoised", sigma_end=0.1),
-    "pc-61x1-end-0.1": with_options(_FAST, levels=61, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
-    "pc-81x1-end-0.1": with_options(_FAST, levels=81, corrector_steps=1, likelihood_on="denoised", sigma_end=0.1),
-    # a smaller corrector step than fast's 0.3 sigma^2 (0.5, fast-sharp, diverged with the young 3-phase model)
-    "fast-corrector-0.2": with_options(SAMPLERS["fast"], corrector_ratio=0.2),
-    "pc-21x6r0.3-end-0.1": with_options(_FAST, corrector_steps=6, corrector_ratio=0.3, likelihood_on="denoised",
-                                        sigma_end=0.1),
-}
+#: Configurations that can be timed (``--arms``): the named samplers of :data:`lgtutorial.samplers.SAMPLERS`
+#: (``faithful``, ``fast``, ``fast-compiled``, ``fast-sharp``, ``fast-v1``, ``fast-predictor-only``). The other
+#: levers tried on the way to ``fast``, their evaluation counts and what the committed tables measured for
+#: them are listed in chapter 5 (book/05_conditional_sampling.ipynb, "What was tried"); any of them can be
+#: timed again by adding ``lgtutorial.samplers.with_options(SAMPLERS[...], ...)`` here.
+ARMS = dict(SAMPLERS)
 
 
 def peak_memory_reset(device: torch.device) -> float:
@@ -319,7 +259,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None,
-                        help="Markdown file (default: benchmarks/results/hybrid_fast_vs_faithful_<device>.md; '' for none)")
+                        help="also write the tables to this Markdown file (default: print only)")
     args = parser.parse_args()
     names = [name.strip() for name in args.arms.split(",") if name.strip()]
     unknown = [name for name in names if name not in ARMS]
@@ -353,11 +293,8 @@ def main() -> None:
         f"Fast vs faithful hybrid sampling: {MODEL}, {REFERENCE} statistics, {args.size}x{args.size} px, 2 phases, "
         f"sigma_c = 0.75, batch {args.batch_size} ({hardware}, torch {torch.__version__})"
     )
-    output = args.output
-    if output is None:
-        output = str(Path(__file__).parent / "results" / f"hybrid_fast_vs_faithful_{device.type}.md")
     starting = per_sample_statistics(grf, reference, grf)
-    emit_table(tables(arms, reference_statistics(reference), statistics, starting, header), output or None)
+    emit_table(tables(arms, reference_statistics(reference), statistics, starting, header), args.output or None)
 
 
 if __name__ == "__main__":

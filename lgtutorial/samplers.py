@@ -3,8 +3,8 @@
 The paper refines a GRF sample by annealed Langevin dynamics over the levels of the 1000-level
 training schedule below ``sigma_c = 0.75``: 568 network evaluations per 2-phase sample (Section
 3.3 of Robertson et al. 2023). :data:`SAMPLERS` names that configuration ``"faithful"`` and sets a
-``"fast"`` one beside it, chosen by measurement (``benchmarks/hybrid_fast_vs_faithful.py``, whose
-``ARMS`` hold the alternatives tried):
+``"fast"`` one beside it, chosen by measurement (``benchmarks/hybrid_fast_vs_faithful.py`` times the
+named ones; the table "What was tried" of chapter 5 lists every alternative tried and what it measured):
 
 * a predictor-corrector scheme (Song et al. 2021): the reverse-VE-SDE predictor
   (:func:`lgtutorial.sampling.reverse_diffusion`) on a geometric schedule of 61 levels over the
