@@ -1,6 +1,8 @@
 """The case studies' chord checks and tables (lgtutorial.criteria), against the code they replace."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +129,126 @@ def test_chord_tables_are_the_ones_the_chapters_and_render_scripts_wrote(compari
     labelled = comparison.chord_table_by_phase("x", corner="structures", label="{model}, ours (n = {n})")
     assert labelled.splitlines()[0] == "| structures | yellow | teal | dark blue |"
     assert labelled.splitlines()[3].startswith("| GRF, ours (n = 3) | ")
+
+
+# -- the render scripts (book/figures/make_case_study_{1,2}.py) call these functions -----------------------
+FIGURES = Path(__file__).resolve().parents[1] / "book" / "figures"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, FIGURES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# What the scripts computed for themselves before they called the package (kept as the specification).
+def _case_1_done_criterion(comparison, *, patch_size, paper_spread):
+    rows = {(r["model"], r["phase"]): r for r in comparison.rows}
+    phases, chords_ok = {}, True
+    for index, phase in enumerate(comparison.phase_names):
+        reference = rows[("reference", phase)]
+        fine = max(reference["chord_x_mean"], reference["chord_y_mean"]) <= patch_size / 2
+        result = {"fine": fine}
+        for axis in ("x", "y"):
+            distances = {m: _chapter_7_chord_distance(comparison, m, index, axis) for m in ("GRF", "hybrid")}
+            result[f"{axis}_distribution_distance"] = distances
+            result[f"{axis}_mean_error_px"] = {m: rows[(m, phase)][f"chord_{axis}_mean"] - reference[f"chord_{axis}_mean"]
+                                               for m in ("GRF", "hybrid")}
+            result[f"{axis}_hybrid_closer"] = distances["hybrid"] < distances["GRF"]
+            chords_ok &= (not fine) or result[f"{axis}_hybrid_closer"]
+        phases[phase] = result
+    error = rows[("hybrid", comparison.phase_names[-1])]["volume_fraction_error"]
+    return {"phases": phases, "chords_closer_for_every_fine_phase": bool(chords_ok), "volume_fraction_error": error,
+            "volume_fraction_std": rows[("hybrid", comparison.phase_names[-1])]["volume_fraction_std"],
+            "paper_spread": paper_spread, "volume_fraction_within_paper_spread": bool(abs(error) <= paper_spread),
+            "holds": bool(chords_ok and abs(error) <= paper_spread)}
+
+
+def _case_1_chord_table(comparison, models):
+    lines = ["| model | phase | n | volume fraction | x-chord (px) | y-chord (px) | feature size (px) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in comparison.rows:
+        if row["model"] in models:
+            lines.append(
+                f"| {row['model']} | {row['phase']} | {row['n_samples']} | {row['volume_fraction_mean']:.4f} ± "
+                f"{row['volume_fraction_std']:.4f} | {row['chord_x_mean']:.2f} ± {row['chord_x_std']:.2f} | "
+                f"{row['chord_y_mean']:.2f} ± {row['chord_y_std']:.2f} | {row['feature_size_mean']:.2f} ± "
+                f"{row['feature_size_std']:.2f} |")
+    return "\n".join(lines)
+
+
+def _case_2_chord_table(comparison, paper, *, axis):
+    rows, order = _rows(comparison), (0, 2, 1)
+    lines = ["| structures | " + " | ".join(comparison.phase_names[k] for k in order) + " |", "|---" * 4 + "|"]
+    for model in ("reference", *comparison.models):
+        cells = [f"{rows[model, k][f'chord_{axis}_mean']:.1f} ± {rows[model, k][f'chord_{axis}_std']:.1f}" for k in order]
+        lines.append(f"| {model}, ours (n = {rows[model, 0]['n_samples']}) | " + " | ".join(cells) + " |")
+    if axis == "x":
+        for model in ("reference", "GRF", "hybrid"):
+            lines.append(f"| {model}, paper | " + " | ".join(f"{paper[model][k][0]:g} ± {paper[model][k][1]:g}"
+                                                           for k in order) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _case_2_done_criterion(comparison, fine_phases_, paper_errors):
+    rows, chords = _rows(comparison), {}
+    for phase in fine_phases_:
+        for axis in ("x", "y"):
+            key, reference = f"chord_{axis}_mean", rows["reference", phase][f"chord_{axis}_mean"]
+            gap = {model: abs(rows[model, phase][key] - reference) for model in ("GRF", "hybrid")}
+            chords[f"{comparison.phase_names[phase]} {axis}"] = {
+                "reference": reference, "GRF": rows["GRF", phase][key], "hybrid": rows["hybrid", phase][key],
+                "hybrid_closer": bool(gap["hybrid"] < gap["GRF"])}
+    fractions = {}
+    for phase, (mean, std) in enumerate(paper_errors):
+        error = rows["hybrid", phase]["volume_fraction_error"]
+        fractions[comparison.phase_names[phase]] = {"error": error, "allowed": abs(mean) + std,
+                                                    "within": bool(abs(error) <= abs(mean) + std)}
+    return {"chords": chords, "volume_fractions": fractions,
+            "hybrid_chords_closer_for_every_fine_phase": all(c["hybrid_closer"] for c in chords.values()),
+            "volume_fractions_within_paper_spread": all(f["within"] for f in fractions.values())}
+
+
+def test_case_study_1_script_gives_what_its_own_functions_gave(comparison):
+    script = _script("make_case_study_1")
+    assert not hasattr(script, "chord_distance") and script.chord_table is chord_table, "the package's, imported"
+    for patch in (2, 8, 64):  # no phase fine, some, all
+        for spread in (0.0, 1.0):
+            assert script.done_criterion(comparison, patch_size=patch, paper_spread=spread) == \
+                _case_1_done_criterion(comparison, patch_size=patch, paper_spread=spread)
+    models = ["reference", "GRF", "hybrid"]
+    assert script.chord_table(comparison, models, volume_fraction=True) == _case_1_chord_table(comparison, models)
+
+
+def test_case_study_2_script_gives_what_its_own_functions_gave(comparison):
+    script = _script("make_case_study_2")
+    assert not hasattr(script, "_save_figure") and not hasattr(script, "_save_text")
+    for axis in ("x", "y"):
+        assert script.chord_table(comparison, axis=axis) == _case_2_chord_table(comparison, script.PAPER["x_chord"],
+                                                                               axis=axis)
+    assert script.done_criterion(comparison) == _case_2_done_criterion(
+        comparison, script.FINE_PHASES, script.PAPER["hybrid_volume_fraction_error"])
+
+
+def test_the_scripts_writers_are_the_package_s(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lgtutorial._io import atomic_write, save_figure, save_text
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    old = figure()  # what make_case_study_2.py's _save_figure did
+    with atomic_write(tmp_path / "old.png") as handle:
+        old.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    plt.close(old)
+    save_figure(figure(), tmp_path / "new.png", dpi=100)
+    assert (tmp_path / "new.png").read_bytes() == (tmp_path / "old.png").read_bytes()
+    save_text(tmp_path / "table.md", "| a |\n")
+    assert (tmp_path / "table.md").read_text() == "| a |\n"

@@ -28,10 +28,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, compare, load_reference  # noqa: E402
+from lgtutorial._io import save_figure, save_text  # noqa: E402
+from lgtutorial.criteria import chord_table, chords_closer, fine_phases  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.hybrid import default_volume_fraction_shift, load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
@@ -54,32 +55,27 @@ def generator_options(sigmas, levels, sampler) -> dict:
     return options
 
 
-def chord_distance(comparison, model: str, phase: int, axis: str) -> float:
-    """Total-variation distance between ``model``'s and the reference's chord length distributions (0: equal)."""
-    reference, other = comparison.chords["reference"][axis][phase], comparison.chords[model][axis][phase]
-    longest = max(reference.line_length, other.line_length)
-    return 0.5 * float((reference.distribution(longest) - other.distribution(longest)).abs().sum())
-
-
 def done_criterion(comparison, *, patch_size: int, paper_spread: float) -> dict:
     """The issue's check: the hybrid's chord lengths closer to the reference's than the GRF's for every
-    fine phase (reference mean chord at most half the patch) along x and y, measured as the
-    total-variation distance between the distributions (the mean chord of a periodic 2-phase
-    structure is fixed by its 1- and 2-point statistics, which the GRF matches), and the hybrid's
-    mean volume fraction within the paper's reported spread (1 sigma) of the reference's."""
+    fine phase (:func:`lgtutorial.criteria.fine_phases`: reference mean chord at most half the patch)
+    along x and y, measured as the total-variation distance between the distributions
+    (:func:`lgtutorial.criteria.chords_closer`; the mean chord of a periodic 2-phase structure is
+    fixed by its 1- and 2-point statistics, which the GRF matches), and the hybrid's mean volume
+    fraction within the paper's reported spread (1 sigma) of the reference's."""
     rows = {(r["model"], r["phase"]): r for r in comparison.rows}
+    fine = fine_phases(comparison, patch_size)
+    checks = chords_closer(comparison, "hybrid", "GRF")["checks"]
     phases, chords_ok = {}, True
     for index, phase in enumerate(comparison.phase_names):
         reference = rows[("reference", phase)]
-        fine = max(reference["chord_x_mean"], reference["chord_y_mean"]) <= patch_size / 2
-        result = {"fine": fine}
+        result = {"fine": index in fine}
         for axis in ("x", "y"):
-            distances = {m: chord_distance(comparison, m, index, axis) for m in ("GRF", "hybrid")}
-            result[f"{axis}_distribution_distance"] = distances
+            check = checks[phase, axis]
+            result[f"{axis}_distribution_distance"] = {m: check[m] for m in ("GRF", "hybrid")}
             result[f"{axis}_mean_error_px"] = {m: rows[(m, phase)][f"chord_{axis}_mean"] - reference[f"chord_{axis}_mean"]
                                                for m in ("GRF", "hybrid")}
-            result[f"{axis}_hybrid_closer"] = distances["hybrid"] < distances["GRF"]
-            chords_ok &= (not fine) or result[f"{axis}_hybrid_closer"]
+            result[f"{axis}_hybrid_closer"] = check["closer"]
+            chords_ok &= (not result["fine"]) or check["closer"]
         phases[phase] = result
     last = comparison.phase_names[-1]
     error = rows[("hybrid", last)]["volume_fraction_error"]
@@ -88,20 +84,6 @@ def done_criterion(comparison, *, patch_size: int, paper_spread: float) -> dict:
             "volume_fraction_error": error, "volume_fraction_std": rows[("hybrid", last)]["volume_fraction_std"],
             "paper_spread": paper_spread, "volume_fraction_within_paper_spread": bool(vf_ok),
             "holds": bool(chords_ok and vf_ok)}
-
-
-def chord_table(comparison, models) -> str:
-    """Table-1 style: mean +- std of the x and y chord lengths (px) per phase and model, and the feature size."""
-    lines = ["| model | phase | n | volume fraction | x-chord (px) | y-chord (px) | feature size (px) |",
-             "|---|---|---|---|---|---|---|"]
-    for row in comparison.rows:
-        if row["model"] in models:
-            lines.append(
-                f"| {row['model']} | {row['phase']} | {row['n_samples']} | {row['volume_fraction_mean']:.4f} ± "
-                f"{row['volume_fraction_std']:.4f} | {row['chord_x_mean']:.2f} ± {row['chord_x_std']:.2f} | "
-                f"{row['chord_y_mean']:.2f} ± {row['chord_y_std']:.2f} | {row['feature_size_mean']:.2f} ± "
-                f"{row['feature_size_std']:.2f} |")
-    return "\n".join(lines)
 
 
 def criterion_table(check: dict) -> str:
@@ -180,11 +162,9 @@ def main() -> None:
         titles += [f"GRF {k}", f"hybrid {k} (GRF {k} refined)"]
     fig_axes = show_microstructures(pictures, titles, size=3.0)
     figure = fig_axes[0].figure
-    figure.savefig(args.output / "samples.png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
+    save_figure(figure, args.output / "samples.png", dpi=80)
     for stem, figure in comparison.figures().items():
-        figure.savefig(args.output / f"{stem}.png", dpi=80, bbox_inches="tight")
-        plt.close(figure)
+        save_figure(figure, args.output / f"{stem}.png", dpi=80)
 
     check = done_criterion(comparison, patch_size=PAPER["patch_size"], paper_spread=PAPER["hybrid"][1])
     provenance = getattr(model, "provenance", {})
@@ -209,7 +189,7 @@ def main() -> None:
     text = "\n\n".join([
         f"# Case study 1: hybrid, GRF and SBG ensembles\n\n{heading}.",
         "## Volume fractions (the paper: 200 samples, V100)\n\n" + "\n".join(vf_lines),
-        "## Chord lengths and feature size (Table-1 style)\n\n" + chord_table(comparison, ["reference", "GRF", "hybrid"]),
+        "## Chord lengths and feature size (Table-1 style)\n\n" + chord_table(comparison, ["reference", "GRF", "hybrid"], volume_fraction=True),
         f"## Done criterion: {verdict}\n\nHybrid chord length distributions closer to the reference's than the GRF's "
         f"(total variation, x and y) for every fine phase: {check['chords_closer_for_every_fine_phase']}; hybrid mean "
         f"volume fraction within ±{check['paper_spread']} of the reference: "
@@ -218,7 +198,7 @@ def main() -> None:
         f"## Seconds per sample on {device}\n\n" + ", ".join(f"{k}: {v:.2f}" for k, v in seconds.items()),
         "## Every statistic\n\n" + comparison.to_markdown(),
     ])
-    (args.output / "table.md").write_text(text + "\n")
+    save_text(args.output / "table.md", text + "\n")
     summary = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "device": str(device), "heading": heading, "levels_run": len(hybrid.sigmas),
                "network_evaluations_per_sample": {"hybrid": hybrid.evaluations_per_sample, "SBG": sbg.evaluations_per_sample},
@@ -226,7 +206,7 @@ def main() -> None:
                                                                 "wall_time_s", "device") if k in provenance},
                "seconds_per_sample": seconds, "volume_fraction_phase1": ours, "reference_volume_fraction": reference_vf,
                "rows": comparison.rows, "criterion": check, "paper": PAPER}
-    (args.output / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    save_text(args.output / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     print(text)
     print(f"wrote {args.output}")
 

@@ -39,7 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, compare, load_reference, segment_preserving_fractions  # noqa: E402
-from lgtutorial._io import atomic_write, fresh_directory  # noqa: E402
+from lgtutorial._io import fresh_directory, save_figure, save_text  # noqa: E402
+from lgtutorial.criteria import chord_table_by_phase, chords_closer  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.hybrid import load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
@@ -90,38 +91,30 @@ def rows_by_model(comparison) -> dict:
 
 
 def chord_table(comparison, *, axis: str = "x") -> str:
-    """Table 1 of the paper (mean +- std chord lengths, px) with this ensemble's rows beside it."""
-    rows = rows_by_model(comparison)
+    """Table 1 of the paper (mean +- std chord lengths, px) with this ensemble's rows beside it
+    (:func:`lgtutorial.criteria.chord_table_by_phase`, the paper's column order and, along x, its rows)."""
     order = (0, 2, 1)  # the paper's columns: yellow, dark blue, teal
-    header = "| structures | " + " | ".join(comparison.phase_names[k] for k in order) + " |"
-    lines = [header, "|---" * (len(order) + 1) + "|"]
-    for model in ("reference", *comparison.models):
-        cells = [f"{rows[model, k][f'chord_{axis}_mean']:.1f} ± {rows[model, k][f'chord_{axis}_std']:.1f}"
-                 for k in order]
-        n = rows[model, 0]["n_samples"]
-        lines.append(f"| {model}, ours (n = {n}) | " + " | ".join(cells) + " |")
-    if axis == "x":
-        for model in ("reference", "GRF", "hybrid"):
-            paper = PAPER["x_chord"][model]
-            cells = [f"{paper[k][0]:g} ± {paper[k][1]:g}" for k in order]
-            lines.append(f"| {model}, paper | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    paper = ({f"{model}, paper": [PAPER["x_chord"][model][k] for k in order] for model in ("reference", "GRF", "hybrid")}
+             if axis == "x" else None)
+    return chord_table_by_phase(comparison, axis, order=order, corner="structures", label="{model}, ours (n = {n})",
+                                extra_rows=paper) + "\n"
 
 
 def done_criterion(comparison) -> dict:
     """The issue's check: for every fine phase the hybrid's mean x and y chord lengths are closer to
-    the reference's than the GRF's, and every phase's mean volume fraction error is no larger than
-    the paper's (|mean error| + std of the paper's hybrid ensemble)."""
+    the reference's than the GRF's (:func:`lgtutorial.criteria.chords_closer` by mean), and every
+    phase's mean volume fraction error is no larger than the paper's (|mean error| + std of the
+    paper's hybrid ensemble)."""
     rows = rows_by_model(comparison)
+    checks = chords_closer(comparison, "hybrid", "GRF", phases=FINE_PHASES, measure="mean")["checks"]
     chords = {}
     for phase in FINE_PHASES:
         for axis in ("x", "y"):
             key = f"chord_{axis}_mean"
-            reference = rows["reference", phase][key]
-            gap = {model: abs(rows[model, phase][key] - reference) for model in ("GRF", "hybrid")}
             chords[f"{comparison.phase_names[phase]} {axis}"] = {
-                "reference": reference, "GRF": rows["GRF", phase][key], "hybrid": rows["hybrid", phase][key],
-                "hybrid_closer": bool(gap["hybrid"] < gap["GRF"]),
+                "reference": rows["reference", phase][key], "GRF": rows["GRF", phase][key],
+                "hybrid": rows["hybrid", phase][key],
+                "hybrid_closer": checks[comparison.phase_names[phase], axis]["closer"],
             }
     fractions = {}
     for phase, (mean, std) in enumerate(PAPER["hybrid_volume_fraction_error"]):
@@ -143,17 +136,6 @@ def centre_crop(microstructure: torch.Tensor, shape) -> torch.Tensor:
     h, w = min(shape[0], height), min(shape[1], width)
     top, left = (height - h) // 2, (width - w) // 2
     return microstructure[..., top : top + h, left : left + w]
-
-
-def _save_figure(fig, path: Path) -> None:
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _save_text(path: Path, text: str) -> None:
-    with atomic_write(path, "w") as handle:
-        handle.write(text)
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -210,7 +192,7 @@ def main(argv=None) -> Path:
     comparison = compare(reference, {"GRF": grf, "hybrid": hybrid_samples}, patch_size=args.patch_size,
                          phase_names=list(PHASE_NAMES))
     for stem, figure in comparison.figures().items():
-        _save_figure(figure, output / f"{stem}.png")
+        save_figure(figure, output / f"{stem}.png", dpi=100)
 
     panels = [centre_crop(reference, shape)[0]]
     titles = ["reference (centre crop)" if shape != tuple(reference.shape[-2:]) else "reference"]
@@ -221,18 +203,18 @@ def main(argv=None) -> Path:
     titles += ["GRF field (argmax)", "GRF, vf-preserving", "hybrid (refined GRF)"]
     axes = show_microstructures(panels, titles, size=3.2)
     axes[0].figure.suptitle(f"{shape[0]} x {shape[1]} px, seed {args.seed}", fontsize=9)
-    _save_figure(axes[0].figure, output / "samples.png")
+    save_figure(axes[0].figure, output / "samples.png", dpi=100)
     count = min(3, args.samples)
     fig, grid = plt.subplots(2, count, figsize=(3.2 * count, 6.6), squeeze=False)
     show_microstructures([grf[k] for k in range(count)], [f"GRF {k + 1}" for k in range(count)], axes=grid[0])
     show_microstructures([hybrid_samples[k] for k in range(count)], [f"hybrid {k + 1}" for k in range(count)],
                          axes=grid[1])
     fig.tight_layout()
-    _save_figure(fig, output / "pairs.png")
+    save_figure(fig, output / "pairs.png", dpi=100)
 
     criterion = done_criterion(comparison)
     evaluations = hybrid.evaluations_per_sample
-    _save_text(output / "table.md", (
+    save_text(output / "table.md", (
         f"x-chord lengths (px), mean ± std over all chords; ours: {args.samples} samples of "
         f"{shape[0]} x {shape[1]} px (periodic), the reference non-periodic (edge chords dropped)\n\n"
         + chord_table(comparison, axis="x")
@@ -267,7 +249,7 @@ def main(argv=None) -> Path:
         "done_criterion": criterion,
         "paper": PAPER,
     }
-    _save_text(output / "summary.json", json.dumps(summary, indent=2, default=_plain))
+    save_text(output / "summary.json", json.dumps(summary, indent=2, default=_plain))
     print(chord_table(comparison))
     print(samples.report())
     print(f"hybrid: {seconds_hybrid:.1f} s per sample ({evaluations} network evaluations, {device}); "
