@@ -5,7 +5,7 @@ patches of one micrograph) into the score of a volume ``(n, C, D, H, W)`` by run
 volume's xy, xz and yz slices (batched, in chunks that bound memory) and averaging the three
 orientations' scores voxel by voxel; restricted to one orientation (:meth:`SliceScore.only`) it is
 the score the orientation passes of :class:`~lgtutorial.volume.VolumeGenerator` run. Combining
-perpendicular 2D priors is the idea of Lee et al., CVPR 2023 ("Improving 3D imaging with
+perpendicular 2D priors is the idea of Lee et al., ICCV 2023 ("Improving 3D imaging with
 pre-trained perpendicular 2D diffusion models"), there for tomography.
 
 Circular convolutions (:func:`lgtutorial.sampling.with_circular_padding`) make every slice, and so
