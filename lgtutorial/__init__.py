@@ -10,6 +10,7 @@ from .conditioning import volume_fraction_posterior
 from .data import list_references, load_micrograph, load_reference
 from .extrapolation import interpolated_field
 from .fitting import fit
+from .generation import Generation, generate
 from .grf import (
     GaussianRandomField,
     interpolate_statistics,
@@ -28,6 +29,8 @@ from .unet import ScoreUNet
 __version__ = "0.1.0"
 
 __all__ = [
+    "generate",
+    "Generation",
     "fit",
     "GaussianRandomField",
     "HybridGenerator",

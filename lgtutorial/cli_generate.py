@@ -1,9 +1,9 @@
 """``lgtutorial generate``: hybrid microstructures from a model and statistics, written with figures.
 
-:func:`run_generate` is the library function behind the subcommand (and ``lgtutorial demo``); it
-picks the statistics (a reference, a ``.npy`` of 2-point statistics, or those the model carries), the
-model (by the number of phases, :func:`lgtutorial.pretrained.default_model`) and the target shift,
-then writes ``samples.npy``, ``grf.npy``, ``samples.png`` and ``summary.json``. With ``--dims 3`` the
+:func:`run_generate` (behind the subcommand and ``lgtutorial demo``) is a thin shell over the library
+function :func:`lgtutorial.generate` (:mod:`lgtutorial.generation`), which picks the statistics, the
+model and the generator's settings and draws the samples; this module only writes ``samples.npy``,
+``grf.npy``, ``samples.png`` and ``summary.json`` and applies ``--keep-going``. With ``--dims 3`` the
 subcommand hands over to :func:`lgtutorial.cli_volume.run_generate_volume` (volumes from the 2D statistics).
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import settings as settings_module
 from ._io import OUTPUT_ROOT, save_figure, save_npy, save_text
-from .extrapolation import load_statistics_row
+from .extrapolation import load_statistics_row  # noqa: F401 (re-exported: its old home)
+from .generation import DEFAULT_MODEL, check_model_material, generate, model_statistics  # noqa: F401
 
 __all__ = ["run_generate", "DegenerateSamples", "DEFAULT_MODEL", "model_statistics", "check_model_material"]
 
@@ -41,87 +42,34 @@ def _mean_chord_lengths(microstructures) -> list:
     return [None if mean != mean else round(mean, 3) for mean in means]  # None: a phase without chords
 
 
-#: The model ``generate`` and ``demo`` use when neither a model nor statistics are given: it carries
-#: the statistics of its training micrograph, so the default needs no data files.
-DEFAULT_MODEL = "lgtutorial-case1"
-
-
-def model_statistics(model_name: str):
-    """The statistics a model carries, else those of its training micrograph when that can be loaded."""
-    from .pretrained import statistics_for_model
-
-    material = statistics_for_model(model_name)
-    if material is None:
-        raise ValueError(f"the score model {model_name!r} carries no statistics of its training micrograph and "
-                         "that micrograph could not be loaded; pass --reference (a registry name or a micrograph "
-                         "file) or --statistics (a .npy of 2-point statistics)")
-    return material
-
-
 class DegenerateSamples(RuntimeError):
     """Some generated samples failed the guard; the outputs were written all the same."""
 
 
-def check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
-    """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
-    from .material import compare_with_training_material
-    from .pretrained import statistics_for_model
-
-    material = statistics_for_model(model_name)
-    if material is None:
-        print(f"warning: cannot tell which material the score model {model_name!r} was trained on", file=sys.stderr)
-        return
-    message, gross = compare_with_training_material(material, row, name)
-    if message is None:
-        return
-    if gross and not force:
-        raise ValueError(f"{message}; it has not seen features like these. Train a model on this micrograph "
-                         "('lgtutorial fit'), or pass --force to generate anyway")
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def run_generate(settings: settings_module.HybridSettings, output: Path | None = None) -> Path:
     """Sample hybrid microstructures as ``settings`` says; write ``samples.npy``, ``grf.npy``, a PNG and ``summary.json``."""
-    import time
-
-    from . import data
     from ._io import fresh_directory
-    from .extrapolation import statistics_row
-    from .hybrid import HybridGenerator, generator_options, load_score_model
     from .plotting import show_microstructures
-    from .pretrained import default_model
 
     if settings.size is not None and settings.size < 2:
         raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
-    device = settings_module.resolve_device(settings.device)
-    reference, material = None, None
-    if settings.statistics:
-        row, name, phases = load_statistics_row(settings.statistics, label="--statistics"), Path(settings.statistics).stem, None
-    elif settings.reference:
-        reference, meta = data.load(settings.reference)
-        row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
-    else:  # the statistics the model carries: those of the micrograph it was trained on
-        model_name = settings.model or DEFAULT_MODEL
-        model, sigmas = load_score_model(model_name, device=device)
-        material = model_statistics(model_name)
-        row, name, phases = material.statistics_row(), material.name, material.phases
-    phases = phases or [f"phase {n}" for n in range(row.shape[0])]
-    shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
-    if material is None:
-        model_name = settings.model or default_model(row.shape[0])
-        model, sigmas = load_score_model(model_name, device=device)
-        check_model_material(model_name, row, name, force=settings.force)
-    options = generator_options(settings, model_name)
-    shift = options["volume_fraction_shift"]
-    generator = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigmas=sigmas, **options)
-    out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
-    print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
-          f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "
-          f"{generator.evaluations_per_sample} network evaluations per sample), score model {model_name}, on {device}")
-    started = time.perf_counter()
-    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
-                               return_grf=True)
-    seconds = time.perf_counter() - started
+    out = None
+
+    def announce(generator, model_name, name):
+        nonlocal out  # the folder is made once everything is checked and loaded, before the long part
+        out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
+        shape = generator.shape
+        print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
+              f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "
+              f"{generator.evaluations_per_sample} network evaluations per sample), score model {model_name}, "
+              f"on {generator.device}", flush=True)
+
+    result = generate(settings, progress=True, on_ready=announce)
+    samples, generator, reference, material = result.samples, result.generator, result.reference, result.material
+    shape, row, model_name, name, phases, device = (result.shape, result.statistics_row, result.model, result.name,
+                                                    result.phases, result.device)
+    shift = generator.volume_fraction_shift
+    seconds = result.seconds
     final, grf = samples.microstructures.cpu(), samples.grf.cpu()
     save_npy(out / "samples.npy", final.numpy())
     save_npy(out / "grf.npy", grf.numpy())

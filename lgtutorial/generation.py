@@ -1,0 +1,148 @@
+"""``lgtutorial.generate``: hybrid microstructures from settings, as the CLI, ``demo`` and notebooks draw them.
+
+One function decides what the command line used to decide for itself: where the statistics come
+from (a ``.npy`` of 2-point statistics, a reference micrograph, or the statistics the model carries),
+which score model (the default model, or one chosen by the number of phases), whether that model fits
+the material (a warning, or an error unless ``force``), and the generator's keywords (sampler,
+volume-fraction shift, collapse guard) from :class:`~lgtutorial.settings.HybridSettings`. It writes
+nothing; ``lgtutorial generate`` (:func:`lgtutorial.cli_generate.run_generate`) is this plus files,
+figures and a summary.
+
+>>> import lgtutorial as lg
+>>> result = lg.generate(n_samples=1, size=32, progress=False)          # doctest: +SKIP
+>>> result.samples.microstructures.shape                                 # doctest: +SKIP
+torch.Size([1, 2, 32, 32])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import settings as settings_module
+
+__all__ = ["generate", "Generation", "DEFAULT_MODEL", "model_statistics", "check_model_material"]
+
+#: The model ``generate`` and ``demo`` use when neither a model nor statistics are given: it carries
+#: the statistics of its training micrograph, so the default needs no data files.
+DEFAULT_MODEL = "lgtutorial-case1"
+
+
+def model_statistics(model_name: str):
+    """The statistics a model carries, else those of its training micrograph when that can be loaded."""
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        raise ValueError(f"the score model {model_name!r} carries no statistics of its training micrograph and "
+                         "that micrograph could not be loaded; pass --reference (a registry name or a micrograph "
+                         "file) or --statistics (a .npy of 2-point statistics)")
+    return material
+
+
+def check_model_material(model_name: str, row, name: str, *, force: bool) -> None:
+    """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
+    import sys
+
+    from .material import compare_with_training_material
+    from .pretrained import statistics_for_model
+
+    material = statistics_for_model(model_name)
+    if material is None:
+        print(f"warning: cannot tell which material the score model {model_name!r} was trained on", file=sys.stderr)
+        return
+    message, gross = compare_with_training_material(material, row, name)
+    if message is None:
+        return
+    if gross and not force:
+        raise ValueError(f"{message}; it has not seen features like these. Train a model on this micrograph "
+                         "('lgtutorial fit'), or pass --force to generate anyway")
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Generation:
+    """What :func:`generate` drew, and where everything came from."""
+
+    samples: object
+    """:class:`~lgtutorial.hybrid.HybridSamples` (with the GRF starts)"""
+    generator: object
+    """the :class:`~lgtutorial.hybrid.HybridGenerator` that drew them"""
+    settings: settings_module.HybridSettings
+    model: str
+    """the score model's name or path"""
+    name: str
+    """the material: the reference's or statistics file's name, or the model's training micrograph"""
+    phases: list
+    shape: tuple
+    statistics_row: torch.Tensor
+    """the statistics the GRF was built from, on their own grid"""
+    reference: torch.Tensor | None
+    """the reference micrograph ``(1, N, H, W)`` when one was given"""
+    material: object | None
+    """the :class:`~lgtutorial.material.MaterialStatistics` the model carries, when those were used"""
+    device: torch.device
+    seconds: float
+
+
+def generate(settings: settings_module.HybridSettings | None = None, *, progress: bool = True,
+             on_ready=None, **overrides) -> Generation:
+    """Draw hybrid samples as ``settings`` says (the fields of ``lgtutorial generate``'s options).
+
+    ``overrides`` replace fields of ``settings`` (or of the defaults): ``generate(n_samples=4, size=64)``.
+    With neither ``reference``, ``statistics`` nor ``model`` it uses :data:`DEFAULT_MODEL` and the
+    statistics of the micrograph that model was trained on (no data files needed). ``on_ready`` is
+    called with ``(generator, model_name, name)`` once everything is checked and loaded, before sampling.
+
+    Raises:
+        ValueError: bad settings, a model that does not fit the material (unless ``force``), or
+            statistics without a model that carries them.
+    """
+    from . import data
+    from .extrapolation import load_statistics_row, statistics_row
+    from .hybrid import HybridGenerator, generator_options, load_score_model
+    from .pretrained import default_model
+
+    settings = settings or settings_module.HybridSettings()
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(settings)})
+        if unknown:
+            raise TypeError(f"generate() got unknown settings {unknown}; the fields of HybridSettings are expected")
+        settings = dataclasses.replace(settings, **overrides)
+    if settings.size is not None and settings.size < 2:
+        raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
+    device = settings_module.resolve_device(settings.device)
+    reference, material, model_name = None, None, settings.model
+    if settings.statistics:
+        row = load_statistics_row(settings.statistics, label="--statistics")
+        name, phases = Path(settings.statistics).stem, None
+    elif settings.reference:
+        reference, meta = data.load(settings.reference)
+        row, name, phases = statistics_row(reference), meta.get("name", Path(settings.reference).stem), meta["phases"]
+    else:  # the statistics the model carries: those of the micrograph it was trained on
+        model_name = model_name or DEFAULT_MODEL
+        row = name = phases = None
+    if model_name is None:
+        model_name = default_model(row.shape[0])
+    model, sigmas = load_score_model(model_name, device=device)
+    if row is None:
+        material = model_statistics(model_name)
+        row, name, phases = material.statistics_row(), material.name, material.phases
+    else:
+        check_model_material(model_name, row, name, force=settings.force)
+    phases = list(phases or [f"phase {n}" for n in range(row.shape[0])])
+    shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
+    generator = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigmas=sigmas,
+                                                **generator_options(settings, model_name))
+    if on_ready is not None:
+        on_ready(generator, model_name, name)
+    started = time.perf_counter()
+    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
+                               return_grf=True, progress=progress)
+    return Generation(samples=samples, generator=generator, settings=settings, model=model_name, name=name,
+                      phases=phases, shape=shape, statistics_row=row, reference=reference, material=material,
+                      device=device, seconds=time.perf_counter() - started)
