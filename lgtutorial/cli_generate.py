@@ -66,8 +66,8 @@ def run_generate(settings: settings_module.HybridSettings, output: Path | None =
 
     result = generate(settings, progress=True, on_ready=announce)
     samples, generator, reference, material = result.samples, result.generator, result.reference, result.material
-    shape, row, model_name, name, phases, device = (result.shape, result.statistics_row, result.model, result.name,
-                                                    result.phases, result.device)
+    shape, row, model_name, phases, device = (result.shape, result.statistics_row, result.model, result.phases,
+                                              result.device)
     shift = generator.volume_fraction_shift
     seconds = result.seconds
     final, grf = samples.microstructures.cpu(), samples.grf.cpu()
