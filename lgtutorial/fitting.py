@@ -273,8 +273,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     training = {"steps_planned": plan.training_settings.steps, "steps_done": int(steps_done),
                 "stopped_at_time_limit": bool(run.stopped_at_time_limit),
                 # over every run that trained this checkpoint (a resumed fit's own "training" time is its part)
-                "wall_time_s": float(torch.load(run.checkpoint, map_location="cpu", weights_only=False)
-                                     ["provenance"]["wall_time_s"])}
+                "wall_time_s": run.wall_time_s}
     _write_report(output, name, micrograph, plan, model_path, checks, seconds, training)
     return FitResult(output=output, model_path=model_path, plan=plan, checks=checks, seconds=seconds,
                      training=training)

@@ -28,7 +28,7 @@ from .conditioning import VOLUME_FRACTION_SHIFTS, default_volume_fraction_shift,
 from .conditioning import likelihood_widths as default_likelihood_widths
 from .extrapolation import statistics_row_for_shape
 from .grf import GaussianRandomField
-from .hybrid_samples import HybridSamples, degenerate_samples, finalize, redo_failed
+from .hybrid_samples import HybridSamples, batch_sizes, degenerate_samples, finalize, redo_failed
 from .pretrained import load_score_model
 from .samplers import (
     DEFAULT_SAMPLER,
@@ -379,8 +379,7 @@ class HybridGenerator:
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if seed is None else seed)
-        batch_size = n_samples if batch_size is None else max(1, min(batch_size, n_samples))
-        batches = [min(batch_size, n_samples - k) for k in range(0, n_samples, batch_size)]
+        batches = batch_sizes(n_samples, batch_size)
         from tqdm.auto import tqdm
 
         bar = tqdm(

@@ -108,3 +108,9 @@ def redo_failed(hybrid, start: torch.Tensor, x: torch.Tensor, final: torch.Tenso
     x[bad], final[bad] = again, again_final
     still = hybrid.degenerate(again, again_final).tolist()
     return x, final, [k for k, s in zip(indices, still) if not s], [k for k, s in zip(indices, still) if s]
+
+
+def batch_sizes(n_samples: int, batch_size: int | None) -> list[int]:
+    """The sizes of the batches ``n_samples`` are drawn in (``None``: one batch)."""
+    batch_size = n_samples if batch_size is None else max(1, min(batch_size, n_samples))
+    return [min(batch_size, n_samples - k) for k in range(0, n_samples, batch_size)]

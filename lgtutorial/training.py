@@ -119,6 +119,8 @@ class TrainingRun:
     """the checkpoint file (None when no output folder was given)"""
     stopped_at_time_limit: bool = False
     """True when ``time_limit_s`` ran out before ``settings.steps`` (the weights are those of the last step)"""
+    wall_time_s: float = 0.0
+    """training wall time over every run of this checkpoint (resumed runs included), as the checkpoint records it"""
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -367,7 +369,8 @@ def train_score_model(
     finally:
         bar.close()
     model.eval()
-    return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps)
+    return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps,
+                       wall_time_s=wall_before + time.perf_counter() - started)
 
 
 def steps_for_budget(model_settings: UNetSettings, training_settings: TrainingSettings, minutes: float, *,

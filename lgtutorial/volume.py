@@ -49,6 +49,7 @@ import torch
 from .conditioning import likelihood_widths as default_likelihood_widths
 from .conditioning import volume_fraction_posterior
 from .grf import GaussianRandomField
+from .hybrid_samples import batch_sizes
 from .samplers import DEFAULT_SAMPLER, SamplerConfiguration, resolve_sampler, sampler_schedule
 from .sampling import from_model_channels, to_model_channels
 from .schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
@@ -332,8 +333,7 @@ class VolumeGenerator:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         if generator is None:
             generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        batch_size = n_samples if batch_size is None else max(1, min(batch_size, n_samples))
-        batches = [min(batch_size, n_samples - k) for k in range(0, n_samples, batch_size)]
+        batches = batch_sizes(n_samples, batch_size)
         calls, slices = self.score_fn.calls, self.score_fn.slices
         from tqdm.auto import tqdm
 

@@ -29,6 +29,7 @@ def test_time_limit_stops_early_saves_and_resumes(tmp_path):
     assert 0 < done < training.steps
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == done  # the checkpoint holds the step it stopped at
+    assert abs(run.wall_time_s - state["provenance"]["wall_time_s"]) < 1.0  # fit reports it without reloading
 
 
 def test_no_limit_runs_the_plan(tmp_path):
