@@ -33,7 +33,7 @@ def registered_micrographs() -> list[str]:
     from lgtutorial.data import registry
 
     return [name for name, entry in registry().items()
-            if entry.get("kind") == "micrograph" and name not in CASE_STUDY_SOURCES and "fallback" not in entry]
+            if entry.kind == "micrograph" and name not in CASE_STUDY_SOURCES and not entry.shipped]
 
 
 def main(argv=None) -> None:
@@ -43,6 +43,7 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default="lgtutorial-output/fit-registered")
     parser.add_argument("--output", default=None, help="Markdown table (a .json of the same name is written beside)")
     parser.add_argument("--resume", action="store_true", help="keep the micrographs already done in the .json")
+    parser.add_argument("--redo", nargs="*", default=[], help="fit these again (with this --minutes) although done")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples per report")
     args = parser.parse_args(argv)
@@ -54,21 +55,24 @@ def main(argv=None) -> None:
     json_path = Path(args.output).with_suffix(".json") if args.output else None
     rows = {}
     if args.resume and json_path is not None and json_path.exists():
-        rows = {row["micrograph"]: row for row in json.loads(json_path.read_text())["rows"]}
+        saved = json.loads(json_path.read_text())
+        rows = {row["micrograph"]: {"minutes": saved["minutes"], **row} for row in saved["rows"]}
     work = Path(args.work)
     for name in names:
-        if name in rows and rows[name].get("status") == "done":
+        if name in rows and rows[name].get("status") == "done" and name not in args.redo:
             print(f"{name}: done before, kept", flush=True)
             continue
         started = time.perf_counter()
         try:
             # a folder with a checkpoint and no report is a fit that stopped after (or during) training
-            resume = (work / name / "plan.json").is_file() and (work / name / "checkpoint.pt").is_file()
-            result = lg.fit(name, minutes=args.minutes, output=work / name, resume=resume, progress=False,
+            folder = work / f"{name}-{args.minutes:g}min"
+            resume = (folder / "plan.json").is_file() and (folder / "checkpoint.pt").is_file()
+            result = lg.fit(name, minutes=args.minutes, output=folder, resume=resume, progress=False,
                             n_samples=args.samples)
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
-                          "patch_size": result.plan.patch_size}
+                          "patch_size": result.plan.patch_size, "minutes": args.minutes,
+                          "noise_floor": _noise_floor(name)}
         except Exception as error:  # a failure is a row of the table, not the end of the run
             rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
                           "seconds": {"total": time.perf_counter() - started}}
@@ -79,21 +83,31 @@ def main(argv=None) -> None:
         _write(rows, names, args, json_path)
 
 
+def _noise_floor(name: str) -> list[float]:
+    """Per phase: the chord distance between the reference's top and bottom halves (what two pieces of the
+    same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`)."""
+    from lgtutorial import data
+    from lgtutorial.chords import halves_chord_distance
+
+    return halves_chord_distance(data.load(name)[0])
+
+
 def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
-    lines = [f"`lgtutorial fit MICROGRAPH --minutes {minutes:g}` on each registered micrograph the case studies do "
+    lines = [f"`lgtutorial fit MICROGRAPH --minutes M` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), {samples} samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
-             "larger of x and y), per phase GRF -> hybrid.", "",
-             "| micrograph | phases | patch | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
-             "per phase | hybrid closer for every phase | degenerate samples | coherence ref / GRF / hybrid (per phase) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "larger of x and y), per phase GRF -> hybrid; halves: the same distance between the reference's top "
+             "and bottom halves (what two pieces of the same material already differ by).", "",
+             "| micrograph | phases | patch | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
+             "per phase | CLD halves | hybrid closer for every phase | degenerate samples | coherence ref / GRF / hybrid (per phase) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         row = rows.get(name)
         if row is None:
             continue
         if row["status"] != "done":
-            lines.append(f"| {name} | | | | | {row['seconds']['total'] / 60:.1f} | {row['status']} | | | | |")
+            lines.append(f"| {name} | | | | | | {row['seconds']['total'] / 60:.1f} | {row['status']} | | | | | |")
             continue
         checks, seconds, training = row["checks"], row["seconds"], row["training"]
         cld = "; ".join(f"{d['GRF']:.3f} -> {d['hybrid']:.3f}" for d in checks["chord_distances"].values())
@@ -103,10 +117,11 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
                                                  else f" of {training['steps_planned']:,} (time limit)")
         degenerate = len(checks.get("degenerate_samples", [])) if "degenerate_samples" in checks else (
             0 if checks["no_degenerate_sample"] else "some")
+        floor = row.get("noise_floor") or _noise_floor(name)
         lines.append(
-            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} | {steps} | "
+            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} | {row.get('minutes', minutes):g} | {steps} | "
             f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
-            f"{checks['largest_volume_fraction_error']:.4f} | {cld} | "
+            f"{checks['largest_volume_fraction_error']:.4f} | {cld} | {'; '.join(f'{f:.3f}' for f in floor)} | "
             f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | "
             f"{degenerate}{' (recovered: ' + str(checks['recovered_samples']) + ')' if checks['recovered_samples'] else ''} | "
             f"{coherence} |")

@@ -19,7 +19,7 @@ import torch
 
 from .microstructure import float_microstructure, one_hot_to_labels
 
-__all__ = ["ChordLengths", "chord_lengths", "chord_distribution_distance"]
+__all__ = ["ChordLengths", "chord_lengths", "chord_distribution_distance", "halves_chord_distance"]
 
 
 @dataclass
@@ -198,3 +198,26 @@ def chord_distribution_distance(a: ChordLengths, b: ChordLengths, *, per_sample:
     if per_sample:
         return 0.5 * (a.distribution(longest, per_sample=True) - b.distribution(longest)).abs().sum(-1)
     return 0.5 * float((a.distribution(longest) - b.distribution(longest)).abs().sum())
+
+
+def halves_chord_distance(microstructure) -> list[float]:
+    """Per phase, the chord-distribution distance between the top and bottom halves of a micrograph
+    (the larger of x and y; chords touching a half's edge are dropped).
+
+    Two pieces of the same material already differ by this much: a generator whose distance to the
+    whole micrograph is near it is at the resolution of the measure for this micrograph (few long
+    chords, e.g. the matrix around sparse particles, make it large).
+
+    >>> from lgtutorial.microstructure import labels_to_one_hot
+    >>> stripes = labels_to_one_hot(torch.tensor([[0, 0, 1, 1, 1] * 4] * 8))
+    >>> halves_chord_distance(stripes)
+    [0.0, 0.0]
+    """
+    m = float_microstructure(microstructure)
+    if m.ndim != 4 or m.shape[-2] < 4:
+        raise ValueError(f"expected a 2D micrograph (n, N, H, W) with H >= 4; got shape {tuple(m.shape)}")
+    half = m.shape[-2] // 2
+    top, bottom = m[..., :half, :], m[..., half:2 * half, :]
+    return [max(chord_distribution_distance(chord_lengths(top, axis=axis, periodic=False, phases=[p])[0],
+                                            chord_lengths(bottom, axis=axis, periodic=False, phases=[p])[0])
+                for axis in ("x", "y")) for p in range(m.shape[1])]

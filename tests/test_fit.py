@@ -50,8 +50,11 @@ def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monk
     assert summary["name"] == "my-blobs" and summary["checks"]["degenerate_samples"] == []
     assert summary["checks"]["largest_volume_fraction_error"] < 0.1  # a 3-step model: the guard's bound, not quality
     report = (out / "report.md").read_text()
-    for part in ("## Plan", "patches of 32 px", "## Checks", "CLD distance", "## Time", "lgtutorial generate --model"):
+    for part in ("## Plan", "patches of 32 px", "## Checks", "CLD distance", "reference's halves", "## Time",
+                 "lgtutorial generate --model"):
         assert part in report
+    halves = summary["checks"]["chord_distance_halves"]
+    assert set(halves) == set(summary["checks"]["chord_distances"]) and all(0 <= h <= 1 for h in halves.values())
     for figure in ("samples.png", "chord_lengths_x.png", "two_point_slices_phase1.png", "comparison.md"):
         assert (out / figure).is_file()
     bundle = out / "model" / "my-blobs.pt"

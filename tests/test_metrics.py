@@ -389,3 +389,17 @@ def test_compare_reports_chord_distribution_distances_and_coherence():
     assert abs(rows[("laths", "phase 1")]["coherence_relative_error"]) < 0.25
     assert rows[("speckle", "phase 1")]["coherence_relative_error"] < -0.4
     assert "x-CLD dist" in result.to_markdown() and "coherence_mean" in result.to_csv()
+
+
+def test_halves_chord_distance_is_zero_for_a_uniform_pattern_and_large_for_a_mixed_one():
+    from lgtutorial.chords import halves_chord_distance
+
+    stripes = labels_to_one_hot(torch.tensor([[0, 0, 1, 1, 1] * 8] * 16))
+    assert halves_chord_distance(stripes) == [0.0, 0.0]
+    # top half fine stripes, bottom half coarse: the two halves of one image disagree
+    fine = torch.tensor([[0, 1] * 20] * 8)
+    coarse = torch.tensor([([0] * 5 + [1] * 5) * 4] * 8)
+    mixed = labels_to_one_hot(torch.cat([fine, coarse]))
+    assert min(halves_chord_distance(mixed)) > 0.9
+    with pytest.raises(ValueError, match="expected"):
+        halves_chord_distance(torch.zeros(1, 2, 8))

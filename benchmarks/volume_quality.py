@@ -1,0 +1,136 @@
+"""3D volumes against the 2D hybrid: are the slices of a volume as good as 2D samples of the same size?
+
+For case study 1 (``lgtutorial-case1`` on the nbsa-proxy statistics under isotropy): ``n`` volumes of
+``side^3`` voxels (:class:`lgtutorial.volume.VolumeGenerator`), measured by their slices in each
+orthogonal orientation (:func:`lgtutorial.volume_slices.slice_statistics`), beside
+
+- the 3D GRF the volumes started from (the same volumes before refinement), and
+- the 2D hybrid: ``side x side`` samples (32 by default) of the same model, sampler and statistics
+  (windowed onto the ``side`` grid), measured the same way (periodic chords along x and y against
+  the reference's).
+
+Per orientation and phase: the slices' volume fraction against the reference's and the chord-length-
+distribution distance (total variation, mean of the two in-slice axes) of GRF, hybrid volume and 2D
+hybrid. The issue's bar: every orientation's volume fraction within 0.005, every chord distance at most
+1.5x the 2D hybrid's and clearly below the 3D GRF's.
+
+Run: OMP_NUM_THREADS=2 LGTUTORIAL_DATA=../shared/data python benchmarks/volume_quality.py --side 64 \
+         --n-volumes 2 --output benchmarks/results/volume_quality_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from _report import emit_table
+
+MODEL = "lgtutorial-case1"
+REFERENCE = "nbsa-proxy"
+
+
+def two_d_chord_distances(samples: torch.Tensor, reference: torch.Tensor, reference_periodic: bool) -> torch.Tensor:
+    """``(N,)`` chord-distribution distances of 2D periodic samples, mean of the x and y axes (as for slices)."""
+    from lgtutorial.chords import chord_distribution_distance, chord_lengths
+
+    per_axis = []
+    for axis in ("x", "y"):
+        mine = chord_lengths(samples, axis=axis, periodic=True)
+        theirs = chord_lengths(reference, axis=axis, periodic=reference_periodic)
+        per_axis.append(torch.tensor([chord_distribution_distance(a, b) for a, b in zip(mine, theirs)]))
+    return torch.stack(per_axis).mean(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=64)
+    parser.add_argument("--n-volumes", type=int, default=2)
+    parser.add_argument("--sampler", default="fast")
+    parser.add_argument("--scheme", default="passes", choices=["passes", "mean"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-2d", type=int, default=32, help="2D hybrid samples of side x side")
+    parser.add_argument("--output", default=None, help="Markdown table (a .json of the same name is written beside)")
+    args = parser.parse_args()
+
+    from lgtutorial import data, pretrained
+    from lgtutorial.grf import statistics_row
+    from lgtutorial.hybrid import HybridGenerator
+    from lgtutorial.statistics import volume_fractions
+    from lgtutorial.settings import resolve_device
+    from lgtutorial.volume import VolumeGenerator
+    from lgtutorial.volume_slices import ORIENTATIONS, slice_statistics
+    from lgtutorial.volume_statistics import isotropic_statistics
+
+    device = resolve_device(args.device)
+    micrograph, meta = data.load(REFERENCE)
+    periodic = bool(meta.get("periodic", False))
+    model, sigmas = pretrained.load_with_sigmas(MODEL, device=device)
+    side = args.side
+
+    started = time.perf_counter()
+    statistics = isotropic_statistics(micrograph, (side, side, side))
+    volumes_generator = VolumeGenerator.from_statistics(statistics, model, sigmas=sigmas, sampler=args.sampler,
+                                                        scheme=args.scheme, device=device)
+    samples = volumes_generator.sample(args.n_volumes, seed=args.seed, return_grf=True, progress=True)
+    volume_seconds = (time.perf_counter() - started) / args.n_volumes
+    volumes, grf = samples.volumes.cpu(), samples.grf.cpu()
+    measured = {"hybrid volume": slice_statistics(volumes, micrograph, reference_periodic=periodic),
+                "3D GRF": slice_statistics(grf, micrograph, reference_periodic=periodic)}
+
+    started = time.perf_counter()
+    n_2d = args.n_2d
+    flat = HybridGenerator.from_statistics(statistics_row(micrograph), model, shape=(side, side), sigmas=sigmas,
+                                           sampler=args.sampler, device=device)
+    flat_samples = flat.sample(n_2d, seed=args.seed, progress=True).microstructures.cpu()
+    flat_seconds = (time.perf_counter() - started) / n_2d
+    flat_chords = two_d_chord_distances(flat_samples, micrograph, periodic)
+    flat_vf = volume_fractions(flat_samples.double()).mean(0)
+
+    reference_vf = measured["hybrid volume"].reference_volume_fractions
+    n_phases = micrograph.shape[1]
+    rows, passed = [], True
+    for o in ORIENTATIONS:
+        for p in range(n_phases):
+            volume_chord = float(torch.stack([measured["hybrid volume"].chord_distances[o][a][p] for a in "xy"]).mean())
+            grf_chord = float(torch.stack([measured["3D GRF"].chord_distances[o][a][p] for a in "xy"]).mean())
+            vf_error = float(measured["hybrid volume"].volume_fractions[o][p] - reference_vf[p])
+            ok = abs(vf_error) <= 0.005 and volume_chord <= 1.5 * float(flat_chords[p]) and volume_chord < 0.75 * grf_chord
+            passed &= ok
+            rows.append({"orientation": o, "phase": p, "vf": float(measured["hybrid volume"].volume_fractions[o][p]),
+                         "vf_reference": float(reference_vf[p]), "vf_error": vf_error,
+                         "vf_2d": float(flat_vf[p]), "chord_grf": grf_chord, "chord_volume": volume_chord,
+                         "chord_2d": float(flat_chords[p]), "ratio_to_2d": volume_chord / float(flat_chords[p]),
+                         "passes": ok})
+
+    hardware = (f"GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else
+                f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)")
+    lines = [f"3D against 2D, case study 1 ({MODEL} on {REFERENCE} statistics under isotropy; {args.n_volumes} "
+             f"volume(s) of {side}^3, {args.sampler} sampler, scheme '{args.scheme}'; 2D hybrid: {n_2d} samples of "
+             f"{side}x{side}, same model, sampler and statistics; {hardware}, torch {torch.__version__}). "
+             f"{volume_seconds:.0f} s per volume, {flat_seconds:.1f} s per 2D sample.", "",
+             "| orientation | phase | vf of the slices (reference) | vf error | chord distance 3D GRF | hybrid volume "
+             "| 2D hybrid | volume / 2D | passes |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['orientation']} | {r['phase']} | {r['vf']:.4f} ({r['vf_reference']:.4f}) | "
+                     f"{r['vf_error']:+.4f} | {r['chord_grf']:.3f} | {r['chord_volume']:.3f} | {r['chord_2d']:.3f} | "
+                     f"{r['ratio_to_2d']:.2f} | {'yes' if r['passes'] else '**no**'} |")
+    lines += ["", "Chord distance: total-variation distance between the chord-length distributions (mean of the two "
+              "in-slice axes) and the reference's. Passes: vf error at most 0.005, chord distance at most 1.5x the 2D "
+              "hybrid's and below 0.75x the 3D GRF's. " + ("Every row passes." if passed else "Not every row passes.")]
+    emit_table("\n".join(lines), args.output)
+    if args.output:
+        from lgtutorial._io import atomic_write
+
+        with atomic_write(Path(args.output).with_suffix(".json"), "w") as handle:
+            handle.write(json.dumps({"side": side, "n_volumes": args.n_volumes, "sampler": args.sampler,
+                                     "seconds_per_volume": volume_seconds, "seconds_per_2d_sample": flat_seconds,
+                                     "rows": rows, "passed": passed}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
