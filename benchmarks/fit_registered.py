@@ -71,7 +71,8 @@ def main(argv=None) -> None:
                             n_samples=args.samples)
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
-                          "patch_size": result.plan.patch_size, "minutes": args.minutes,
+                          "patch_size": result.plan.patch_size, "batch_size": result.plan.training_settings.batch_size,
+                          "minutes": args.minutes,
                           "noise_floor": _noise_floor(name)}
         except Exception as error:  # a failure is a row of the table, not the end of the run
             rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
@@ -97,9 +98,9 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), {samples} samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
-             "larger of x and y), per phase GRF -> hybrid; halves: the same distance between the reference's top "
+             "larger of x and y), per phase GRF -> hybrid; patch x batch: the plan's patch side and patches per step; halves: the same distance between the reference's top "
              "and bottom halves (what two pieces of the same material already differ by).", "",
-             "| micrograph | phases | patch | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
+             "| micrograph | phases | patch x batch | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
              "per phase | CLD halves | hybrid closer for every phase | degenerate samples | coherence ref / GRF / hybrid (per phase) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
@@ -119,7 +120,8 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
             0 if checks["no_degenerate_sample"] else "some")
         floor = row.get("noise_floor") or _noise_floor(name)
         lines.append(
-            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} | {row.get('minutes', minutes):g} | {steps} | "
+            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} x {row.get('batch_size', 32)} | "
+            f"{row.get('minutes', minutes):g} | {steps} | "
             f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
             f"{checks['largest_volume_fraction_error']:.4f} | {cld} | {'; '.join(f'{f:.3f}' for f in floor)} | "
             f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | "

@@ -104,7 +104,8 @@ class FitPlan:
 
 
 def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
-             patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None) -> FitPlan:
+             patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None,
+             batch_size: int | None = None) -> FitPlan:
     """Choose the patch size, the model and the training length for one micrograph (see :func:`fit`)."""
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
@@ -143,8 +144,19 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                        "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
     if patch_size % (2 ** model.depth):
         raise ValueError(f"the patch size must be a multiple of {2 ** model.depth} for this network, got {patch_size}")
+    if batch_size is None:
+        if gpu:
+            batch_size = 128
+        else:
+            # on a CPU the budget buys few steps: a batch holds as many pixels as 32 patches of 32 px, so a
+            # larger patch (more context) does not cost steps (li2018-ceramics and the 64 px synthetic
+            # micrographs, fitted for 8 minutes: benchmarks/results/fit_registered_cpu.md)
+            batch_size = max(8, round(32 * (32 / patch_size) ** 2))
+            if batch_size != 32:
+                reasons.append(f"batches of {batch_size} patches of {patch_size} px: as many pixels per step as "
+                               "32 patches of 32 px, so that the larger patch does not cost steps")
     training = TrainingSettings(patch_size=patch_size, n_patches=4000 if n_phases == 2 else 8000,
-                                batch_size=128 if gpu else 32, steps=1,
+                                batch_size=int(batch_size), steps=1,
                                 sigma_max=SIGMA_MAX if n_phases == 2 else SIGMA_MAX_THREE_PHASE,
                                 sigma_min=SIGMA_MIN, train_sigma_max=HYBRID_TOP, device=str(device))
     reasons.append(f"the hybrid-range recipe: noise levels up to sigma = {HYBRID_TOP} only (the hybrid starts at "
@@ -239,13 +251,15 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
             raise FileNotFoundError(f"nothing to resume in {output}: no plan.json there (start without --resume)")
         saved = json.loads(plan_path.read_text())
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
-                        patch_size=saved["patch_size"], steps=saved["steps"])
+                        patch_size=saved["patch_size"], steps=saved["steps"],
+                        batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32))
     else:
         output = fresh_directory(output)
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size)
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
-                                     "steps": plan.training_settings.steps, "reasons": list(plan.reasons)}, indent=2))
+                                     "steps": plan.training_settings.steps, "batch_size": plan.training_settings.batch_size,
+                                     "reasons": list(plan.reasons)}, indent=2))
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
     planned = time.perf_counter() - started

@@ -23,9 +23,15 @@ def blobs_png(tmp_path):
 
 def test_the_plan_follows_the_micrograph():
     fine, coarse = _periodic_blobs(128, 1.0), _periodic_blobs(128, 4.0)
-    small = plan_fit(fine, minutes=1, device="cpu", measure_speed=False).patch_size
-    large = plan_fit(coarse, minutes=1, device="cpu", measure_speed=False).patch_size
+    small_plan = plan_fit(fine, minutes=1, device="cpu", measure_speed=False)
+    large_plan = plan_fit(coarse, minutes=1, device="cpu", measure_speed=False)
+    small, large = small_plan.patch_size, large_plan.patch_size
     assert 32 <= small < large == 64 and small % 8 == 0
+    # on a CPU a step holds about as many pixels whatever the patch: the larger patch does not cost steps
+    for plan in (small_plan, large_plan):
+        pixels = plan.training_settings.batch_size * plan.patch_size ** 2
+        assert 0.8 * 32 * 32**2 <= pixels <= 1.25 * 32 * 32**2
+    assert large_plan.training_settings.batch_size == 8 and "as many pixels per step" in large_plan.describe()
     cut = _periodic_blobs(128, 2.0)[..., 10:80, 5:90]  # a cut-out: its seams join unrelated pixels
     assert inspect_micrograph(_periodic_blobs(128, 2.0))["periodic"] and not inspect_micrograph(cut)["periodic"]
     framed = _periodic_blobs(64, 2.0).clone()
