@@ -142,6 +142,10 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                  UNetSettings(channels=n_phases, latent_channels=48, depth=2, num_blocks=1))
         reasons.append(f"an {n_phases}-channel network: " + ("the paper's (L_c = 100, D = 3)" if gpu else
                        "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
+        if not gpu and minutes < 60:
+            reasons.append(f"warning: {minutes:g} min on a CPU is likely too short for {n_phases} phases: in this "
+                           "project's measurements 8 and 15 CPU minutes were not enough for any three-phase "
+                           "micrograph (benchmarks/results/fit_registered_cpu.md); give it an hour, or a GPU")
     if patch_size % (2 ** model.depth):
         raise ValueError(f"the patch size must be a multiple of {2 ** model.depth} for this network, got {patch_size}")
     if batch_size is None:

@@ -42,6 +42,9 @@ def test_the_plan_follows_the_micrograph():
     plan = plan_fit(three, minutes=2, device="cpu", measure_speed=False)
     assert plan.model_settings.channels == 3 and plan.training_settings.train_sigma_max == 1.5
     assert "3-channel network" in plan.describe()
+    assert "likely too short for 3 phases" in plan.describe()
+    assert "too short" not in plan_fit(three, minutes=90, device="cpu", measure_speed=False).describe()
+    assert "too short" not in small_plan.describe(), "two phases: no such warning"
     with pytest.raises(ValueError, match="minutes must be a positive number"):
         plan_fit(three, minutes=float("nan"))
 
