@@ -72,8 +72,7 @@ def main(argv=None) -> None:
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
                           "patch_size": result.plan.patch_size, "batch_size": result.plan.training_settings.batch_size,
-                          "minutes": args.minutes,
-                          "noise_floor": _noise_floor(name)}
+                          "minutes": args.minutes}
         except Exception as error:  # a failure is a row of the table, not the end of the run
             rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
                           "seconds": {"total": time.perf_counter() - started}}
@@ -86,7 +85,8 @@ def main(argv=None) -> None:
 
 def _noise_floor(name: str) -> list[float]:
     """Per phase: the chord distance between the reference's top and bottom halves (what two pieces of the
-    same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`)."""
+    same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`), for rows whose fit
+    report did not carry it yet."""
     from lgtutorial import data
     from lgtutorial.chords import halves_chord_distance
 
@@ -118,7 +118,8 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
                                                  else f" of {training['steps_planned']:,} (time limit)")
         degenerate = len(checks.get("degenerate_samples", [])) if "degenerate_samples" in checks else (
             0 if checks["no_degenerate_sample"] else "some")
-        floor = row.get("noise_floor") or _noise_floor(name)
+        # the fit's own report carries it; rows fitted before it did are measured here
+        floor = list(checks.get("chord_distance_halves", {}).values()) or row.get("noise_floor") or _noise_floor(name)
         lines.append(
             f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} x {row.get('batch_size', 32)} | "
             f"{row.get('minutes', minutes):g} | {steps} | "
