@@ -28,6 +28,10 @@ from _report import emit_table
 
 CASE_STUDY_SOURCES = ("nbsa", "nbsa-proxy", "nbsa-standin", "ti-alpha-beta")
 
+#: What a row must pass, all of it, for the table's last column.
+PASS_CHECKS = ("volume_fractions_within_0.01", "hybrid_chords_closer_than_grf_for_every_phase",
+               "hybrid_regions_like_reference_for_every_phase", "no_degenerate_sample")
+
 
 def registered_micrographs() -> list[str]:
     from lgtutorial.data import registry
@@ -46,6 +50,9 @@ def main(argv=None) -> None:
     parser.add_argument("--redo", nargs="*", default=[], help="fit these again (with this --minutes) although done")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples per report")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure the connected regions of rows kept from before the fit's checks had them, "
+                             "from the samples saved in their --work folders")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -61,6 +68,11 @@ def main(argv=None) -> None:
     for name in names:
         if name in rows and rows[name].get("status") == "done" and name not in args.redo:
             print(f"{name}: done before, kept", flush=True)
+            if args.remeasure and "region_distances" not in rows[name]["checks"]:
+                rows[name]["checks"].update(_region_checks(name, rows[name]))
+                rows[name]["regions_measured_after_the_fit"] = True
+                print(f"{name}: connected regions measured from the saved samples", flush=True)
+                _write(rows, names, args, json_path)
             continue
         started = time.perf_counter()
         try:
@@ -83,6 +95,21 @@ def main(argv=None) -> None:
         _write(rows, names, args, json_path)
 
 
+def _region_checks(name: str, row: dict) -> dict:
+    """The fit's connected-region checks (:func:`lgtutorial.fitting.region_checks`) for a row fitted before
+    the fit measured them, from the GRF and hybrid samples saved in its folder."""
+    import numpy as np
+
+    from lgtutorial import data
+    from lgtutorial.fitting import region_checks
+
+    folder = Path(row["output"])
+    reference, meta = data.load(name)
+    ensembles = {"GRF": torch.from_numpy(np.load(folder / "grf.npy")),
+                 "hybrid": torch.from_numpy(np.load(folder / "samples.npy"))}
+    return region_checks(reference, ensembles, list(row["checks"]["chord_distances"]))
+
+
 def _noise_floor(name: str) -> list[float]:
     """Per phase: the chord distance between the reference's top and bottom halves (what two pieces of the
     same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`), for rows whose fit
@@ -98,17 +125,20 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), {samples} samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
-             "larger of x and y), per phase GRF -> hybrid; patch x batch: the plan's patch side and patches per step; halves: the same distance between the reference's top "
+             "larger of x and y), per phase GRF -> hybrid; regions: the connected-region-size distance to the reference "
+             "(earth mover's, in decades of log10 size), per phase GRF -> hybrid, with the reference's halves' in brackets; "
+             "like: the hybrid's within the halves' + 0.1 for every phase; patch x batch: the plan's patch side and patches per step; halves: the same distance between the reference's top "
              "and bottom halves (what two pieces of the same material already differ by).", "",
              "| micrograph | phases | patch x batch | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
-             "per phase | CLD halves | hybrid closer for every phase | degenerate samples | coherence ref / GRF / hybrid (per phase) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "per phase | CLD halves | hybrid closer for every phase | regions GRF -> hybrid (halves) | regions like | "
+             "degenerate samples | coherence ref / GRF / hybrid (per phase) | every check |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         row = rows.get(name)
         if row is None:
             continue
         if row["status"] != "done":
-            lines.append(f"| {name} | | | | | | {row['seconds']['total'] / 60:.1f} | {row['status']} | | | | | |")
+            lines.append(f"| {name} | | | | | | {row['seconds']['total'] / 60:.1f} | {row['status']} | | | | | | | | |")
             continue
         checks, seconds, training = row["checks"], row["seconds"], row["training"]
         cld = "; ".join(f"{d['GRF']:.3f} -> {d['hybrid']:.3f}" for d in checks["chord_distances"].values())
@@ -120,14 +150,21 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
             0 if checks["no_degenerate_sample"] else "some")
         # the fit's own report carries it; rows fitted before it did are measured here
         floor = list(checks.get("chord_distance_halves", {}).values()) or row.get("noise_floor") or _noise_floor(name)
+        if "region_distances" in checks:
+            regions = "; ".join(f"{d['GRF']:.2f} -> {d['hybrid']:.2f} ({checks['region_distance_halves'][p]:.2f})"
+                                for p, d in checks["region_distances"].items())
+            like = "yes" if checks["hybrid_regions_like_reference_for_every_phase"] else "**no**"
+        else:
+            regions, like = "not measured", ""
+        every = all(checks.get(check, False) for check in PASS_CHECKS)
         lines.append(
             f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} x {row.get('batch_size', 32)} | "
             f"{row.get('minutes', minutes):g} | {steps} | "
             f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
             f"{checks['largest_volume_fraction_error']:.4f} | {cld} | {'; '.join(f'{f:.3f}' for f in floor)} | "
-            f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | "
+            f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | {regions} | {like} | "
             f"{degenerate}{' (recovered: ' + str(checks['recovered_samples']) + ')' if checks['recovered_samples'] else ''} | "
-            f"{coherence} |")
+            f"{coherence} | {'yes' if every else '**no**'} |")
     return "\n".join(lines)
 
 

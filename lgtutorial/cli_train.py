@@ -165,7 +165,8 @@ def _run_fit(args) -> int:
     print(f"wrote {result.output}/report.md; model bundle {result.model_path}")
     print(f"largest volume-fraction error {checks['largest_volume_fraction_error']:.4f}; hybrid chord distributions "
           f"closer than the GRF's for every phase: {checks['hybrid_chords_closer_than_grf_for_every_phase']}; "
-          f"degenerate samples: {checks['degenerate_samples'] or 'none'}")
+          f"connected regions as large as the reference's for every phase: "
+          f"{checks['hybrid_regions_like_reference_for_every_phase']}; degenerate samples: {checks['degenerate_samples'] or 'none'}")
     return 0 if checks["no_degenerate_sample"] else 1
 
 

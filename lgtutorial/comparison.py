@@ -21,6 +21,7 @@ import torch
 
 from . import criteria
 from .chords import chord_distribution_distance
+from .clusters import cluster_size_distance, common_window, median_cluster_size
 from .ensemble_measures import (
     finite_mean,
     finite_std,
@@ -50,6 +51,7 @@ COLUMNS = (
     "chord_y_mean", "chord_y_std", "chord_y_relative_error",
     "chord_x_distance", "chord_y_distance",
     "coherence_mean", "coherence_std", "coherence_relative_error",
+    "cluster_size_median", "cluster_size_distance",
     "two_point_relative_error", "two_point_relative_error_inside", "two_point_relative_error_outside",
     "feature_size_mean", "feature_size_std", "feature_size_relative_error",
     "three_point_relative_error", "three_point_offset",
@@ -91,6 +93,7 @@ class Comparison:
         three_point_scores: per phase, ``{model: (n, k)}`` PC scores (basis fit on all models).
         three_point_explained: per phase, the ``(k,)`` explained variance ratios.
         cutoff, three_point_cutoff, patch_size, reference_periodic, ensemble_periodic: the settings used.
+        cluster_window: the window in which connected regions were labelled (:mod:`lgtutorial.clusters`).
     """
 
     models: list
@@ -108,6 +111,7 @@ class Comparison:
     patch_size: int | None
     reference_periodic: bool
     ensemble_periodic: bool
+    cluster_window: tuple = ()
 
     def boundary(self, model: str) -> str:
         """``"periodic"`` or ``"non-periodic"``: how ``model``'s statistics were computed."""
@@ -122,7 +126,10 @@ class Comparison:
             f"2-point lags |r| <= {self.cutoff} px{box}; 3-point |r1| <= 1, |r2| <= "
             f"{self.three_point_cutoff} px. vf error: model - reference; chord and size errors: (model - reference) / reference; "
             "f_aa and 3-pt errors are ||<model> - reference|| / ||reference|| of the ensemble means; 3-pt offset: "
-            "reference's distance from the ensemble mean over the first 3 PCs, each in ensemble standard deviations."
+            "reference's distance from the ensemble mean over the first 3 PCs, each in ensemble standard deviations. "
+            f"Region size: the connected region (face neighbours) a pixel of the phase belongs to, in windows of "
+            f"{' x '.join(str(w) for w in self.cluster_window)} px; median over the phase's pixels, and the earth "
+            "mover's distance of its log10 distribution from the reference's, in decades."
         )
 
     def to_csv(self) -> str:
@@ -172,6 +179,8 @@ class Comparison:
             "y-CLD dist",
             "coherence",
             "coh. err",
+            "region size (px)",
+            "region dist (dec.)",
             "f_aa err",
             "f_aa err inside",
             "f_aa err outside",
@@ -196,6 +205,8 @@ class Comparison:
                 "" if r["chord_y_distance"] is None else f"{r['chord_y_distance']:.3f}",
                 pm(r["coherence_mean"], r["coherence_std"], 3),
                 percent(r["coherence_relative_error"]),
+                "nan" if math.isnan(r["cluster_size_median"]) else f"{r['cluster_size_median']:.0f}",
+                "" if r["cluster_size_distance"] is None else f"{r['cluster_size_distance']:.2f}",
                 share(r["two_point_relative_error"]),
                 share(r["two_point_relative_error_inside"]),
                 share(r["two_point_relative_error_outside"]),
@@ -333,6 +344,8 @@ def compare(
     lags = torch.fft.fftfreq(2 * int(cutoff) + 1, d=1.0 / (2 * int(cutoff) + 1), device=device).abs()
     box = torch.maximum(lags[:, None], lags[None, :])
     inside = None if patch_size is None else box <= int(patch_size) // 2
+    # connected regions depend on the window: every image is cut into windows of the smallest one's size
+    window = common_window(*models.values())
     base = measured[REFERENCE]
     rows = []
     for name, s in measured.items():
@@ -357,6 +370,7 @@ def compare(
                 "feature_size_std": finite_std(sizes),
                 "coherence_mean": finite_mean(s["coherence"][:, a]),
                 "coherence_std": finite_std(s["coherence"][:, a]),
+                "cluster_size_median": median_cluster_size(models[name], a, window=window),
             }
             errors = {
                 "volume_fraction_error": row["volume_fraction_mean"] - finite_mean(base["volume_fractions"][:, a]),
@@ -365,6 +379,7 @@ def compare(
                 "chord_x_distance": chord_distribution_distance(chords_x, ref_x),
                 "chord_y_distance": chord_distribution_distance(chords_y, ref_y),
                 "coherence_relative_error": relative_error(row["coherence_mean"], finite_mean(base["coherence"][:, a])),
+                "cluster_size_distance": cluster_size_distance(models[name], ref, a, window=window),
                 "two_point_relative_error": relative_norm_error(auto, ref_auto),
                 "two_point_relative_error_inside": None
                 if inside is None
@@ -399,4 +414,5 @@ def compare(
         patch_size=None if patch_size is None else int(patch_size),
         reference_periodic=bool(reference_periodic),
         ensemble_periodic=bool(ensemble_periodic),
+        cluster_window=window,
     )

@@ -140,7 +140,7 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     else:
         model = (UNetSettings(channels=n_phases, latent_channels=100, depth=3, num_blocks=1) if gpu else
                  UNetSettings(channels=n_phases, latent_channels=48, depth=2, num_blocks=1))
-        reasons.append(f"an {n_phases}-channel network: " + ("the paper's (L_c = 100, D = 3)" if gpu else
+        reasons.append(f"a network of {n_phases} channels: " + ("the paper's (L_c = 100, D = 3)" if gpu else
                        "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
         if not gpu and minutes < 60:
             reasons.append(f"warning: {minutes:g} min on a CPU is likely too short for {n_phases} phases: in this "
@@ -368,8 +368,49 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
     checks["volume_fractions_within_0.01"] = checks["largest_volume_fraction_error"] <= 0.01
     checks["hybrid_chords_closer_than_grf_for_every_phase"] = all(
         d["hybrid"] < d["GRF"] for d in checks["chord_distances"].values())
+    checks.update(region_checks(micro, {"GRF": grf, "hybrid": hybrid}, phases))
     checks["no_degenerate_sample"] = not samples.degenerate
     return checks, time.perf_counter() - started
+
+
+#: How far (in decades of region size) the hybrid's connected regions may lie from the reference's
+#: beyond what the reference's own halves differ by: 0.1 decade is about 26 % larger or smaller.
+REGION_TOLERANCE_DECADES = 0.1
+
+
+def region_checks(micro, ensembles: dict, phases) -> dict:
+    """The connected-region entries of a fit's checks (:mod:`lgtutorial.clusters`): per phase the median region
+    size of the reference and each ensemble, each ensemble's region-size distance to the reference, the
+    reference's halves' distance, and whether the hybrid's regions are like the reference's
+    (:func:`regions_like_reference`). Every image is cut into windows of the smallest one's size."""
+    from .clusters import cluster_size_distance, common_window, halves_cluster_distance, median_cluster_size
+
+    window = common_window(micro, *ensembles.values())
+    checks = {
+        "region_sizes": {p: {"reference": median_cluster_size(micro, a, window=window),
+                             **{m: median_cluster_size(e, a, window=window) for m, e in ensembles.items()}}
+                         for a, p in enumerate(phases)},
+        "region_distances": {p: {m: cluster_size_distance(e, micro, a, window=window) for m, e in ensembles.items()}
+                             for a, p in enumerate(phases)},
+        "region_distance_halves": dict(zip(phases, halves_cluster_distance(micro))),
+        "region_window": list(window),
+    }
+    checks["hybrid_regions_like_reference_for_every_phase"] = regions_like_reference(
+        checks["region_distances"], checks["region_distance_halves"])
+    return checks
+
+
+def regions_like_reference(distances: dict, halves: dict, tolerance: float = REGION_TOLERANCE_DECADES) -> bool:
+    """Whether, for every phase, the hybrid's region-size distance to the reference
+    (:func:`lgtutorial.clusters.cluster_size_distance`) is within the reference's own halves' distance plus
+    ``tolerance`` decades. A phase missing from the samples (nan) fails.
+
+    >>> regions_like_reference({"grains": {"hybrid": 0.9}}, {"grains": 0.15})  # cells run into one another
+    False
+    >>> regions_like_reference({"grains": {"hybrid": 0.2}}, {"grains": 0.15})
+    True
+    """
+    return all(d["hybrid"] <= halves[p] + tolerance for p, d in distances.items())
 
 
 def _write_report(output, name, micrograph, plan, model_path, checks, seconds, training):
@@ -388,20 +429,30 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
              f"{yes(checks['volume_fractions_within_0.01'])} (largest error {checks['largest_volume_fraction_error']:.4f})",
              f"- chord-length distributions of the hybrid closer to the reference's than the GRF's, for every phase: "
              f"{yes(checks['hybrid_chords_closer_than_grf_for_every_phase'])}",
+             f"- connected regions of the hybrid (cells, networks, particles) as large as the reference's, within "
+             f"its halves' spread + {REGION_TOLERANCE_DECADES} decade, for every phase: "
+             f"{yes(checks['hybrid_regions_like_reference_for_every_phase'])}",
              f"- no degenerate sample: {yes(checks['no_degenerate_sample'])}"
              + (f" (redone with the faithful sampler: {checks['recovered_samples']})" if checks["recovered_samples"] else ""),
-             "", "| phase | CLD distance GRF | CLD distance hybrid | reference's halves | coherence reference | GRF | "
-             "hybrid |", "|---|---|---|---|---|---|---|"]
+             "", "| phase | CLD distance GRF | CLD distance hybrid | reference's halves | region size px reference | "
+             "GRF | hybrid | region distance GRF | hybrid | reference's halves | coherence reference | GRF | hybrid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     halves = checks.get("chord_distance_halves", {})
     for phase, d in checks["chord_distances"].items():
-        c = checks["coherence"][phase]
+        c, r, rd = checks["coherence"][phase], checks["region_sizes"][phase], checks["region_distances"][phase]
         floor = f"{halves[phase]:.3f}" if phase in halves else "-"
-        lines.append(f"| {phase} | {d['GRF']:.3f} | {d['hybrid']:.3f} | {floor} | {c['reference']:.3f} | "
+        lines.append(f"| {phase} | {d['GRF']:.3f} | {d['hybrid']:.3f} | {floor} | {r['reference']:.0f} | {r['GRF']:.0f} | "
+                     f"{r['hybrid']:.0f} | {rd['GRF']:.2f} | {rd['hybrid']:.2f} | "
+                     f"{checks['region_distance_halves'][phase]:.2f} | {c['reference']:.3f} | "
                      f"{c['GRF']:.3f} | {c['hybrid']:.3f} |")
     lines += ["", "CLD distance: total variation between chord-length distributions (the larger of x and y; 0 equal, "
               "1 disjoint). Reference's halves: the same distance between the top and bottom halves of the "
               "micrograph; distances near it are at the measure's resolution for this micrograph (a phase of few, "
-              "long chords, such as the matrix around sparse particles, has a large one). Coherence: how well "
+              "long chords, such as the matrix around sparse particles, has a large one). Region size: the connected "
+              "region a pixel of the phase belongs to (median over its pixels); region distance: how far the "
+              "distributions of log10 region size lie apart, in decades (0.3: twice as large or small). It tells "
+              "closed grains from grains that run into one another through broken boundaries, separate particles "
+              "from merged ones, and features from speckle, which chord lengths miss. Coherence: how well "
               "aligned the phase boundaries are (1: parallel laths or lamellae).",
               "", "## Before you trust the samples", "",
               "- Look at `samples.png` at full resolution: do the hybrid samples show the reference's kind of "

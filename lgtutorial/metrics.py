@@ -6,6 +6,8 @@ show what a Gaussian random field cannot reproduce and the local (denoising) lay
 * chord length distributions (CLD) per phase along x (the width axis) and y (the height axis),
   computed by run-length encoding every row or column at once (:mod:`lgtutorial.chords`, re-exported
   here);
+* (in :mod:`lgtutorial.clusters`) the sizes of the connected regions of each phase, which tell closed
+  cells from broken networks, separate particles from merged ones and features from speckle;
 * the 3-point statistics ``f_a(r1, r2)`` whose first displacement has ``|r1| <= 1`` pixel, i.e. the
   cross-correlation of the "expanded state" ``m_a(x) m_a(x + r1)`` with ``m_a``;
 * the average feature size, from the slope at the origin of the radially averaged autocorrelation;

@@ -41,7 +41,7 @@ def test_the_plan_follows_the_micrograph():
     three = torch.nn.functional.one_hot(torch.randint(0, 3, (1, 64, 64)), 3).movedim(-1, 1).float()
     plan = plan_fit(three, minutes=2, device="cpu", measure_speed=False)
     assert plan.model_settings.channels == 3 and plan.training_settings.train_sigma_max == 1.5
-    assert "3-channel network" in plan.describe()
+    assert "a network of 3 channels" in plan.describe()
     assert "likely too short for 3 phases" in plan.describe()
     assert "too short" not in plan_fit(three, minutes=90, device="cpu", measure_speed=False).describe()
     assert "too short" not in small_plan.describe(), "two phases: no such warning"
@@ -64,6 +64,14 @@ def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monk
         assert part in report
     halves = summary["checks"]["chord_distance_halves"]
     assert set(halves) == set(summary["checks"]["chord_distances"]) and all(0 <= h <= 1 for h in halves.values())
+    # connected regions: per phase, measured in windows of the samples' size, and the check follows its rule
+    checks = summary["checks"]
+    assert set(checks["region_distances"]) == set(halves) == set(checks["region_sizes"])
+    assert checks["region_window"] == list(np.load(out / "samples.npy").shape[-2:])
+    assert all(size["reference"] > 0 for size in checks["region_sizes"].values())
+    assert checks["hybrid_regions_like_reference_for_every_phase"] == all(
+        d["hybrid"] <= checks["region_distance_halves"][p] + 0.1 for p, d in checks["region_distances"].items())
+    assert "connected regions of the hybrid" in report and "region distance" in report
     for figure in ("samples.png", "chord_lengths_x.png", "two_point_slices_phase1.png", "comparison.md"):
         assert (out / figure).is_file()
     bundle = out / "model" / "my-blobs.pt"

@@ -239,7 +239,7 @@ def test_pca_errors():
 
 
 # -- compare ------------------------------------------------------------------------------------
-ERRORS = [c for c in COLUMNS if "error" in c or c == "three_point_offset"]
+ERRORS = [c for c in COLUMNS if "error" in c or c in ("three_point_offset", "cluster_size_distance")]
 
 
 @pytest.mark.parametrize("periodic", [True, False])
