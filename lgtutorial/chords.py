@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .microstructure import float_microstructure, one_hot_to_labels
+from .microstructure import float_microstructure, one_hot_to_labels, top_and_bottom_halves
 
 __all__ = ["ChordLengths", "chord_lengths", "chord_distribution_distance", "halves_chord_distance"]
 
@@ -213,11 +213,7 @@ def halves_chord_distance(microstructure) -> list[float]:
     >>> halves_chord_distance(stripes)
     [0.0, 0.0]
     """
-    m = float_microstructure(microstructure)
-    if m.ndim != 4 or m.shape[-2] < 4:
-        raise ValueError(f"expected a 2D micrograph (n, N, H, W) with H >= 4; got shape {tuple(m.shape)}")
-    half = m.shape[-2] // 2
-    top, bottom = m[..., :half, :], m[..., half:2 * half, :]
+    top, bottom = top_and_bottom_halves(microstructure, min_height=4)
     return [max(chord_distribution_distance(chord_lengths(top, axis=axis, periodic=False, phases=[p])[0],
                                             chord_lengths(bottom, axis=axis, periodic=False, phases=[p])[0])
-                for axis in ("x", "y")) for p in range(m.shape[1])]
+                for axis in ("x", "y")) for p in range(top.shape[1])]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
-from .microstructure import as_tensor, one_hot_to_labels, spatial_dims_of
+from .microstructure import as_tensor, one_hot_to_labels, spatial_dims_of, top_and_bottom_halves
 
 __all__ = ["cluster_sizes", "cluster_size_distance", "median_cluster_size", "halves_cluster_distance",
            "common_window"]
@@ -146,9 +146,5 @@ def halves_cluster_distance(microstructure) -> list[float]:
     >>> halves_cluster_distance(stripes)
     [0.0, 0.0]
     """
-    m = _ensemble(microstructure)
-    if m.ndim != 4 or m.shape[-2] < 2:
-        raise ValueError(f"expected a 2D micrograph (n, N, H, W) with H >= 2; got shape {tuple(m.shape)}")
-    half = m.shape[-2] // 2
-    top, bottom = m[..., :half, :], m[..., half:2 * half, :]
-    return [cluster_size_distance(top, bottom, p) for p in range(m.shape[1])]
+    top, bottom = top_and_bottom_halves(microstructure)
+    return [cluster_size_distance(top, bottom, p) for p in range(top.shape[1])]

@@ -159,3 +159,18 @@ def float_microstructure(microstructure, name: str = "microstructure") -> torch.
     if not torch.isfinite(t).all():
         raise ValueError(f"{name}: contains NaN or infinite values")
     return t
+
+
+def top_and_bottom_halves(microstructure, *, min_height: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top and bottom halves of a 2D micrograph ``(n, N, H, W)`` (a middle row of an odd ``H`` is left
+    out): two pieces of one material, whose difference is the resolution of a measure on it.
+
+    >>> top, bottom = top_and_bottom_halves(labels_to_one_hot([[0, 1], [1, 1], [0, 0]]))
+    >>> top.shape, bottom.argmax(1).tolist()
+    (torch.Size([1, 2, 1, 2]), [[[1, 1]]])
+    """
+    m = float_microstructure(microstructure)
+    if m.shape[-2] < min_height:
+        raise ValueError(f"expected a 2D micrograph (n, N, H, W) with H >= {min_height}; got shape {tuple(m.shape)}")
+    half = m.shape[-2] // 2
+    return m[..., :half, :], m[..., half:2 * half, :]
