@@ -16,6 +16,7 @@ hybrid. The issue's bar: every orientation's volume fraction within 0.005, every
 
 Run: OMP_NUM_THREADS=2 LGTUTORIAL_DATA=../shared/data python benchmarks/volume_quality.py --side 64 \
          --n-volumes 2 --output benchmarks/results/volume_quality_cpu.md
+(``--annealed --output benchmarks/results/volume_quality_cpu_annealed.md``: the annealed passes.)
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--n-volumes", type=int, default=2)
     parser.add_argument("--sampler", default="fast")
     parser.add_argument("--scheme", default="passes", choices=["passes", "mean"])
+    parser.add_argument("--annealed", action="store_true",
+                        help="annealed passes (lgtutorial.volume.ANNEALED_PASSES) instead of two rounds at SIGMA_PASS")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-2d", type=int, default=32, help="2D hybrid samples of side x side")
@@ -62,7 +65,7 @@ def main() -> None:
     from lgtutorial.hybrid import HybridGenerator
     from lgtutorial.statistics import volume_fractions
     from lgtutorial.settings import resolve_device
-    from lgtutorial.volume import VolumeGenerator
+    from lgtutorial.volume import ANNEALED_PASSES, SIGMA_PASS, VolumeGenerator
     from lgtutorial.volume_slices import ORIENTATIONS, slice_statistics
     from lgtutorial.volume_statistics import isotropic_statistics
 
@@ -74,8 +77,9 @@ def main() -> None:
 
     started = time.perf_counter()
     statistics = isotropic_statistics(micrograph, (side, side, side))
+    sigma_pass = ANNEALED_PASSES if args.annealed else SIGMA_PASS
     volumes_generator = VolumeGenerator.from_statistics(statistics, model, sigmas=sigmas, sampler=args.sampler,
-                                                        scheme=args.scheme, device=device)
+                                                        scheme=args.scheme, sigma_pass=sigma_pass, device=device)
     samples = volumes_generator.sample(args.n_volumes, seed=args.seed, return_grf=True, progress=True)
     volume_seconds = (time.perf_counter() - started) / args.n_volumes
     volumes, grf = samples.volumes.cpu(), samples.grf.cpu()
@@ -110,7 +114,9 @@ def main() -> None:
     hardware = (f"GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else
                 f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)")
     lines = [f"3D against 2D, case study 1 ({MODEL} on {REFERENCE} statistics under isotropy; {args.n_volumes} "
-             f"volume(s) of {side}^3, {args.sampler} sampler, scheme '{args.scheme}'; 2D hybrid: {n_2d} samples of "
+             f"volume(s) of {side}^3, {args.sampler} sampler, scheme '{args.scheme}'"
+             + (f", annealed passes from {ANNEALED_PASSES[0]} to {ANNEALED_PASSES[-1]} ({len(ANNEALED_PASSES) + 1} passes)"
+                if args.annealed else "") + f"; 2D hybrid: {n_2d} samples of "
              f"{side}x{side}, same model, sampler and statistics; {hardware}, torch {torch.__version__}). "
              f"{volume_seconds:.0f} s per volume, {flat_seconds:.1f} s per 2D sample.", "",
              "| orientation | phase | vf of the slices (reference) | vf error | chord distance 3D GRF | hybrid volume "
@@ -128,6 +134,7 @@ def main() -> None:
 
         with atomic_write(Path(args.output).with_suffix(".json"), "w") as handle:
             handle.write(json.dumps({"side": side, "n_volumes": args.n_volumes, "sampler": args.sampler,
+                                     "sigma_pass": list(sigma_pass) if args.annealed else sigma_pass,
                                      "seconds_per_volume": volume_seconds, "seconds_per_2d_sample": flat_seconds,
                                      "rows": rows, "passed": passed}, indent=2))
 

@@ -12,7 +12,7 @@ from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.sampling import with_circular_padding
 from lgtutorial.settings import UNetSettings
 from lgtutorial.unet import ScoreUNet
-from lgtutorial.volume import VolumeGenerator
+from lgtutorial.volume import ANNEALED_PASSES, VolumeGenerator
 from lgtutorial.volume_export import load_tiff_stack, plot_orthogonal_slices, save_tiff_stack
 from lgtutorial.volume_score import SliceScore, slice_score
 from lgtutorial.volume_slices import slice_statistics, volume_slices
@@ -200,6 +200,22 @@ def test_an_untrained_tiny_model_refines_a_32_cube_without_nans(scheme, sampler)
     assert samples.evaluations == generator.evaluations_per_sample == generator.evaluations
     assert samples.slice_evaluations == generator.slices_per_sample
     assert "score evaluations" in samples.report()
+
+
+def test_annealed_passes_run_one_schedule_per_pass_in_turning_orientations():
+    generator = VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(16, 16, 16), sigma_pass=(0.5, 0.3, 0.15, 0.1))
+    assert generator.passes == ("xy", "xz", "yz", "xy", "xz")
+    starts = [float(levels[0]) for levels in generator.pass_schedules]
+    assert starts == sorted(starts, reverse=True) and abs(starts[0] - 0.5) < 0.05  # each re-noises less
+    seen = []
+    samples = generator.sample(1, seed=0, progress=False, callback=lambda info: seen.append(info["pass"]))
+    assert sorted(set(seen)) == [0, 1, 2, 3, 4] or sorted(set(seen)) == [0, 1, 2, 3]  # a pass at sigma_end may be empty
+    assert samples.evaluations == generator.evaluations_per_sample and samples.slice_evaluations == generator.slices_per_sample
+    assert len(ANNEALED_PASSES) == 11 and ANNEALED_PASSES[0] == 0.6 and ANNEALED_PASSES[-1] == 0.15
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), sigma_pass=())
+    with pytest.raises(ValueError, match="sigma_pass must lie in the model's range"):
+        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), sigma_pass=(0.5, 50.0))
 
 
 def test_volume_fraction_posterior_acts_on_the_whole_volume():
