@@ -64,6 +64,15 @@ def main(argv=None) -> None:
     if args.resume and json_path is not None and json_path.exists():
         saved = json.loads(json_path.read_text())
         rows = {row["micrograph"]: {"minutes": saved["minutes"], **row} for row in saved["rows"]}
+        migrated = [row for row in rows.values() if row.get("status") == "done"
+                    and ("chord_distance_halves" not in row["checks"] or "noise_floor" in row)]
+        for row in migrated:  # rows fitted before the fit's report carried the halves' distance: measured once
+            floor = row.pop("noise_floor", None)
+            if "chord_distance_halves" not in row["checks"]:
+                phases = list(row["checks"]["chord_distances"])
+                row["checks"]["chord_distance_halves"] = dict(zip(phases, floor or _noise_floor(row["micrograph"])))
+        if migrated:
+            _write(rows, names, args, json_path)
     work = Path(args.work)
     for name in names:
         if name in rows and rows[name].get("status") == "done" and name not in args.redo:
@@ -113,7 +122,7 @@ def _region_checks(name: str, row: dict) -> dict:
 def _noise_floor(name: str) -> list[float]:
     """Per phase: the chord distance between the reference's top and bottom halves (what two pieces of the
     same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`), for rows whose fit
-    report did not carry it yet."""
+    report did not carry it yet (measured once, when the table is loaded)."""
     from lgtutorial import data
     from lgtutorial.chords import halves_chord_distance
 
@@ -148,8 +157,7 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
                                                  else f" of {training['steps_planned']:,} (time limit)")
         degenerate = len(checks.get("degenerate_samples", [])) if "degenerate_samples" in checks else (
             0 if checks["no_degenerate_sample"] else "some")
-        # the fit's own report carries it; rows fitted before it did are measured here
-        floor = list(checks.get("chord_distance_halves", {}).values()) or row.get("noise_floor") or _noise_floor(name)
+        floor = checks["chord_distance_halves"].values()
         if "region_distances" in checks:
             regions = "; ".join(f"{d['GRF']:.2f} -> {d['hybrid']:.2f} ({checks['region_distance_halves'][p]:.2f})"
                                 for p, d in checks["region_distances"].items())

@@ -229,7 +229,6 @@ class VolumeGenerator:
         # one schedule per later pass, from its own level down
         self.pass_schedules = [sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, level, device=self.device)
                                for level in pass_levels] if scheme == "passes" else []
-        self.pass_sigmas = self.pass_schedules[0] if self.pass_schedules else None  # the first later pass's
         self.pass_sampler = replace(self.sampler, start_noise=1.0)  # re-noise the previous pass's volume to sigma_pass
         self.passes = tuple(ORIENTATIONS[k % 3] for k in range(1 + len(pass_levels))) if scheme == "passes" else ("all",)
         self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
