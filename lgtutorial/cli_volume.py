@@ -104,7 +104,7 @@ def run_generate_volume(settings: settings_module.HybridSettings, volume: settin
     from .hybrid import load_score_model
     from .pretrained import default_model
     from .statistics import volume_fractions
-    from .volume import VolumeGenerator
+    from .volume import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
     from .volume_export import plot_orthogonal_slices, save_tiff_stack
     from .volume_slices import slice_statistics
     from .volume_statistics import isotropic_statistics
@@ -153,14 +153,19 @@ def run_generate_volume(settings: settings_module.HybridSettings, volume: settin
     statistics = isotropic_statistics(source, (side, side, side))
     shift = settings.volume_fraction_shift
     shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
+    recipe = ({"sigma_pass": ANNEALED_PASSES, "final_sigma": FINAL_SIGMA} if volume.annealed
+              else {"rounds": volume.rounds, "sigma_pass": volume.sigma_pass})
     generator = VolumeGenerator.from_statistics(
-        statistics, model, sigmas=sigmas, device=device, sampler=settings.sampler, scheme=volume.scheme,
-        rounds=volume.rounds, sigma_pass=volume.sigma_pass, n_levels=settings.levels, sigma_c=settings.sigma_c,
+        statistics, model, sigmas=sigmas, device=device, sampler=settings.sampler, scheme=volume.scheme, **recipe,
+        n_levels=settings.levels, sigma_c=settings.sigma_c,
         step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
         volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift, guard=settings.guard)
     out = fresh_directory(output or OUTPUT_ROOT / f"generate3d-{name}")
     scheme = (f"{volume.rounds} round(s) of xy, xz, yz passes" if volume.scheme == "passes"
               else "the mean of the three orientations' scores")
+    if volume.annealed and volume.scheme == "passes":
+        scheme = (f"{len(generator.passes)} annealed passes (re-noising {ANNEALED_PASSES[0]} to {ANNEALED_PASSES[-1]}) "
+                  f"and a final step of all three orientations from {FINAL_SIGMA}")
     print(statistics.report())
     print(f"{settings.n_samples} volumes of {side}^3 voxels, {scheme} ({settings.sampler} sampler, "
           f"{generator.evaluations_per_sample} score evaluations and {generator.slices_per_sample:,} 2D slices "

@@ -47,6 +47,20 @@ to the 2D hybrid fall to 1.25-1.38 (matrix, within the 1.5 the 3D issue asks for
 (precipitates, not yet), the volume fraction within 0.001, for 1.8 times the time (444 s a volume).
 Measured on one material only, so not the default yet.
 
+What the annealed passes left was one-voxel disagreement between orientations: each pass decides the
+boundary voxels slice by slice, so a boundary that is smooth in the pass's own slices is ragged across
+them, and the slices of the other orientations see the ragged edge as slivers (precipitate chords of
+1-2 voxels: 18-21 % of the chords against 12 % in the micrograph, most along z) and bridges between
+precipitates. Averaging the three orientations' denoisers at a low level (0.05-0.2) changes nothing
+(each keeps a one-hot volume as it is); from 0.35-0.45 it decides those voxels by the orientations'
+mean. Hence the final step (``final_sigma=FINAL_SIGMA``): the segmented volume re-noised to 0.45, one
+Tweedie step under the mean of the three slice scores and the posterior, averaged over ``final_draws``
+noise draws, segmented at 0.5. On 48^3 (two volumes, ``benchmarks/volume_quality.py
+--side 48``) the worst ratio to the 2D hybrid fell from 1.98 to 1.63 with 4 draws and to 1.58 with 8;
+from 0.6 it helped less (1.96), from 0.35 it helped the matrix more and the precipitates less; more,
+finer annealed passes instead (17 levels to 0.15 or 0.1) were worse (2.2-2.3). At 64^3 with 16 draws:
+``benchmarks/results/volume_quality_cpu_final.md``.
+
 The refinement reuses the 2D hybrid's pieces: the schedules and samplers of :mod:`lgtutorial.samplers`
 (they work on any shape) and the volume-fraction posterior of :mod:`lgtutorial.conditioning`, applied
 to the volume viewed as ``(n, C, D H, W)`` so that its reductions over the last two axes run over
@@ -72,16 +86,37 @@ from .statistics import volume_fractions
 from .volume_score import finalize_volumes, slice_score
 from .volume_statistics import ORIENTATIONS, VolumeStatistics, isotropic_statistics
 
-__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS", "ANNEALED_PASSES"]
+__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS", "ANNEALED_PASSES", "annealed_levels",
+           "FINAL_SIGMA", "FINAL_DRAWS"]
 
 #: How the orientations are combined: one at a time (``"passes"``) or averaged in every evaluation (``"mean"``).
 SCHEMES = ("passes", "mean")
 #: Noise level each orientation pass after the first starts from (re-noising the previous pass's volume).
 SIGMA_PASS = 0.3
+
+
+def annealed_levels(top: float, end: float, count: int) -> tuple[float, ...]:
+    """``count`` noise levels falling geometrically from ``top`` to ``end`` (one per later pass).
+
+    >>> annealed_levels(0.6, 0.15, 3)
+    (0.6, 0.3, 0.15)
+    """
+    if not (isinstance(count, int) and count >= 1) or not 0 < end <= top:
+        raise ValueError(f"annealed_levels: expected 0 < end <= top and a positive count, got {top}, {end}, {count}")
+    if count == 1:
+        return (float(top),)
+    return tuple(round(top * (end / top) ** (k / (count - 1)), 4) for k in range(count))
+
+
 #: Levels for annealed passes (``sigma_pass=ANNEALED_PASSES``): eleven later passes, re-noising geometrically
 #: less from 0.6 to 0.15. At 64^3 closer to the micrograph than two rounds at :data:`SIGMA_PASS`, for
 #: about 1.9 times the time (``benchmarks/results/volume_quality_cpu_annealed.md``).
-ANNEALED_PASSES = tuple(round(0.6 * (0.15 / 0.6) ** (k / 10), 4) for k in range(11))
+ANNEALED_PASSES = annealed_levels(0.6, 0.15, 11)
+#: Where the final denoising step of all three orientations starts (``final_sigma=FINAL_SIGMA``), and how
+#: many noise draws it averages (``final_draws``): after annealed passes, one voxel the orientations
+#: disagree on is decided by their mean (``benchmarks/results/volume_quality_cpu_final.md``).
+FINAL_SIGMA = 0.45
+FINAL_DRAWS = 16
 
 
 @dataclass
@@ -164,6 +199,11 @@ class VolumeGenerator:
         guard: volumes whose volume fraction misses the target by more than this are listed as
             degenerate (``None``: no check).
         statistics: the :class:`~lgtutorial.volume_statistics.VolumeStatistics` the field came from, if any.
+        final_sigma: end with one denoising step of all three orientations at once from this level
+            (``None``: no such step), e.g. :data:`FINAL_SIGMA` after :data:`ANNEALED_PASSES`: the segmented
+            volume re-noised to it, the Tweedie estimate under the mean of the three slice scores (with the
+            volume-fraction posterior), averaged over ``final_draws`` noise draws, segmented.
+        final_draws: noise draws of the final step (one evaluation of every slice in all three orientations each).
 
     Raises:
         ValueError: a field that is not 3D, channels that do not fit the phases, sides the network
@@ -176,7 +216,8 @@ class VolumeGenerator:
                  step_lr: float | None = None, condition_volume_fraction: bool = True,
                  volume_fraction_estimate: str = "segmented", likelihood_widths: tuple[float, float] | None = None,
                  volume_fraction_shift: float = 0.0, segment_grf: bool | None = None, channels: int | None = None,
-                 chunk_size: int = 128, guard: float | None = 0.1, statistics: VolumeStatistics | None = None):
+                 chunk_size: int = 128, guard: float | None = 0.1, statistics: VolumeStatistics | None = None,
+                 final_sigma: float | None = None, final_draws: int = FINAL_DRAWS):
         if not isinstance(field, GaussianRandomField) or len(field.shape) != 3:
             raise TypeError("field must be a 3-D GaussianRandomField (a statistics row of shape (N, D, H, W))")
         if scheme not in SCHEMES:
@@ -193,6 +234,10 @@ class VolumeGenerator:
             raise ValueError(f"volume_fraction_estimate must be 'segmented' or 'mean', got {volume_fraction_estimate!r}")
         if sigma_c is None:
             raise ValueError("sigma_c=None (sampling from noise) is not offered for volumes; give a starting level")
+        if final_sigma is not None and not (isinstance(final_sigma, (int, float)) and final_sigma > 0):
+            raise ValueError(f"final_sigma must be None or a positive noise level, got {final_sigma!r}")
+        if not isinstance(final_draws, int) or final_draws < 1:
+            raise ValueError(f"final_draws must be a positive integer, got {final_draws!r}")
         if guard is not None and not 0 < guard <= 1:
             raise ValueError(f"guard must be None or a volume-fraction error in (0, 1], got {guard!r}")
         self.field, self.statistics, self.device = field, statistics, field.device
@@ -202,7 +247,7 @@ class VolumeGenerator:
             self.sampler = replace(self.sampler, likelihood_on="iterate")
         self.sampler_name = sampler if isinstance(sampler, str) else "custom"
         trained_top = getattr(score_model, "trained_sigma_max", None)
-        if trained_top is not None and max(sigma_c, *pass_levels) > float(trained_top) * 1.001:
+        if trained_top is not None and max(sigma_c, *pass_levels, final_sigma or 0.0) > float(trained_top) * 1.001:
             raise ValueError(f"the score model was trained on noise levels up to sigma={float(trained_top):g} only; "
                              f"sigma_c and sigma_pass must not exceed it (got {sigma_c}, {sigma_pass})")
         module = isinstance(score_model, torch.nn.Module)
@@ -231,6 +276,9 @@ class VolumeGenerator:
                                for level in pass_levels] if scheme == "passes" else []
         self.pass_sampler = replace(self.sampler, start_noise=1.0)  # re-noise the previous pass's volume to sigma_pass
         self.passes = tuple(ORIENTATIONS[k % 3] for k in range(1 + len(pass_levels))) if scheme == "passes" else ("all",)
+        if final_sigma is not None and not sigma_min < final_sigma <= sigma_max:
+            raise ValueError(f"final_sigma must lie in the model's range ({sigma_min:g}, {sigma_max:g}], got {final_sigma}")
+        self.final_sigma, self.final_draws = (None if final_sigma is None else float(final_sigma)), final_draws
         self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
         self.condition_volume_fraction = condition_volume_fraction
         self.volume_fraction_estimate = volume_fraction_estimate
@@ -271,7 +319,8 @@ class VolumeGenerator:
     def evaluations_per_sample(self) -> int:
         """Score evaluations per refinement: the first pass's, plus every later pass's."""
         first = self.sampler.evaluations(len(self.sigmas))
-        return first + sum(self.pass_sampler.evaluations(len(levels)) for levels in self.pass_schedules)
+        final = 0 if self.final_sigma is None else self.final_draws
+        return first + sum(self.pass_sampler.evaluations(len(levels)) for levels in self.pass_schedules) + final
 
     @property
     def slices_per_sample(self) -> int:
@@ -280,8 +329,9 @@ class VolumeGenerator:
         if self.scheme == "mean":
             return self.evaluations_per_sample * sum(lengths.values())
         first = self.sampler.evaluations(len(self.sigmas)) * lengths[self.passes[0]]
-        return first + sum(self.pass_sampler.evaluations(len(levels)) * lengths[o]
-                           for levels, o in zip(self.pass_schedules, self.passes[1:]))
+        final = 0 if self.final_sigma is None else self.final_draws * sum(lengths.values())
+        return first + final + sum(self.pass_sampler.evaluations(len(levels)) * lengths[o]
+                                   for levels, o in zip(self.pass_schedules, self.passes[1:]))
 
     @property
     def evaluations(self) -> int:
@@ -342,7 +392,30 @@ class VolumeGenerator:
                 segmented = to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
                 x = self.pass_sampler.run(score, segmented, self.pass_schedules[index - 1], step_lr=self.step_lr,
                                           generator=generator, callback=step)
+        if self.final_sigma is not None:
+            x = self._final_denoise(x, generator=generator, callback=callback)
         return x
+
+    @torch.no_grad()
+    def _final_denoise(self, x: torch.Tensor, *, generator=None, callback=None) -> torch.Tensor:
+        """One denoising step of all three orientations at once: the segmented volume re-noised to
+        ``final_sigma``, the Tweedie estimate ``x + sigma^2 score(x)`` under the mean of the three
+        orientations' scores (with the volume-fraction posterior), averaged over ``final_draws`` noise draws.
+
+        Where the last passes left a boundary voxel that one orientation's slices keep and another's
+        drop (a one-voxel sliver seen across the slices), the orientations' mean decides it.
+        """
+        segmented = to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
+        score = self.score(ORIENTATIONS)
+        sigma = torch.tensor(self.final_sigma, dtype=segmented.dtype, device=segmented.device)
+        estimate = torch.zeros_like(segmented)
+        for draw in range(self.final_draws):
+            noise = torch.randn(segmented.shape, generator=generator, device=segmented.device, dtype=segmented.dtype)
+            noisy = segmented + sigma * noise
+            estimate += noisy + sigma**2 * score(noisy, sigma)
+            if callback is not None:
+                callback({"sigma": float(sigma), "pass": len(self.passes), "orientation": "all", "draw": draw})
+        return estimate / self.final_draws
 
     def sample(self, n_samples: int, *, seed: int | None = None, generator: torch.Generator | None = None,
                batch_size: int | None = 1, return_grf: bool = False, progress: bool = True,

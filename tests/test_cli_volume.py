@@ -27,7 +27,8 @@ def test_dims_3_writes_volumes_tiff_stacks_slice_figures_and_a_summary(tmp_path,
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["shape"] == [16, 16, 16] and summary["model"] == "lgtutorial-case1"
-    assert summary["volume_settings"] == {"dims": 3, "scheme": "passes", "rounds": 2, "sigma_pass": 0.3}
+    assert summary["volume_settings"] == {"dims": 3, "scheme": "passes", "rounds": 2, "sigma_pass": 0.3,
+                                          "annealed": False}
     assert 0 <= summary["statistics"]["clipped_fraction"] < 0.1 and summary["statistics"]["assumption"] == "isotropic"
     assert summary["target_volume_fractions"][1] == pytest.approx(0.3726, abs=1e-3)
     # the GRF start keeps the target volume fraction; every orientation counts every voxel once
@@ -75,3 +76,25 @@ def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys):
     assert main(["generate", *options, "--output", str(tmp_path / "never")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monkeypatch, capsys):
+    from lgtutorial import volume as volume_module
+
+    built = {}
+    original = volume_module.VolumeGenerator.__init__
+
+    def spy(self, *args, **kwargs):
+        built.update(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(volume_module.VolumeGenerator, "__init__", spy)
+    out = tmp_path / "volumes"
+    assert main(["generate", "--dims", "3", "--size", "16", "--n-samples", "1", "--annealed", "--output", str(out)]) == 0
+    assert built["sigma_pass"] == volume_module.ANNEALED_PASSES and built["final_sigma"] == volume_module.FINAL_SIGMA
+    assert json.loads((out / "summary.json").read_text())["volume_settings"]["annealed"] is True
+    assert "annealed passes" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--annealed sets the passes itself.*--rounds"):
+        VolumeSettings(dims=3, annealed=True, rounds=3)
+    with pytest.raises(ValueError, match="add --dims 3"):
+        VolumeSettings(annealed=True)

@@ -218,6 +218,38 @@ def test_annealed_passes_run_one_schedule_per_pass_in_turning_orientations():
         VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), sigma_pass=(0.5, 50.0))
 
 
+def test_final_denoising_step_runs_all_orientations_once_per_draw():
+    generator = VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(16, 16, 16), sigma_pass=(0.5, 0.2),
+                                                final_sigma=0.4, final_draws=3)
+    plain = VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(16, 16, 16), sigma_pass=(0.5, 0.2))
+    assert generator.evaluations_per_sample == plain.evaluations_per_sample + 3
+    assert generator.slices_per_sample == plain.slices_per_sample + 3 * (16 + 16 + 16)
+    seen = []
+    samples = generator.sample(1, seed=0, progress=False, callback=lambda info: seen.append(info["orientation"]))
+    assert seen[-3:] == ["all"] * 3 and "all" not in seen[:-3]
+    assert samples.evaluations == generator.evaluations_per_sample and samples.slice_evaluations == generator.slices_per_sample
+    # no autograd graph kept across the draws (a 64^3 volume's would fill the memory)
+    assert not generator._final_denoise(torch.zeros(1, 1, 16, 16, 16)).requires_grad
+    for bad in (0.0, -0.1, "0.4"):
+        with pytest.raises(ValueError, match="final_sigma"):
+            VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), final_sigma=bad)
+    with pytest.raises(ValueError, match="final_sigma must lie in the model's range"):
+        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), final_sigma=50.0)
+    with pytest.raises(ValueError, match="final_draws"):
+        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), final_sigma=0.4, final_draws=0)
+
+
+def test_final_denoising_step_keeps_a_volume_the_orientations_agree_on():
+    # a score that says "this is clean" (zero) in every orientation: the averaged draws' noise cancels,
+    # every voxel keeps its phase (no volume-fraction pull: conditioning off)
+    generator = VolumeGenerator.from_micrograph(blobs(), lambda x, sigma: torch.zeros_like(x), shape=(8, 8, 8),
+                                                channels=1, condition_volume_fraction=False, final_sigma=0.05,
+                                                final_draws=4)
+    volume = (torch.rand(1, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.6).float()
+    out = generator._final_denoise(volume, generator=torch.Generator().manual_seed(1))
+    assert torch.equal((out > 0.5).float(), volume)
+
+
 def test_volume_fraction_posterior_acts_on_the_whole_volume():
     micrograph = blobs()
     generator = VolumeGenerator.from_micrograph(micrograph, lambda x, sigma: torch.zeros_like(x), shape=(8, 8, 8),
