@@ -21,6 +21,7 @@ import json
 import platform
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -93,6 +94,7 @@ def main(argv=None) -> None:
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
                           "patch_size": result.plan.patch_size, "batch_size": result.plan.training_settings.batch_size,
+                          "sampler": result.plan.sampler,
                           "minutes": args.minutes}
         except Exception as error:  # a failure is a row of the table, not the end of the run
             rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
@@ -132,7 +134,11 @@ def _noise_floor(name: str) -> list[float]:
 def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
     lines = [f"`lgtutorial fit MICROGRAPH --minutes M` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
-             f"torch {torch.__version__}. Default sampler (fast, with the collapse guard), {samples} samples at the "
+             f"torch {torch.__version__}. The plan's sampler (with the collapse guard): "
+             + ", ".join(f"'{name}' in {count} row(s)" for name, count in sorted(Counter(
+                 row.get("sampler", "fast") for row in rows.values() if row.get("status") == "done").items()))
+             + " (rows without a recorded sampler were fitted before the plan chose 'fast-fine' for two-phase "
+             f"micrographs with features under 4 px, fit_sampler_fine_cpu.md: 'fast'), {samples} samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
              "larger of x and y), per phase GRF -> hybrid; regions: the connected-region-size distance to the reference "
              "(earth mover's, in decades of log10 size), per phase GRF -> hybrid, with the reference's halves' in brackets; "

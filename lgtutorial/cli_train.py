@@ -142,8 +142,9 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--name", default=None, help="the model's name (default: from the file name)")
     parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples for the report (default: 4)")
     parser.add_argument("--size", type=int, default=None, help="side of the samples (default: the micrograph's size)")
-    parser.add_argument("--sampler", default=DEFAULT_SAMPLER,
-                        help=f"the hybrid's sampler ({sampler_help()}; default: {DEFAULT_SAMPLER})")
+    parser.add_argument("--sampler", default=None,
+                        help=f"the hybrid's sampler ({sampler_help()}; default: chosen from the feature sizes, "
+                             f"{DEFAULT_SAMPLER} or fast-fine for features under 4 px)")
     parser.add_argument("--patch-size", type=int, default=None, help="override the chosen patch size (px)")
     parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                         help="override the periodicity check")

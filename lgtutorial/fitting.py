@@ -42,6 +42,11 @@ __all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
 
 #: the noise levels a fitted model is trained on: up to twice the hybrid's sigma_c
 HYBRID_TOP = HYBRID_TRAIN_SIGMA_MAX
+#: Below this finest mean chord (px) the plan samples a 2-phase micrograph with ``"fast-fine"``
+#: (:data:`lgtutorial.samplers.SAMPLERS`; ``benchmarks/results/fit_sampler_fine_cpu.md``: it turned the
+#: 30-minute alloy model's dotted boundaries into lines and changed little elsewhere; on the 3-phase
+#: composite one phase came out further from the reference, so three phases keep ``"fast"``).
+FINE_FEATURE_PX = 4.0
 
 
 def _periodic_blobs(size: int, width: float, seed: int = 0) -> torch.Tensor:
@@ -98,6 +103,7 @@ class FitPlan:
     training_settings: TrainingSettings
     minutes: float
     reasons: tuple
+    sampler: str = DEFAULT_SAMPLER
 
     def describe(self) -> str:
         return "\n".join(f"- {reason}" for reason in self.reasons)
@@ -105,8 +111,8 @@ class FitPlan:
 
 def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
              patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None,
-             batch_size: int | None = None) -> FitPlan:
-    """Choose the patch size, the model and the training length for one micrograph (see :func:`fit`)."""
+             batch_size: int | None = None, sampler: str | None = None) -> FitPlan:
+    """Choose the patch size, the model, the training length and the sampler for one micrograph (see :func:`fit`)."""
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     info = inspect_micrograph(micro)
@@ -132,6 +138,16 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     if patch_size < 8 or patch_size > min(height, width):
         raise ValueError(f"the patch size must be between 8 px and the micrograph's smaller side "
                          f"({min(height, width)} px), got {patch_size}")
+    if sampler is None:
+        if finest < FINE_FEATURE_PX and n_phases == 2:
+            sampler = "fast-fine"
+            reasons.append(f"the sampler 'fast-fine' (88 network evaluations a sample, not 49): the finest mean chord "
+                           f"is {finest:.1f} px, under {FINE_FEATURE_PX:g}; 'fast' stops at sigma = 0.1, where lines one "
+                           "or two pixels wide can still be grey, and breaks them into dots")
+        else:
+            sampler = DEFAULT_SAMPLER
+    else:
+        reasons.append(f"the sampler {sampler!r} as asked")
     device = resolve_device(device)
     gpu = device.type == "cuda"
     if n_phases == 2:
@@ -177,7 +193,7 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     training = dataclasses.replace(training, steps=int(steps), eval_every=max(25, steps // 10),
                                    checkpoint_every=max(25, min(250, steps // 10)))
     return FitPlan(info=info, periodic=bool(periodic), patch_size=int(patch_size), model_settings=model,
-                   training_settings=training, minutes=float(minutes), reasons=tuple(reasons))
+                   training_settings=training, minutes=float(minutes), reasons=tuple(reasons), sampler=sampler)
 
 
 _SECONDS_PER_STEP: dict = {}
@@ -214,7 +230,7 @@ def _name_of(micrograph) -> str:
 
 
 def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=None, resume: bool = False,
-        n_samples: int = 4, size: int | None = None, sampler: str = DEFAULT_SAMPLER, device="auto", seed: int = 0,
+        n_samples: int = 4, size: int | None = None, sampler: str | None = None, device="auto", seed: int = 0,
         periodic: bool | None = None, patch_size: int | None = None, progress: bool = True) -> FitResult:
     """From one segmented micrograph to a trained generator and a report (see the module docstring).
 
@@ -228,7 +244,8 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
             what is left of its budget, then generate and report.
         n_samples: GRF and hybrid samples for the report.
         size: side of the square samples (default: the micrograph's own size).
-        sampler: the hybrid's sampler (``"fast"`` by default; failed samples are redone with ``"faithful"``).
+        sampler: the hybrid's sampler (default: chosen by the plan, ``"fast"``, or ``"fast-fine"`` for features
+            under :data:`FINE_FEATURE_PX` wide; failed samples are redone with ``"faithful"``).
         periodic: override the periodicity check; patch_size: override the chosen patch size.
 
     Example (three lines in a notebook)::
@@ -256,13 +273,15 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         saved = json.loads(plan_path.read_text())
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"],
-                        batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32))
+                        batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32),
+                        sampler=sampler)
     else:
         output = fresh_directory(output)
-        plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size)
+        plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
                                      "steps": plan.training_settings.steps, "batch_size": plan.training_settings.batch_size,
+                                     "sampler": plan.sampler,
                                      "reasons": list(plan.reasons)}, indent=2))
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
@@ -284,7 +303,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     model_path = export_pretrained(output / CHECKPOINT_NAME, name, directory=output / "model", preset="fit",
                                    statistics=statistics, overwrite=True)
     checks, generated = _generate_and_report(micro, meta, plan, model_path, output, n_samples=n_samples, size=size,
-                                             sampler=sampler, seed=seed, device=device, progress=progress)
+                                             sampler=plan.sampler, seed=seed, device=device, progress=progress)
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
                "total": time.perf_counter() - started}
     steps_done = run.history["step"][-1] if run.history["step"] else 0

@@ -225,6 +225,17 @@ SAMPLERS["fast-sharp"] = replace(
     description="'fast' with Langevin correctors of 0.5 sigma^2: chord length distributions closer to the "
     "reference's, but it diverged with the young 3-phase model; 49 evaluations",
 )
+#: ``"fast-fine"``: ``"fast"`` run on down to sigma = 0.02 (88 evaluations) before its Tweedie step. For
+#: features one or two pixels wide (grain boundaries) the structure is not settled at 0.1: the Tweedie
+#: estimate from there leaves thin lines grey and the threshold breaks them into dots. Measured on the
+#: li2018-alloy micrograph with its 30-minute fit model (4 samples, seed 0): with ``"fast"`` the samples'
+#: boundary fractions were 0.075, 0.071, 0.158, 0.088 (reference 0.135) and the boundaries dotted; run to
+#: 0.02 three of four landed within 0.003 of the reference and the lines were continuous.
+SAMPLERS["fast-fine"] = replace(
+    SAMPLERS["fast"], sigma_end=0.02,
+    description="'fast' run on to sigma = 0.02 before the Tweedie step (29 steps from 0.74): for features one or two "
+    "pixels wide, which the step from 0.1 leaves grey and breaks into dots; 88 evaluations",
+)
 #: ``"fast-compiled"``: ``"fast"`` with a ``torch.compile``-d network: each evaluation about 1.6 times
 #: faster on a CPU, after a one-off compilation of tens of seconds per domain and batch size (worth it
 #: for long runs at one size; needs a C++ compiler).
@@ -236,7 +247,7 @@ SAMPLERS["fast-compiled"] = replace(
 #: Samplers that cannot start from pure noise, and the one to use instead for unconditional (SBG)
 #: runs: from sigma = 20 the corrector steps of ``"fast"`` diverged with this project's young models
 #: (the case-1 model's samples collapsed to one phase), its predictor-only variant does not.
-FROM_NOISE = {name: "fast-predictor-only" for name in ("fast", "fast-compiled", "fast-sharp", "fast-v1")}
+FROM_NOISE = {name: "fast-predictor-only" for name in ("fast", "fast-compiled", "fast-sharp", "fast-v1", "fast-fine")}
 
 
 def sampler_from_noise(sampler):

@@ -147,7 +147,7 @@ def test_the_fast_sampler_spends_a_tenth_of_the_papers_evaluations_on_its_schedu
 
 
 def test_sampler_names_and_configurations_are_validated(field):
-    with pytest.raises(ValueError, match="unknown sampler 'quick'; expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-compiled"):
+    with pytest.raises(ValueError, match="unknown sampler 'quick'; expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-fine, fast-compiled"):
         HybridGenerator(field, CountingScore(), sampler="quick")
     with pytest.raises(TypeError, match="sampler must be a name"):
         resolve_sampler(3)
@@ -181,8 +181,11 @@ def test_one_default_sampler_for_the_api_the_cli_and_the_sweep_design(field):
     assert DEFAULT_SAMPLER == "fast"
     assert inspect.signature(HybridGenerator).parameters["sampler"].default == DEFAULT_SAMPLER
     assert HybridSettings().sampler == SamplerSettings().name == DEFAULT_SAMPLER
-    fit_sampler = build_parser().parse_args(["fit", "micrograph.png"]).sampler
-    assert fit_sampler == DEFAULT_SAMPLER
+    # fit leaves the choice to its plan: the default, or "fast-fine" for thin two-phase features (test_fit.py)
+    assert build_parser().parse_args(["fit", "micrograph.png"]).sampler is None
+    from lgtutorial.fitting import FitPlan
+
+    assert inspect.signature(FitPlan).parameters["sampler"].default == DEFAULT_SAMPLER
     assert HybridGenerator(field, CountingScore()).sampler is SAMPLERS[DEFAULT_SAMPLER]
 
 

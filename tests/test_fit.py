@@ -21,6 +21,24 @@ def blobs_png(tmp_path):
     return path
 
 
+def test_the_plan_samples_thin_features_with_the_finer_sampler():
+    from lgtutorial.fitting import FINE_FEATURE_PX
+    from lgtutorial.microstructure import labels_to_one_hot
+
+    grid = torch.zeros(128, 128, dtype=torch.long)  # cells of 14 px walled by lines 2 px wide
+    for offset in (0, 1):
+        grid[offset::16], grid[:, offset::16] = 1, 1
+    thin = plan_fit(labels_to_one_hot(grid[None], n_phases=2), minutes=1, device="cpu", measure_speed=False)
+    coarse = plan_fit(_periodic_blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False)
+    assert thin.sampler == "fast-fine" and "'fast-fine'" in thin.describe() and f"under {FINE_FEATURE_PX:g}" in thin.describe()
+    assert coarse.sampler == "fast" and "fast-fine" not in coarse.describe()
+    three = labels_to_one_hot((grid + (torch.arange(128) >= 64).long()[None, :] * (1 - grid) * 2).clamp_max(2)[None],
+                              n_phases=3)  # the same walls, the cells of two phases: three phases keep "fast"
+    assert plan_fit(three, minutes=1, device="cpu", measure_speed=False).sampler == "fast"
+    asked = plan_fit(_periodic_blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False, sampler="faithful")
+    assert asked.sampler == "faithful" and "'faithful' as asked" in asked.describe()
+
+
 def test_the_plan_follows_the_micrograph():
     fine, coarse = _periodic_blobs(128, 1.0), _periodic_blobs(128, 4.0)
     small_plan = plan_fit(fine, minutes=1, device="cpu", measure_speed=False)
