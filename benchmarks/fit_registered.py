@@ -132,13 +132,16 @@ def _noise_floor(name: str) -> list[float]:
 
 
 def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
+    from lgtutorial.fitting import FINE_FEATURE_PX
+
     lines = [f"`lgtutorial fit MICROGRAPH --minutes M` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}. The plan's sampler (with the collapse guard): "
              + ", ".join(f"'{name}' in {count} row(s)" for name, count in sorted(Counter(
                  row.get("sampler", "fast") for row in rows.values() if row.get("status") == "done").items()))
              + " (rows without a recorded sampler were fitted before the plan chose 'fast-fine' for two-phase "
-             f"micrographs with features under 4 px, fit_sampler_fine_cpu.md: 'fast'), {samples} samples at the "
+             f"micrographs with features under {FINE_FEATURE_PX:g} px, fit_sampler_fine_cpu.md: 'fast'), {samples} "
+             "samples at the "
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
              "larger of x and y), per phase GRF -> hybrid; regions: the connected-region-size distance to the reference "
              "(earth mover's, in decades of log10 size), per phase GRF -> hybrid, with the reference's halves' in brackets; "

@@ -3,7 +3,7 @@ fast sampler on to sigma = 0.02 (``"fast-fine"``) help micrographs with thin fea
 
 For each fitted folder of ``benchmarks/fit_registered.py`` named: its model and plan as they are (no
 training), the report's generation step (:func:`lgtutorial.fitting._generate_and_report`, 4 samples, seed 0)
-with ``--sampler``, beside what the fit itself measured with ``"fast"`` (the folder's ``summary.json``; the
+with ``--sampler`` (the plan's sampler), beside what the fit itself measured with ``"fast"`` (the folder's ``summary.json``; the
 connected-region distances from its saved samples where the summary predates them). Per micrograph: the
 finest mean chord, the largest volume-fraction error, the chord-distribution distance per phase and the
 connected-region distance per phase (GRF, fast, the finer sampler), and the per-sample fraction of the
@@ -61,7 +61,7 @@ def main() -> None:
     import numpy as np
 
     from lgtutorial import data
-    from lgtutorial.fitting import _generate_and_report, inspect_micrograph, plan_fit
+    from lgtutorial.fitting import _generate_and_report, finest_mean_chord, plan_fit
 
     rows = []
     for name in args.folders:
@@ -76,12 +76,13 @@ def main() -> None:
         model = next((folder / "model").glob("*.pt"))
         target = Path(args.work).parent / "fit-sampler-fine" / name  # the samples and figures (not committed)
         started = time.perf_counter()
-        checks, _ = _generate_and_report(reference, meta, plan, model, target, n_samples=4, size=None,
-                                         sampler=args.sampler, seed=0, device="cpu", progress=False)
+        checks, _ = _generate_and_report(reference, meta, plan, model, target, n_samples=4, size=None, seed=0,
+                                         device="cpu", progress=False)
         seconds = time.perf_counter() - started
         checks["per_sample_fractions"] = _per_sample(torch.from_numpy(np.load(target / "samples.npy")))
-        chords = [c for axis in ("x", "y") for c in inspect_micrograph(reference)["mean_chords"][axis] if c == c]
-        rows.append({"folder": name, "micrograph": micrograph, "phases": phases, "finest_mean_chord": min(chords),
+        rows.append({"folder": name, "micrograph": micrograph, "phases": phases,
+                     "finest_mean_chord": finest_mean_chord(plan.info),
+                     "reference_fractions": plan.info["volume_fractions"],
                      "minutes": saved["minutes"], "fast": _baseline(folder, reference, phases), "fine": checks,
                      "seconds_fine": seconds})
         print(f"{name}: {seconds:.0f} s", flush=True)
@@ -101,7 +102,7 @@ def main() -> None:
              "| regions GRF / fast / fine per phase (decades) | thinnest phase per sample: fast | fine | s (fine) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        reference_fraction = min(data.load(row["micrograph"])[0].double().mean((0, 2, 3)).tolist())
+        reference_fraction = min(row["reference_fractions"])
         lines.append(
             f"| {row['folder']} ({row['minutes']:g} min) | {len(row['phases'])} | {row['finest_mean_chord']:.1f} | "
             f"{row['fast']['largest_volume_fraction_error']:.4f} / {row['fine']['largest_volume_fraction_error']:.4f} | "

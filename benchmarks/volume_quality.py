@@ -59,7 +59,8 @@ def main() -> None:
                         help="annealed passes with COUNT geometric levels from START to END (instead of ANNEALED_PASSES)")
     parser.add_argument("--final-sigma", type=float, default=None,
                         help="end with one denoising step of all three orientations from this noise level")
-    parser.add_argument("--final-draws", type=int, default=4, help="noise draws averaged in the final step")
+    parser.add_argument("--final-draws", type=int, default=None,
+                        help="noise draws averaged in the final step (default: lgtutorial.volume.FINAL_DRAWS)")
     parser.add_argument("--save-volumes", default=None, metavar="PATH", help="also save the volumes (torch.save)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +73,7 @@ def main() -> None:
     from lgtutorial.hybrid import HybridGenerator
     from lgtutorial.statistics import volume_fractions
     from lgtutorial.settings import resolve_device
-    from lgtutorial.volume import ANNEALED_PASSES, SIGMA_PASS, VolumeGenerator, annealed_levels
+    from lgtutorial.volume import ANNEALED_PASSES, FINAL_DRAWS, SIGMA_PASS, VolumeGenerator, annealed_levels
     from lgtutorial.volume_slices import ORIENTATIONS, slice_statistics
     from lgtutorial.volume_statistics import isotropic_statistics
 
@@ -85,6 +86,7 @@ def main() -> None:
     started = time.perf_counter()
     statistics = isotropic_statistics(micrograph, (side, side, side))
     sigma_pass = ANNEALED_PASSES if args.annealed else SIGMA_PASS
+    args.final_draws = FINAL_DRAWS if args.final_draws is None else args.final_draws
     if args.levels:
         try:
             top, end, count = (float(v) for v in args.levels.split(":"))

@@ -127,6 +127,7 @@ def _run_pretrained(args) -> int:
 
 # -- fit ----------------------------------------------------------------------------------------
 def _add_fit(subparsers) -> None:
+    from .fitting import FINE_FEATURE_PX
     from .samplers import DEFAULT_SAMPLER, sampler_help
 
     parser = subparsers.add_parser(
@@ -144,7 +145,7 @@ def _add_fit(subparsers) -> None:
     parser.add_argument("--size", type=int, default=None, help="side of the samples (default: the micrograph's size)")
     parser.add_argument("--sampler", default=None,
                         help=f"the hybrid's sampler ({sampler_help()}; default: chosen from the feature sizes, "
-                             f"{DEFAULT_SAMPLER} or fast-fine for features under 4 px)")
+                             f"{DEFAULT_SAMPLER}, or fast-fine for two phases with features under {FINE_FEATURE_PX:g} px)")
     parser.add_argument("--patch-size", type=int, default=None, help="override the chosen patch size (px)")
     parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                         help="override the periodicity check")

@@ -92,6 +92,13 @@ def inspect_micrograph(micro: torch.Tensor) -> dict:
             "seam_changes": seams, "inside_changes": insides, "mean_chords": chords}
 
 
+def finest_mean_chord(info: dict) -> float:
+    """The smallest mean chord (px) over phases and axes of :func:`inspect_micrograph`'s ``info`` (4 px if
+    no phase has a chord inside the image)."""
+    chords = [c for axis in ("x", "y") for c in info["mean_chords"][axis] if c == c]
+    return min(chords) if chords else 4.0
+
+
 @dataclass(frozen=True)
 class FitPlan:
     """What :func:`fit` will do, and why (``describe()``)."""
@@ -127,8 +134,7 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                        "between neighbouring lines inside" + ("" if periodic else " (patches are cut inside the image)"))
     else:
         reasons.append(f"periodic={periodic} as asked")
-    chords = [c for axis in ("x", "y") for c in info["mean_chords"][axis] if c == c]
-    finest = min(chords) if chords else 4.0
+    finest = finest_mean_chord(info)
     if patch_size is None:
         # about 8 of the finest features across (the paper: 40 px for ~5 px precipitates), a multiple of
         # 8, between 32 and 64 px, and at most half the micrograph so that patches differ
@@ -303,7 +309,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     model_path = export_pretrained(output / CHECKPOINT_NAME, name, directory=output / "model", preset="fit",
                                    statistics=statistics, overwrite=True)
     checks, generated = _generate_and_report(micro, meta, plan, model_path, output, n_samples=n_samples, size=size,
-                                             sampler=plan.sampler, seed=seed, device=device, progress=progress)
+                                             seed=seed, device=device, progress=progress)
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
                "total": time.perf_counter() - started}
     steps_done = run.history["step"][-1] if run.history["step"] else 0
@@ -316,7 +322,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
                      training=training)
 
 
-def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, sampler, seed, device, progress):
+def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, seed, device, progress):
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -341,7 +347,7 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
                   f"sides that are multiples of {multiple}", flush=True)
         shape = fitted
     generator = HybridGenerator.from_statistics(statistics_row(micro), model, shape=shape, sigmas=sigmas,
-                                                sampler=sampler, device=device)
+                                                sampler=plan.sampler, device=device)
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
     hybrid, grf = samples.microstructures.cpu(), samples.grf.cpu()
     if not bool(((grf == 0) | (grf == 1)).all()):

@@ -249,7 +249,8 @@ class VolumeGenerator:
         trained_top = getattr(score_model, "trained_sigma_max", None)
         if trained_top is not None and max(sigma_c, *pass_levels, final_sigma or 0.0) > float(trained_top) * 1.001:
             raise ValueError(f"the score model was trained on noise levels up to sigma={float(trained_top):g} only; "
-                             f"sigma_c and sigma_pass must not exceed it (got {sigma_c}, {sigma_pass})")
+                             f"sigma_c, sigma_pass and final_sigma must not exceed it (got {sigma_c}, {sigma_pass}, "
+                             f"{final_sigma})")
         module = isinstance(score_model, torch.nn.Module)
         if module:
             score_model = score_model.to(self.device)
@@ -389,12 +390,16 @@ class VolumeGenerator:
             if index == 0:
                 x = self.sampler.run(score, x, self.sigmas, step_lr=self.step_lr, generator=generator, callback=step)
             else:  # from the segmented previous pass, re-noised to sigma_pass by the sampler's start_noise
-                segmented = to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
-                x = self.pass_sampler.run(score, segmented, self.pass_schedules[index - 1], step_lr=self.step_lr,
+                x = self.pass_sampler.run(score, self._segmented(x), self.pass_schedules[index - 1], step_lr=self.step_lr,
                                           generator=generator, callback=step)
         if self.final_sigma is not None:
             x = self._final_denoise(x, generator=generator, callback=callback)
         return x
+
+    def _segmented(self, x: torch.Tensor) -> torch.Tensor:
+        """The iterate segmented (non-finite values as 0), back in model channels: where a later pass or
+        the final step re-noises from."""
+        return to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
 
     @torch.no_grad()
     def _final_denoise(self, x: torch.Tensor, *, generator=None, callback=None) -> torch.Tensor:
@@ -405,7 +410,7 @@ class VolumeGenerator:
         Where the last passes left a boundary voxel that one orientation's slices keep and another's
         drop (a one-voxel sliver seen across the slices), the orientations' mean decides it.
         """
-        segmented = to_model_channels(finalize_volumes(x.nan_to_num(0.0), self.n_phases), self.channels)
+        segmented = self._segmented(x)
         score = self.score(ORIENTATIONS)
         sigma = torch.tensor(self.final_sigma, dtype=segmented.dtype, device=segmented.device)
         estimate = torch.zeros_like(segmented)
