@@ -43,8 +43,9 @@ __all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
 #: the noise levels a fitted model is trained on: up to twice the hybrid's sigma_c
 HYBRID_TOP = HYBRID_TRAIN_SIGMA_MAX
 #: Below this finest mean chord (px) the plan samples a 2-phase micrograph with ``"fast-fine"``
-#: (:data:`lgtutorial.samplers.SAMPLERS`; ``benchmarks/results/fit_sampler_fine_cpu.md``: it turned the
-#: 30-minute alloy model's dotted boundaries into lines and changed little elsewhere; on the 3-phase
+#: (:data:`lgtutorial.samplers.SAMPLERS`; ``benchmarks/results/fit_sampler_fine_cpu.md``: with the
+#: 30-minute alloy model two of four samples drew mostly continuous lines where three of four were dotted,
+#: and it changed little elsewhere; on the 3-phase
 #: composite one phase came out further from the reference, so three phases keep ``"fast"``).
 FINE_FEATURE_PX = 4.0
 

@@ -230,11 +230,12 @@ SAMPLERS["fast-sharp"] = replace(
 #: estimate from there leaves thin lines grey and the threshold breaks them into dots. Measured on the
 #: li2018-alloy micrograph with its 30-minute fit model (4 samples, seed 0): with ``"fast"`` the samples'
 #: boundary fractions were 0.075, 0.071, 0.158, 0.088 (reference 0.135) and the boundaries dotted; run to
-#: 0.02 three of four landed within 0.003 of the reference and the lines were continuous.
+#: 0.02 three of four landed within 0.003 of the reference, but only two of the four drew mostly
+#: continuous lines (one drew them too thick, 0.209; one reached the fraction with a dust of dots).
 SAMPLERS["fast-fine"] = replace(
     SAMPLERS["fast"], sigma_end=0.02,
     description="'fast' run on to sigma = 0.02 before the Tweedie step (29 steps from 0.74): for features one or two "
-    "pixels wide, which the step from 0.1 leaves grey and breaks into dots; 88 evaluations",
+    "pixels wide, which the step from 0.1 leaves grey and breaks into dots more often; 88 evaluations",
 )
 #: ``"fast-compiled"``: ``"fast"`` with a ``torch.compile``-d network: each evaluation about 1.6 times
 #: faster on a CPU, after a one-off compilation of tens of seconds per domain and batch size (worth it
