@@ -9,9 +9,14 @@ network work (score evaluations, 2D slices through the network) and what it boug
 the slices' mean chord-distribution distance to the reference, the hybrid's against the GRF start's.
 
 Run: LGTUTORIAL_DATA=../shared/data python benchmarks/volume_cost.py [SIDE ...] (default 32 48 64)
-     [--samplers fast faithful] [--scheme passes] [--n-volumes 1] [--device auto] [--output FILE.md]
-Prints a Markdown table; timings, not assertions. On one CPU thread a 32^3 volume takes about half a
-minute with the fast sampler and ten times that with the faithful one; the cost grows as the voxel count.
+     [--samplers fast faithful] [--faithful-sides SIDE ...] [--annealed-sides SIDE ...] [--scheme passes]
+     [--n-volumes 1] [--device auto] [--output FILE.md]
+``--faithful-sides`` runs the faithful sampler at those sides only (it costs about fifteen times the fast one);
+``--annealed-sides`` adds a row per side for the fast sampler with annealed passes and the final
+all-orientation step (``lgtutorial generate --dims 3 --annealed``).
+Prints a Markdown table; timings, not assertions. On two CPU threads a 32^3 volume took 14 s with the
+fast sampler and fifteen times that with the faithful one (its evaluations' ratio); the cost grows about
+as the voxel count (results/volume_cost_cpu.md, where the one 128^3 volume collapsed).
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ MODEL = "lgtutorial-case1"
 REFERENCE = "nbsa-proxy"
 
 
-def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: str, seed: int) -> dict:
+def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: str, seed: int,
+            annealed: bool = False) -> dict:
     """One configuration, in this process: seconds and peak memory per volume, cost and quality."""
     from lgtutorial import data, pretrained
     from lgtutorial.settings import resolve_device
-    from lgtutorial.volume import VolumeGenerator
+    from lgtutorial.volume import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
     from lgtutorial.volume_slices import slice_statistics
     from lgtutorial.volume_statistics import isotropic_statistics
 
@@ -49,8 +55,9 @@ def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: s
     start = time.perf_counter()
     statistics = isotropic_statistics(micrograph, (side, side, side))
     statistics_seconds = time.perf_counter() - start
+    passes = dict(sigma_pass=ANNEALED_PASSES, final_sigma=FINAL_SIGMA) if annealed else {}
     generator = VolumeGenerator.from_statistics(statistics, model, sigmas=sigmas, sampler=sampler, scheme=scheme,
-                                                device=device)
+                                                device=device, **passes)
     start = time.perf_counter()
     samples = generator.sample(n_volumes, seed=seed, return_grf=True, progress=False)
     if device.type == "cuda":
@@ -64,7 +71,8 @@ def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: s
     hybrid, start_stats = slice_statistics(volumes, micrograph, reference_periodic=True), \
         slice_statistics(grf, micrograph, reference_periodic=True)
     return {
-        "side": side, "sampler": sampler, "scheme": scheme, "n_volumes": n_volumes, "seconds": seconds,
+        "side": side, "sampler": sampler + (", annealed + final" if annealed else ""), "scheme": scheme,
+        "n_volumes": n_volumes, "seconds": seconds,
         "statistics_seconds": statistics_seconds, "peak_mib": peak_mib,
         "evaluations": samples.evaluations // n_volumes, "slices": samples.slice_evaluations // n_volumes,
         "clipped": statistics.clipped_fraction, "target_vf": float(samples.target_volume_fractions[1]),
@@ -80,6 +88,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sides", nargs="*", type=int, default=[32, 48, 64], help="cube sides in voxels (even)")
     parser.add_argument("--samplers", nargs="+", default=["fast", "faithful"])
+    parser.add_argument("--faithful-sides", nargs="+", type=int, default=None,
+                        help="run the faithful sampler at these sides only (default: every side)")
+    parser.add_argument("--annealed-sides", nargs="+", type=int, default=[],
+                        help="also run the fast sampler with annealed passes and the final step at these sides")
+    parser.add_argument("--annealed", action="store_true", help=argparse.SUPPRESS)  # worker: the annealed row
     parser.add_argument("--scheme", default="passes", choices=["passes", "mean"])
     parser.add_argument("--n-volumes", type=int, default=1)
     parser.add_argument("--device", default="auto")
@@ -90,17 +103,23 @@ def main() -> None:
 
     if args.worker:
         print(json.dumps(measure(args.sides[0], args.samplers[0], args.scheme, args.n_volumes, args.device,
-                                 args.seed)))
+                                 args.seed, annealed=args.annealed)))
         return
+    if args.annealed_sides and args.scheme != "passes":
+        parser.error("--annealed-sides needs --scheme passes")
+    configurations = [(side, sampler, False) for side in args.sides for sampler in args.samplers
+                      if sampler != "faithful" or args.faithful_sides is None or side in args.faithful_sides]
+    configurations += [(side, "fast", True) for side in args.annealed_sides]
     rows = []
-    for side in args.sides:
-        for sampler in args.samplers:
-            command = [sys.executable, __file__, str(side), "--samplers", sampler, "--scheme", args.scheme,
-                       "--n-volumes", str(args.n_volumes), "--device", args.device, "--seed", str(args.seed),
-                       "--worker"]
-            print(f"side {side}, {sampler} ...", file=sys.stderr, flush=True)
-            finished = subprocess.run(command, check=True, capture_output=True, text=True)
-            rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
+    for side, sampler, annealed in configurations:
+        command = [sys.executable, __file__, str(side), "--samplers", sampler, "--scheme", args.scheme,
+                   "--n-volumes", str(args.n_volumes), "--device", args.device, "--seed", str(args.seed),
+                   "--worker"] + (["--annealed"] if annealed else [])
+        print(f"side {side}, {sampler}{' annealed' if annealed else ''} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        finished = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
+        print(f"  {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     from lgtutorial.settings import resolve_device
 

@@ -135,6 +135,16 @@ def main() -> None:
                          "chord_2d": float(flat_chords[p]), "ratio_to_2d": volume_chord / float(flat_chords[p]),
                          "passes": ok})
 
+    # the noise of this measurement: each volume alone against the 2D samples' two halves (fewer chords give
+    # larger distances, so these are wider than the pooled rows' spread, not an interval for them)
+    per_volume = []
+    for i in range(volumes.shape[0] if volumes.shape[0] > 1 else 0):
+        alone = slice_statistics(volumes[i:i + 1], micrograph, reference_periodic=periodic)
+        per_volume.append({o: [float(torch.stack([alone.chord_distances[o][a][p] for a in "xy"]).mean())
+                               for p in range(n_phases)] for o in ORIENTATIONS})
+    halves = [two_d_chord_distances(part, micrograph, periodic).tolist()
+              for part in (flat_samples[: n_2d // 2], flat_samples[n_2d // 2:])] if n_2d > 1 else []
+
     # along each axis of the volume (x, y in xy and xz / yz slices; z in xz and yz): an isotropic volume has
     # three alike; a worse z shows the passes favour the orientations that contain the first pass's slices
     along = {p: measured["hybrid volume"].axis_chord_distances(phase=p) for p in range(n_phases)}
@@ -160,6 +170,12 @@ def main() -> None:
               "", "Along each axis of the volume (chords along x, y and z, from the two slice orientations that "
               "contain the axis): " + "; ".join(f"phase {p}: " + " / ".join(f"{a} {v:.3f}" for a, v in along[p].items())
                                                 for p in range(n_phases)) + "."]
+    if per_volume:
+        lines += ["", "Each volume alone (chord distance per orientation xy / xz / yz): " + "; ".join(
+            f"volume {i}: " + ", ".join(f"phase {p} " + " / ".join(f"{v[o][p]:.3f}" for o in ORIENTATIONS)
+                                        for p in range(n_phases)) for i, v in enumerate(per_volume))
+            + (". The 2D hybrid's two halves: " + "; ".join(
+                f"phase {p} {halves[0][p]:.3f} / {halves[1][p]:.3f}" for p in range(n_phases)) + "." if halves else ".")]
     emit_table("\n".join(lines), args.output)
     if args.output:
         from lgtutorial._io import atomic_write
@@ -169,7 +185,8 @@ def main() -> None:
                                      "sigma_pass": list(sigma_pass) if args.annealed else sigma_pass,
                                      "final_sigma": args.final_sigma, "final_draws": args.final_draws,
                                      "seconds_per_volume": volume_seconds, "seconds_per_2d_sample": flat_seconds,
-                                     "rows": rows, "along_axes": along, "passed": passed}, indent=2))
+                                     "rows": rows, "along_axes": along, "per_volume": per_volume,
+                                     "two_d_halves": halves, "passed": passed}, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,22 @@ from . import settings as settings_module
 from ._io import OUTPUT_ROOT, save_npy, save_text
 from .cli_generate import DEFAULT_MODEL, DegenerateSamples, check_model_material, model_statistics
 
-__all__ = ["run_generate_volume", "DEFAULT_SIDE", "slice_table"]
+__all__ = ["run_generate_volume", "DEFAULT_SIDE", "CHECKED_SIDE", "size_warning", "slice_table"]
 
 #: Side (voxels) of the volumes when ``--size`` is not given: a 64^3 volume takes minutes on a CPU.
 DEFAULT_SIDE = 64
+#: The largest side whose volumes have been checked (``benchmarks/results/volume_quality_cpu*.md``); the one
+#: 128^3 volume measured (``benchmarks/results/volume_cost_cpu.md``) collapsed into one phase.
+CHECKED_SIDE = 64
+
+
+def size_warning(side: int) -> str | None:
+    """The warning ``generate --dims 3`` prints for sides above :data:`CHECKED_SIDE` (``None`` up to it)."""
+    if side <= CHECKED_SIDE:
+        return None
+    return (f"--size {side}: volumes above {CHECKED_SIDE}^3 are unchecked, and the one 128^3 volume measured "
+            "collapsed into a single phase (benchmarks/results/volume_cost_cpu.md); check the degenerate flag and "
+            "the slice table below before using these volumes")
 
 
 def _reference(settings: settings_module.HybridSettings, model_name: str, loaded):
@@ -150,6 +162,8 @@ def run_generate_volume(settings: settings_module.HybridSettings, volume: settin
         print(f"warning: the micrograph {name!r} the model was trained on could not be loaded; the volumes follow the "
               "statistics it carries and their slices are not measured against it (pass --reference)", file=sys.stderr)
         source = material.statistics_row()
+    if (message := size_warning(side)) is not None:
+        print(f"warning: {message}", file=sys.stderr)
     statistics = isotropic_statistics(source, (side, side, side))
     shift = settings.volume_fraction_shift
     shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift

@@ -98,3 +98,14 @@ def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monke
         VolumeSettings(dims=3, annealed=True, rounds=3)
     with pytest.raises(ValueError, match="add --dims 3"):
         VolumeSettings(annealed=True)
+
+
+def test_sides_above_the_checked_one_get_a_warning(tmp_path, monkeypatch, capsys):
+    from lgtutorial import cli_volume
+
+    assert cli_volume.size_warning(cli_volume.CHECKED_SIDE) is None
+    assert "128^3 volume measured collapsed" in cli_volume.size_warning(2 * cli_volume.CHECKED_SIDE)
+    # the command prints it: lower the checked side so that a 16^3 run (seconds) lies above it
+    monkeypatch.setattr(cli_volume, "CHECKED_SIDE", 8)
+    assert main(["generate", "--dims", "3", "--size", "16", "--n-samples", "1", "--output", str(tmp_path / "v")]) == 0
+    assert "warning: --size 16: volumes above 8^3 are unchecked" in capsys.readouterr().err
