@@ -86,7 +86,7 @@ from .statistics import volume_fractions
 from .volume_score import finalize_volumes, slice_score
 from .volume_statistics import ORIENTATIONS, VolumeStatistics, isotropic_statistics
 
-__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS", "ANNEALED_PASSES", "annealed_levels",
+__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS", "ANNEALED_PASSES", "WIDTH_VOXELS", "annealed_levels",
            "FINAL_SIGMA", "FINAL_DRAWS"]
 
 #: How the orientations are combined: one at a time (``"passes"``) or averaged in every evaluation (``"mean"``).
@@ -117,6 +117,12 @@ ANNEALED_PASSES = annealed_levels(0.6, 0.15, 11)
 #: disagree on is decided by their mean (``benchmarks/results/volume_quality_cpu_final.md``).
 FINAL_SIGMA = 0.45
 FINAL_DRAWS = 16
+#: The volume-fraction likelihood's default widths narrow as ``1/sqrt(voxels)`` up to this many voxels
+#: (64^3) and are held above it. Narrowed further, at 128^3, the first pass's volume-fraction pull
+#: overshot from step to step (the phase-1 fraction of the iterate 0.34 -> 0.63 -> 0.01 -> 0.11 ...) and
+#: the volume collapsed into one phase (``benchmarks/results/volume_cost_cpu.md``); twice as wide it
+#: settled. Why the loop is less stable on 128-px slices than on 64-px ones is not yet understood.
+WIDTH_VOXELS = 64**3
 
 
 @dataclass
@@ -191,7 +197,8 @@ class VolumeGenerator:
         step_lr: Langevin base step (default: the sampler's).
         condition_volume_fraction: add the volume-fraction posterior of Eq. (12) over the whole volume.
         volume_fraction_estimate: ``"segmented"`` or ``"mean"``.
-        likelihood_widths: ``(sigma_mu start, end)``; default the authors', scaled to ``D H W`` voxels.
+        likelihood_widths: ``(sigma_mu start, end)``; default the authors', scaled to ``D H W`` voxels
+            up to :data:`WIDTH_VOXELS` and held there above.
         volume_fraction_shift: added to the likelihood's targets only.
         segment_grf: segment the GRF start (volume-fraction preserving); default for 2 phases.
         channels: channels of a plain score function.
@@ -347,7 +354,7 @@ class VolumeGenerator:
             return prior_3d
         target = to_model_channels(self.target_volume_fractions.view(1, -1, 1, 1), self.channels).flatten()
         target = (target + self.volume_fraction_shift).clamp(0.0, 1.0)
-        widths = self.likelihood_widths or default_likelihood_widths(math.prod(self.shape),
+        widths = self.likelihood_widths or default_likelihood_widths(min(math.prod(self.shape), WIDTH_VOXELS),
                                                                      estimate=self.volume_fraction_estimate)
         scale = self.sampler.likelihood_scale**-0.5
 

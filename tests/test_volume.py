@@ -260,6 +260,25 @@ def test_volume_fraction_posterior_acts_on_the_whole_volume():
     assert torch.all(pull < 0) and torch.allclose(pull, pull.flatten()[0].expand_as(pull))  # same push everywhere
 
 
+def test_likelihood_widths_stop_narrowing_above_width_voxels(monkeypatch):
+    # below WIDTH_VOXELS the widths narrow as 1/sqrt(voxels): the same volume-fraction error pulls every voxel
+    # equally hard at any size; above it they are held, so a volume 8x larger is pulled 8x less per voxel
+    # (at 128^3 the narrower widths made the first pass oscillate into a one-phase volume)
+    from lgtutorial import volume as volume_module
+
+    def pull(side: int) -> float:
+        generator = VolumeGenerator.from_micrograph(blobs(), lambda x, sigma: torch.zeros_like(x),
+                                                    shape=(side,) * 3, channels=1)
+        x = torch.zeros(1, 1, side, side, side)
+        x[:, :, : side // 2] = 1.0
+        return float(generator.score()(x, torch.tensor(0.5)).mean())
+
+    monkeypatch.setattr(volume_module, "WIDTH_VOXELS", 16**3)
+    assert pull(16) == pytest.approx(pull(8), rel=1e-4)
+    monkeypatch.setattr(volume_module, "WIDTH_VOXELS", 8**3)
+    assert pull(16) == pytest.approx(pull(8) / 8, rel=1e-4) and pull(8) < 0
+
+
 # -- export ------------------------------------------------------------------------------------------------
 
 
