@@ -34,8 +34,10 @@ __all__ = ["run_generate_volume", "DEFAULT_SIDE", "CHECKED_SIDE", "size_warning"
 
 #: Side (voxels) of the volumes when ``--size`` is not given: a 64^3 volume takes minutes on a CPU.
 DEFAULT_SIDE = 64
-#: The largest side whose volumes have been checked (``benchmarks/results/volume_quality_cpu*.md``); the one
-#: 128^3 volume measured (``benchmarks/results/volume_cost_cpu.md``) collapsed into one phase.
+#: The largest side whose volumes have been checked slice by slice against the 2D hybrid
+#: (``benchmarks/results/volume_quality_cpu*.md``); above it one 128^3 volume was measured
+#: (``benchmarks/results/volume_cost_cpu.md``), which collapsed until the likelihood widths were held
+#: (:data:`lgtutorial.volume.WIDTH_VOXELS`).
 CHECKED_SIDE = 64
 
 
@@ -43,9 +45,9 @@ def size_warning(side: int) -> str | None:
     """The warning ``generate --dims 3`` prints for sides above :data:`CHECKED_SIDE` (``None`` up to it)."""
     if side <= CHECKED_SIDE:
         return None
-    return (f"--size {side}: volumes above {CHECKED_SIDE}^3 are unchecked, and the one 128^3 volume measured "
-            "collapsed into a single phase (benchmarks/results/volume_cost_cpu.md); check the degenerate flag and "
-            "the slice table below before using these volumes")
+    return (f"--size {side}: volumes above {CHECKED_SIDE}^3 are checked less than 64^3 ones (one 128^3 volume, "
+            "which collapsed into a single phase before a fix; benchmarks/results/volume_cost_cpu.md); check the "
+            "degenerate flag and the slice table below before using these volumes")
 
 
 def _reference(settings: settings_module.HybridSettings, model_name: str, loaded):

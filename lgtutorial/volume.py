@@ -120,8 +120,10 @@ FINAL_DRAWS = 16
 #: The volume-fraction likelihood's default widths narrow as ``1/sqrt(voxels)`` up to this many voxels
 #: (64^3) and are held above it. Narrowed further, at 128^3, the first pass's volume-fraction pull
 #: overshot from step to step (the phase-1 fraction of the iterate 0.34 -> 0.63 -> 0.01 -> 0.11 ...) and
-#: the volume collapsed into one phase (``benchmarks/results/volume_cost_cpu.md``); twice as wide it
-#: settled. Why the loop is less stable on 128-px slices than on 64-px ones is not yet understood.
+#: the volume collapsed into one phase; twice as wide it settled, and with the widths held at 64^3 a
+#: 128^3 volume came out at a phase-1 fraction of 0.367 (target 0.373), its slices' chord distance 0.361
+#: (GRF) -> 0.140 (``benchmarks/results/volume_cost_cpu.md``). Why the loop is less stable on 128-px
+#: slices than on 64-px ones is not yet understood.
 WIDTH_VOXELS = 64**3
 
 

@@ -104,8 +104,8 @@ def test_sides_above_the_checked_one_get_a_warning(tmp_path, monkeypatch, capsys
     from lgtutorial import cli_volume
 
     assert cli_volume.size_warning(cli_volume.CHECKED_SIDE) is None
-    assert "128^3 volume measured collapsed" in cli_volume.size_warning(2 * cli_volume.CHECKED_SIDE)
+    assert "checked less than 64^3 ones" in cli_volume.size_warning(2 * cli_volume.CHECKED_SIDE)
     # the command prints it: lower the checked side so that a 16^3 run (seconds) lies above it
     monkeypatch.setattr(cli_volume, "CHECKED_SIDE", 8)
     assert main(["generate", "--dims", "3", "--size", "16", "--n-samples", "1", "--output", str(tmp_path / "v")]) == 0
-    assert "warning: --size 16: volumes above 8^3 are unchecked" in capsys.readouterr().err
+    assert "warning: --size 16: volumes above 8^3 are checked less" in capsys.readouterr().err
