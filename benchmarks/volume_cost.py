@@ -16,7 +16,7 @@ Run: LGTUTORIAL_DATA=../shared/data python benchmarks/volume_cost.py [SIDE ...] 
 all-orientation step (``lgtutorial generate --dims 3 --annealed``).
 Prints a Markdown table; timings, not assertions. On two CPU threads a 32^3 volume took 14 s with the
 fast sampler and fifteen times that with the faithful one (its evaluations' ratio); the cost grows about
-as the voxel count (results/volume_cost_cpu.md, where the one 128^3 volume collapsed).
+as the voxel count (results/volume_cost_cpu.md; its 128^3 row is a rerun after the first one collapsed).
 """
 
 from __future__ import annotations

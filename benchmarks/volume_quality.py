@@ -138,7 +138,7 @@ def main() -> None:
     # the noise of this measurement: each volume alone against the 2D samples' two halves (fewer chords give
     # larger distances, so these are wider than the pooled rows' spread, not an interval for them)
     per_volume = []
-    for i in range(volumes.shape[0] if volumes.shape[0] > 1 else 0):
+    for i in range(volumes.shape[0]) if volumes.shape[0] > 1 else ():
         alone = slice_statistics(volumes[i:i + 1], micrograph, reference_periodic=periodic)
         per_volume.append({o: [float(torch.stack([alone.chord_distances[o][a][p] for a in "xy"]).mean())
                                for p in range(n_phases)] for o in ORIENTATIONS})

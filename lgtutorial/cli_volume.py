@@ -45,7 +45,7 @@ def size_warning(side: int) -> str | None:
     """The warning ``generate --dims 3`` prints for sides above :data:`CHECKED_SIDE` (``None`` up to it)."""
     if side <= CHECKED_SIDE:
         return None
-    return (f"--size {side}: volumes above {CHECKED_SIDE}^3 are checked less than 64^3 ones (one 128^3 volume, "
+    return (f"--size {side}: volumes above {CHECKED_SIDE}^3 are checked less than {CHECKED_SIDE}^3 ones (one 128^3 volume, "
             "which collapsed into a single phase before a fix; benchmarks/results/volume_cost_cpu.md); check the "
             "degenerate flag and the slice table below before using these volumes")
 
