@@ -22,7 +22,8 @@ _TRAINING_FIELDS = {"patch_size": "patch size (px)", "n_patches": "patches", "tr
                     "sigma_max": "sigma_1", "sigma_min": "sigma_L", "n_levels": "noise levels",
                     "initial_lr": "initial learning rate", "peak_lr": "peak learning rate",
                     "final_lr": "final learning rate", "warmup_fraction": "warm-up share",
-                    "grad_clip": "gradient clip", "ema_decay": "EMA decay"}
+                    "grad_clip": "gradient clip", "ema_decay": "EMA decay",
+                    "train_sigma_max": "largest noise level trained on", "augment": "random flips and turns"}
 
 
 def _paper_preset(channels: int) -> str:
@@ -45,8 +46,9 @@ def paper_differences(model_settings: dict, training_settings: dict) -> list[tup
     for fields, ours, theirs in ((_MODEL_FIELDS, model_settings, dataclasses.asdict(UNET_PRESETS[paper])),
                                  (_TRAINING_FIELDS, training_settings, dataclasses.asdict(TRAINING_PRESETS[paper]))):
         for key, label in fields.items():
-            if ours.get(key) != theirs[key]:
-                rows.append((label, theirs[key], ours.get(key)))
+            mine = ours.get(key, theirs[key] if key == "augment" else None)  # cards of models from before the setting
+            if mine != theirs[key]:
+                rows.append((label, theirs[key], mine))
     return rows
 
 

@@ -51,9 +51,12 @@ def check_same_run(state: dict, model_settings: UNetSettings, settings: Training
     if state["model_settings"] != dataclasses.asdict(model_settings):
         raise ValueError(f"{path} holds a model {state['model_settings']}, not {dataclasses.asdict(model_settings)}")
     old, new = state["training_settings"], dataclasses.asdict(settings)
-    changed = [k for k in new if k not in RESUMABLE_CHANGES + ("mixed_precision",) and old.get(k) != new[k]]
+    # a setting added after the checkpoint was written counts as its default value
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainingSettings)}
+    changed = [k for k in new if k not in RESUMABLE_CHANGES + ("mixed_precision",)
+               and old.get(k, defaults.get(k)) != new[k]]
     if changed:
-        raise ValueError(f"{path} was trained with other settings ({', '.join(f'{k}: {old.get(k)} -> {new[k]}' for k in changed)}); "
+        raise ValueError(f"{path} was trained with other settings ({', '.join(f'{k}: {old.get(k, defaults.get(k))} -> {new[k]}' for k in changed)}); "
                          "resume it with the same settings or start a new output folder")
     if state["provenance"]["reference"]["sha256"] != source["sha256"]:
         raise ValueError(f"{path} was trained on another reference ({state['provenance']['reference']['name']})")

@@ -52,13 +52,15 @@ def _matching_preset(model_settings: dict, training_settings: dict) -> str:
     """The preset these settings come from (the step count, seed and bookkeeping may differ), or ``custom``."""
     import dataclasses
 
-    from .settings import TRAINING_PRESETS, UNET_PRESETS
+    from .settings import TRAINING_PRESETS, UNET_PRESETS, TrainingSettings
 
     loose = {"steps", "seed", "device", "eval_every", "checkpoint_every", "mixed_precision"}
+    # settings added after a model was trained count as their defaults
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainingSettings)}
     for name, preset in TRAINING_PRESETS.items():
         wanted = dataclasses.asdict(preset)
         if dataclasses.asdict(UNET_PRESETS[name]) == model_settings and all(
-                training_settings.get(k) == v for k, v in wanted.items() if k not in loose):
+                training_settings.get(k, defaults.get(k)) == v for k, v in wanted.items() if k not in loose):
             return name
     return "custom"
 

@@ -254,9 +254,12 @@ class TrainingSettings:
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
     mixed_precision: bool = True
     """autocast to 16-bit floats on CUDA (ignored elsewhere)"""
+    augment: bool = False
+    """train on each patch under a random one of the 8 symmetries of the square (flips, 90-degree turns): for micrographs whose features have no preferred direction in the image frame; leave off when they do (rolled, elongated, directionally solidified)"""
 
     def __post_init__(self):
         check_settings(self, {
+            "augment": (lambda v: isinstance(v, bool), "true or false"),
             "patch_size": (lambda v: _is_int(v) and v >= 4, "a patch side of at least 4 pixels"),
             "n_patches": (lambda v: _is_int(v) and v >= 2, "at least 2 patches"),
             "train_fraction": (lambda v: _is_number(v) and 0 < v <= 1, "a share in (0, 1]"),

@@ -78,6 +78,28 @@ def denoising_score_matching_loss(
     return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()
 
 
+def dihedral_augment(patches: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each square patch of ``(n, C, h, h)`` under its own random symmetry of the square (8 in all).
+
+    A transpose (drawn with probability 1/2) followed by independent flips of rows and columns
+    gives each of the 8 elements of the dihedral group with equal probability. Phase fractions,
+    chord lengths along the two axes taken together, and any feature's shape survive; a preferred
+    direction in the image frame does not.
+
+    >>> x = torch.arange(4.0).view(1, 1, 2, 2)
+    >>> sorted({tuple(dihedral_augment(x, generator=torch.Generator().manual_seed(s)).flatten().tolist())
+    ...         for s in range(64)}) == sorted({tuple(t.flatten().tolist()) for t in
+    ...     (x, x.flip(-1), x.flip(-2), x.flip(-1, -2), x.mT, x.mT.flip(-1), x.mT.flip(-2), x.mT.flip(-1, -2))})
+    True
+    """
+    if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2]:
+        raise ValueError(f"expected square patches (n, C, h, h), got {tuple(patches.shape)}")
+    ops = torch.randint(8, (patches.shape[0],), generator=generator, device=patches.device).view(-1, 1, 1, 1)
+    out = torch.where(ops >= 4, patches.transpose(-1, -2), patches)
+    out = torch.where(ops % 2 == 1, out.flip(-1), out)
+    return torch.where((ops // 2) % 2 == 1, out.flip(-2), out)
+
+
 def trained_levels(sigmas: torch.Tensor, train_sigma_max: float | None) -> torch.Tensor:
     """The levels of ``sigmas`` a model is trained on: all, or those up to ``train_sigma_max``.
 
@@ -326,6 +348,8 @@ def train_score_model(
                 generator.manual_seed(_step_seed(settings.seed, step))
                 index = torch.randint(len(split.train), (settings.batch_size,), generator=generator, device=device)
                 clean = split.train.batch(index, device=device)
+                if settings.augment:
+                    clean = dihedral_augment(clean, generator=generator)
                 model.train()
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss = denoising_score_matching_loss(model, clean, trained, generator=generator)

@@ -209,3 +209,43 @@ def test_cli_train_writes_checkpoint_and_report(tmp_path):
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2 and state["training_settings"]["batch_size"] == 4
     assert state["model_settings"]["latent_channels"] == 40
+
+
+def test_dihedral_augmentation_draws_every_symmetry_and_keeps_each_patch_whole():
+    from lgtutorial.training import dihedral_augment
+
+    patches = torch.rand(4000, 3, 5, 5)
+    out = dihedral_augment(patches, generator=torch.Generator().manual_seed(0))
+    # each output is one of the 8 images of its own patch, and the 8 are drawn about equally often
+    images = torch.stack([patches, patches.flip(-1), patches.flip(-2), patches.flip(-1, -2), patches.mT,
+                          patches.mT.flip(-1), patches.mT.flip(-2), patches.mT.flip(-1, -2)])
+    which = (images == out).flatten(2).all(-1).float().argmax(0)
+    assert ((images == out).flatten(2).all(-1).sum(0) == 1).all()
+    counts = torch.bincount(which, minlength=8)
+    assert counts.min() > 400 and counts.max() < 600, counts
+    torch.testing.assert_close(out.sum(dim=(2, 3)), patches.sum(dim=(2, 3)))
+    with pytest.raises(ValueError, match="square patches"):
+        dihedral_augment(torch.rand(2, 1, 4, 6))
+
+
+@pytest.mark.requires_data("nbsa-proxy")
+def test_augmented_training_differs_and_resumes_checkpoints_written_before_the_setting(tmp_path):
+    settings = dataclasses.replace(TINY, steps=4, eval_every=2, checkpoint_every=2)
+    plain = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
+                              output=tmp_path / "plain", progress=False)
+    turned = train_score_model("nbsa-proxy", model_settings=TINY_MODEL,
+                               training_settings=dataclasses.replace(settings, augment=True), progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.raw_model.parameters(), turned.raw_model.parameters()))
+    # a checkpoint from before the setting existed resumes as augment=False, and refuses augment=True
+    path = tmp_path / "plain" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["training_settings"]["augment"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="augment: False -> True"):
+        train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=dataclasses.replace(
+            settings, augment=True), output=tmp_path / "plain", resume=True, progress=False)
+    resumed = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
+                                output=tmp_path / "plain", resume=True, progress=False)
+    assert resumed.history["step"][-1] == 4
+    with pytest.raises(ValueError, match="augment.*expected true or false, got 'yes'"):
+        TrainingSettings(augment="yes")
