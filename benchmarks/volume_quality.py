@@ -71,8 +71,8 @@ def main() -> None:
     from lgtutorial import data, pretrained
     from lgtutorial.grf import statistics_row
     from lgtutorial.hybrid import HybridGenerator
-    from lgtutorial.statistics import volume_fractions
     from lgtutorial.settings import resolve_device
+    from lgtutorial.statistics import volume_fractions
     from lgtutorial.volume import ANNEALED_PASSES, FINAL_DRAWS, SIGMA_PASS, VolumeGenerator, annealed_levels
     from lgtutorial.volume_slices import ORIENTATIONS, slice_statistics
     from lgtutorial.volume_statistics import isotropic_statistics

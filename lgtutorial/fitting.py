@@ -352,8 +352,8 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
     hybrid, grf = samples.microstructures.cpu(), samples.grf.cpu()
     if not bool(((grf == 0) | (grf == 1)).all()):
-        # N > 2 phases: the hybrid starts from the continuous fields; the GRF baseline of the report is
-        # the GRF layer alone, segmented by its own rule
+        # a sampler that refines the continuous fields (N > 2 phases, e.g. 'faithful'): the GRF baseline of
+        # the report is the GRF layer alone, segmented by its own rule
         from .grf import segment_preserving_fractions
 
         rule = generator.field.choose_segmentation()

@@ -5,8 +5,10 @@ score model, run from a low noise level ``sigma_c`` with the GRF sample as the s
 the volume-fraction posterior of Eq. (12) as its score, adds the local features. A periodic
 embedding (or circular convolutions) keeps the periodic GRF sample periodic throughout.
 
-For 2-phase models the GRF sample is segmented (volume-fraction preserving) before refinement; for
-N > 2 phases the continuous GRF output is refined. After the last level the iterate is clamped to
+The paper segments the GRF sample (volume-fraction preserving) before refinement for 2-phase models
+and refines the continuous GRF output for N > 2 phases; the fast samplers segment it for any number
+of phases (``SamplerConfiguration.segment_start``: from the continuous start their volume-fraction
+pull tipped 3-phase samples into one phase). After the last level the iterate is clamped to
 ``[-3, 3]`` and segmented by argmax (one-channel models: threshold 0.5).
 
 :class:`HybridSamples`, :func:`finalize` and the collapse guard live in :mod:`lgtutorial.hybrid_samples`,
@@ -110,7 +112,8 @@ class HybridGenerator:
             ``"circular"`` (circular convolutions in a copy of the model) or ``"none"``.
         padding: width of the periodic embedding in pixels.
         segment_grf: segment the GRF sample (volume-fraction preserving) before refinement;
-            default: yes for 2 phases, no for more (as in the paper).
+            default: the sampler's ``segment_start`` (``"fast"`` and its variants: always), else as
+            in the paper, yes for 2 phases and no for more.
         channels: channels of a plain score function (default 1 for 2 phases, else N).
         device: where to sample (default: the field's device); must be the field's device.
         guard: a sample whose volume fraction misses the target by more than this (a collapse into
@@ -230,7 +233,9 @@ class HybridGenerator:
         self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
         self.volume_fraction_shift = float(volume_fraction_shift)
-        self.segment_grf = (self.n_phases == 2) if segment_grf is None else bool(segment_grf)
+        if segment_grf is None:
+            segment_grf = self.n_phases == 2 if self.sampler.segment_start is None else self.sampler.segment_start
+        self.segment_grf = bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
         self._evaluations = 0
 

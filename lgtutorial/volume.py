@@ -202,7 +202,8 @@ class VolumeGenerator:
         likelihood_widths: ``(sigma_mu start, end)``; default the authors', scaled to ``D H W`` voxels
             up to :data:`WIDTH_VOXELS` and held there above.
         volume_fraction_shift: added to the likelihood's targets only.
-        segment_grf: segment the GRF start (volume-fraction preserving); default for 2 phases.
+        segment_grf: segment the GRF start (volume-fraction preserving); default as in 2D, the
+            sampler's ``segment_start`` (the fast samplers: always), else for 2 phases only.
         channels: channels of a plain score function.
         chunk_size: 2D slices per network call.
         guard: volumes whose volume fraction misses the target by more than this are listed as
@@ -294,7 +295,9 @@ class VolumeGenerator:
         self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
         self.volume_fraction_shift = float(volume_fraction_shift)
-        self.segment_grf = (self.n_phases == 2) if segment_grf is None else bool(segment_grf)
+        if segment_grf is None:  # as in 2D: the sampler's rule, else the paper's (2 phases only)
+            segment_grf = self.n_phases == 2 if self.sampler.segment_start is None else self.sampler.segment_start
+        self.segment_grf = bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
 
     @classmethod

@@ -138,7 +138,7 @@ def test_fit_takes_a_micrograph_of_odd_size(tmp_path, monkeypatch):
 
 
 def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
-    # the hybrid starts 3-phase samples from continuous fields; the report's GRF baseline is segmented
+    # the fast sampler starts 3-phase samples from segmented GRF samples, which are the report's GRF baseline
     torch.set_num_threads(min(2, torch.get_num_threads()))
     monkeypatch.chdir(tmp_path)
     # a fixed number of steps: what fits in 0.03 min depends on the machine's speed, and a 3-phase model of

@@ -203,6 +203,21 @@ def test_more_than_two_phases_refine_the_raw_field():
     torch.testing.assert_close(samples.grf.sum(1), torch.ones(2, 24, 24))
 
 
+def test_the_fast_samplers_segment_the_start_for_three_phases_too():
+    """The paper's sampler keeps its rule (continuous for N > 2); the fast ones refine a segmented start,
+    whose volume fractions are the target's to a pixel; an explicit segment_grf wins over both."""
+    labels = torch.arange(24).view(1, 24).expand(24, 24) // 8
+    field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
+    model = ToyModel(channels=3)
+    fast = HybridGenerator(field, model, sampler="fast", padding=4)
+    assert fast.segment_grf and not HybridGenerator(field, model, sampler="faithful", padding=4).segment_grf
+    assert not HybridGenerator(field, model, sampler="fast", padding=4, segment_grf=False).segment_grf
+    start = fast.starting_points(2, generator=torch.Generator().manual_seed(0))
+    assert bool(((start == 0) | (start == 1)).all()) and torch.equal(start.sum(1), torch.ones(2, 24, 24))
+    torch.testing.assert_close(start.mean((-2, -1)), field.target_volume_fractions.expand(2, 3).float(),
+                               atol=1 / 24**2, rtol=0)
+
+
 def test_circular_mode_uses_a_periodic_copy_of_the_model(field):
     model = ToyModel()
     generator = HybridGenerator(field, model, sampler="faithful", n_levels=30, periodic="circular")
