@@ -167,8 +167,9 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                        "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
         if not gpu and minutes < 60:
             reasons.append(f"warning: {minutes:g} min on a CPU is likely too short for {n_phases} phases: in this "
-                           "project's measurements 8 and 15 CPU minutes were not enough for any three-phase "
-                           "micrograph (benchmarks/results/fit_registered_cpu.md); give it an hour, or a GPU")
+                           "project's measurements 8-30 CPU minutes brought the chord lengths of three-phase "
+                           "micrographs closer than the GRF's, not yet the sizes of their connected regions "
+                           "(benchmarks/results/fit_registered_cpu.md); give it an hour, or a GPU")
     if patch_size % (2 ** model.depth):
         raise ValueError(f"the patch size must be a multiple of {2 ** model.depth} for this network, got {patch_size}")
     if batch_size is None:
