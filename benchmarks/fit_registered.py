@@ -189,8 +189,8 @@ def _write(rows, names, args, json_path) -> None:
     from lgtutorial._io import atomic_write
 
     # rows of micrographs outside --only, kept from the saved table, stay in it (in the registry's order)
-    names = list(names) + [n for n in registered_micrographs() if n in rows and n not in names]
-    names = sorted(names, key=lambda n: registered_micrographs().index(n) if n in registered_micrographs() else 99)
+    order = registered_micrographs()
+    names = [n for n in order if n in names or n in rows] + [n for n in names if n not in order]
     emit_table(_table(rows, names, args.minutes, args.samples), args.output)
     if json_path is not None:
         with atomic_write(json_path, "w") as handle:

@@ -31,6 +31,7 @@ from _report import emit_table
 from lgtutorial import data
 from lgtutorial._io import atomic_write
 from lgtutorial.extrapolation import statistics_row
+from lgtutorial.grf import segment_argmax
 from lgtutorial.hybrid import HybridGenerator, load_score_model
 from lgtutorial.metrics import boundary_coherence
 from lgtutorial.samplers import SAMPLERS
@@ -80,8 +81,8 @@ def main(argv=None) -> None:
             for sigma in (float(s) for s in args.sigmas.split(",")):
                 noisy = reference + sigma * torch.randn(reference.shape, generator=generator)
                 estimate = noisy + sigma**2 * model.score(noisy, sigma)
-                labels = estimate.argmax(1)
-                one_hot = torch.nn.functional.one_hot(labels, reference.shape[1]).permute(0, 3, 1, 2).float()
+                one_hot = segment_argmax(estimate)
+                labels = one_hot.argmax(1)
                 denoising.append({"model": source, "sigma": sigma,
                                   "accuracy_noisy": float((noisy.argmax(1) == reference.argmax(1)).float().mean()),
                                   "accuracy_denoised": float((labels == reference.argmax(1)).float().mean()),

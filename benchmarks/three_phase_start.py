@@ -37,6 +37,7 @@ from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.fitting import inspect_micrograph  # noqa: E402
 from lgtutorial.hybrid import HybridGenerator, load_score_model  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
+from lgtutorial.statistics import volume_fractions  # noqa: E402
 
 #: (label, sampler, segment the start?)
 VARIANTS = (("fast, continuous start", "fast", False), ("fast, segmented start", "fast", True),
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
                              three_point_cutoff=2)
         rows = {(r["model"], r["phase"]): r for r in comparison.rows}
         for label, ensemble in ensembles.items():
-            errors = (ensemble.float().mean((-2, -1)) - reference.float().mean((-2, -1))).abs()  # (n, N)
+            errors = (volume_fractions(ensemble) - volume_fractions(reference)).abs()  # (n, N)
             records.append({
                 "micrograph": name, "model": model_name, "variant": label, "shape": list(shape),
                 "samples": args.samples, "seconds_per_sample": seconds.get(label),

@@ -233,9 +233,7 @@ class HybridGenerator:
         self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
         self.volume_fraction_shift = float(volume_fraction_shift)
-        if segment_grf is None:
-            segment_grf = self.n_phases == 2 if self.sampler.segment_start is None else self.sampler.segment_start
-        self.segment_grf = bool(segment_grf)
+        self.segment_grf = self.sampler.segments_start(self.n_phases) if segment_grf is None else bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
         self._evaluations = 0
 

@@ -147,6 +147,15 @@ class SamplerConfiguration:
         if self.initial_correctors and self.method != "reverse-sde":
             raise ValueError("initial_correctors applies to method 'reverse-sde' only")
 
+    def segments_start(self, n_phases: int) -> bool:
+        """Whether a GRF start of ``n_phases`` phases is segmented before refinement (``segment_start``,
+        else the paper's rule: 2 phases only).
+
+        >>> SAMPLERS["faithful"].segments_start(3), SAMPLERS["fast"].segments_start(3)
+        (False, True)
+        """
+        return n_phases == 2 if self.segment_start is None else bool(self.segment_start)
+
     def evaluations(self, n_levels: int) -> int:
         """Score evaluations per sample over ``n_levels`` levels run."""
         if self.method == "langevin":
