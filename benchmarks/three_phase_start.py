@@ -119,8 +119,9 @@ def main(argv=None) -> None:
         json.dump({"records": records}, handle, indent=1)
     shown = min(args.samples, 2)
     for name, reference, ensembles in pictures:  # one row per variant, the reference first
-        fig, axes = plt.subplots(len(ensembles) + 1, shown, figsize=(3.2 * shown, 3.3 * (len(ensembles) + 1)),
-                                 squeeze=False)
+        height, width = next(iter(ensembles.values())).shape[-2:]  # one figure pixel per sample pixel at dpi 100
+        fig, axes = plt.subplots(len(ensembles) + 1, shown, squeeze=False,
+                                 figsize=(1.1 * shown * width / 100, (len(ensembles) + 1) * (height / 100 + 0.4)))
         show_microstructures([reference[0]], [f"{name}: reference"], axes=[axes[0, 0]])
         for ax in axes[0, 1:]:
             ax.axis("off")
