@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             rows[name] = {"micrograph": name, "status": "done", "output": str(result.output),
                           "checks": result.checks, "seconds": result.seconds, "training": result.training,
                           "patch_size": result.plan.patch_size, "batch_size": result.plan.training_settings.batch_size,
-                          "sampler": result.plan.sampler,
+                          "sampler": result.plan.sampler, "depth": result.plan.model_settings.depth,
                           "minutes": args.minutes}
         except Exception as error:  # a failure is a row of the table, not the end of the run
             rows[name] = {"micrograph": name, "status": f"failed: {type(error).__name__}: {error}",
@@ -145,9 +145,9 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
              "micrograph's own size. CLD: chord-length-distribution distance to the reference (total variation, "
              "larger of x and y), per phase GRF -> hybrid; regions: the connected-region-size distance to the reference "
              "(earth mover's, in decades of log10 size), per phase GRF -> hybrid, with the reference's halves' in brackets; "
-             "like: the hybrid's within the halves' + 0.1 for every phase; patch x batch: the plan's patch side and patches per step; halves: the same distance between the reference's top "
+             "like: the hybrid's within the halves' + 0.1 for every phase; patch x batch, D: the plan's patch side, patches per step and network depth (rows without a recorded depth: the 2-phase D = 1 and 3-phase D = 2 the plan chose before it matched the depth to the feature size); halves: the same distance between the reference's top "
              "and bottom halves (what two pieces of the same material already differ by).", "",
-             "| micrograph | phases | patch x batch | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
+             "| micrograph | phases | patch x batch, D | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
              "per phase | CLD halves | hybrid closer for every phase | regions GRF -> hybrid (halves) | regions like | "
              "degenerate samples | coherence ref / GRF / hybrid (per phase) | every check |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -175,7 +175,8 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
             regions, like = "not measured", ""
         every = all(checks.get(check, False) for check in PASS_CHECKS)
         lines.append(
-            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} x {row.get('batch_size', 32)} | "
+            f"| {name} | {len(checks['chord_distances'])} | {row['patch_size']} x {row.get('batch_size', 32)}, "
+            f"{row.get('depth', 1 if len(checks['chord_distances']) == 2 else 2)} | "
             f"{row.get('minutes', minutes):g} | {steps} | "
             f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
             f"{checks['largest_volume_fraction_error']:.4f} | {cld} | {'; '.join(f'{f:.3f}' for f in floor)} | "

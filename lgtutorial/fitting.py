@@ -37,6 +37,7 @@ import torch
 from .samplers import DEFAULT_SAMPLER
 from .schedules import HYBRID_TRAIN_SIGMA_MAX, SIGMA_C, SIGMA_MAX, SIGMA_MAX_THREE_PHASE, SIGMA_MIN
 from .settings import TrainingSettings, UNetSettings, resolve_device
+from .unet import receptive_field
 
 __all__ = ["FitPlan", "FitResult", "fit", "inspect_micrograph", "plan_fit"]
 
@@ -119,10 +120,15 @@ class FitPlan:
 
 def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
              patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None,
-             batch_size: int | None = None, sampler: str | None = None) -> FitPlan:
-    """Choose the patch size, the model, the training length and the sampler for one micrograph (see :func:`fit`)."""
+             batch_size: int | None = None, sampler: str | None = None, depth: int | None = None) -> FitPlan:
+    """Choose the patch size, the model, the training length and the sampler for one micrograph (see :func:`fit`).
+
+    ``depth`` overrides the network's number of levels (a resumed fit passes the one it planned).
+    """
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    if depth is not None and not (isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= 6):
+        raise ValueError(f"depth must be an integer from 0 to 6, got {depth!r}")
     info = inspect_micrograph(micro)
     n_phases, (height, width) = info["n_phases"], info["shape"]
     reasons = [f"{n_phases} phases, {height}x{width} px, volume fractions "
@@ -158,11 +164,29 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     device = resolve_device(device)
     gpu = device.type == "cuda"
     if n_phases == 2:
-        model = UNetSettings(channels=1, latent_channels=40, depth=1, num_blocks=1)
-        reasons.append("the paper's 2-phase network (one channel, L_c = 40, D = 1, about 105 k parameters)")
+        if depth is None:
+            # the network must see a feature and as much again around it to draw it whole: the smallest depth
+            # whose receptive field spans twice the finest mean chord (ngrf-two-phase-dense-circles, 12 px discs:
+            # with D = 1, an 18 px window, the hybrid merged them into worms; D = 2 kept most of them round,
+            # benchmarks/results/fit_registered_cpu.md)
+            # (and no wider than a patch: the paper saw fields larger than the patch make the model unstable)
+            allowed = [d for d in (1, 2, 3) if d == 1 or receptive_field(UNetSettings(depth=d)) <= patch_size]
+            depth = next((d for d in allowed if receptive_field(UNetSettings(depth=d)) >= 2 * finest), allowed[-1])
+        model = UNetSettings(channels=1, latent_channels=40, depth=int(depth), num_blocks=1)
+        window = receptive_field(model)
+        if model.depth == 1:
+            reasons.append(f"the paper's 2-phase network (one channel, L_c = 40, D = 1, about 105 k parameters): its "
+                           f"{window} px receptive field spans twice the finest mean chord ({finest:.1f} px)")
+        else:
+            reasons.append(f"the paper's 2-phase network one level deeper per doubling (one channel, L_c = 40, D = "
+                           f"{model.depth}): a {window} px receptive field, so that the network sees a feature of the "
+                           f"finest mean chord ({finest:.1f} px) and as much again around it (D = 1 sees "
+                           f"{receptive_field(UNetSettings(depth=1))} px)")
     else:
-        model = (UNetSettings(channels=n_phases, latent_channels=100, depth=3, num_blocks=1) if gpu else
-                 UNetSettings(channels=n_phases, latent_channels=48, depth=2, num_blocks=1))
+        model = (UNetSettings(channels=n_phases, latent_channels=100, depth=3 if depth is None else int(depth),
+                              num_blocks=1) if gpu else
+                 UNetSettings(channels=n_phases, latent_channels=48, depth=2 if depth is None else int(depth),
+                              num_blocks=1))
         reasons.append(f"a network of {n_phases} channels: " + ("the paper's (L_c = 100, D = 3)" if gpu else
                        "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
         if not gpu and minutes < 60:
@@ -282,14 +306,14 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"],
                         batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32),
-                        sampler=sampler)
+                        sampler=sampler, depth=saved.get("depth", 1 if micro.shape[1] == 2 else None))
     else:
         output = fresh_directory(output)
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
                                      "steps": plan.training_settings.steps, "batch_size": plan.training_settings.batch_size,
-                                     "sampler": plan.sampler,
+                                     "depth": plan.model_settings.depth, "sampler": plan.sampler,
                                      "reasons": list(plan.reasons)}, indent=2))
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)

@@ -24,9 +24,40 @@ from torch import nn
 
 from .settings import UNetSettings
 
-__all__ = ["ScoreUNet", "InstanceNormPlusPlus", "ConvBlock", "SkipBranch"]
+__all__ = ["ScoreUNet", "InstanceNormPlusPlus", "ConvBlock", "SkipBranch", "receptive_field"]
 
 NORM_EPSILON = 1e-5
+
+
+def receptive_field(settings: UNetSettings) -> int:
+    """Side (px) of the input window that one output pixel's convolutions see, at the worst alignment.
+
+    Exact interval arithmetic along every path: the encoder's ``1 + num_blocks`` 3x3 convolutions,
+    at each level a skip branch of two 3x3 convolutions beside a 2x2 stride-2 step down (and a 2x2
+    transposed step back up, which maps every output pixel to one input pixel), the bottom's skip
+    branch, then the decoder's ``num_blocks`` 3x3 convolutions and the output convolution. The
+    instance norms add global information (per-channel means over the whole field), not local
+    detail, and are not counted. What a model can draw is bounded by it: a feature wider than this
+    window cannot be drawn as a whole.
+
+    >>> [receptive_field(UNetSettings(depth=d)) for d in (0, 1, 2, 3)]
+    [13, 18, 28, 52]
+    """
+    depth, blocks = settings.depth, settings.num_blocks
+
+    def level(k: int, pixel: int) -> tuple[int, int]:
+        # the interval of level k's input (2**k px per pixel) that level k's output at `pixel` sees
+        low, high = pixel - 2, pixel + 2  # the skip branch: two 3x3 convolutions
+        if k < depth:
+            below_low, below_high = level(k + 1, pixel // 2)
+            low, high = min(low, 2 * below_low), max(high, 2 * below_high + 1)
+        return low, high
+
+    widest = 0
+    for pixel in range(2**depth):  # every alignment with the coarsest grid
+        seen = [level(0, p) for p in range(pixel - blocks - 1, pixel + blocks + 2)]  # decoder + output conv
+        widest = max(widest, max(h for _, h in seen) - min(lo for lo, _ in seen) + 1)
+    return widest + 2 * (1 + blocks)  # the encoder's convolutions
 
 
 class InstanceNormPlusPlus(nn.Module):

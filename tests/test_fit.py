@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -37,6 +38,34 @@ def test_the_plan_samples_thin_features_with_the_finer_sampler():
     assert plan_fit(three, minutes=1, device="cpu", measure_speed=False).sampler == "fast"
     asked = plan_fit(_periodic_blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False, sampler="faithful")
     assert asked.sampler == "faithful" and "'faithful' as asked" in asked.describe()
+
+
+def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
+    from lgtutorial.microstructure import labels_to_one_hot
+    from lgtutorial.unet import receptive_field
+
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    discs = torch.zeros(128, 128, dtype=torch.long)  # discs of 11.6 px mean chord, like dense circles
+    for cy in range(16, 128, 32):
+        for cx in range(16, 128, 32):
+            discs[(yy - cy) ** 2 + (xx - cx) ** 2 <= 64] = 1
+    plans = {name: plan_fit(micro, minutes=1, device="cpu", measure_speed=False) for name, micro in
+             (("fine", _periodic_blobs(128, 1.0)), ("discs", labels_to_one_hot(discs[None], n_phases=2)),
+              ("coarse", _periodic_blobs(128, 6.0)))}
+    depths = {name: plan.model_settings.depth for name, plan in plans.items()}
+    assert depths["fine"] == 1 and depths["discs"] == 2 and depths["coarse"] == 3, depths
+    for plan in plans.values():  # the shallowest network whose window spans twice the finest mean chord
+        finest = min(c for axis in ("x", "y") for c in plan.info["mean_chords"][axis])
+        window = receptive_field(plan.model_settings)
+        assert window >= 2 * finest or plan.model_settings.depth == 3
+        if plan.model_settings.depth > 1:
+            assert receptive_field(dataclasses.replace(plan.model_settings, depth=plan.model_settings.depth - 1)) \
+                < 2 * finest
+            assert f"a {window} px receptive field" in plan.describe()
+    asked = plan_fit(labels_to_one_hot(discs[None], n_phases=2), minutes=1, device="cpu", measure_speed=False, depth=1)
+    assert asked.model_settings.depth == 1
+    with pytest.raises(ValueError, match="depth must be an integer from 0 to 6"):
+        plan_fit(_periodic_blobs(64, 2.0), minutes=1, measure_speed=False, depth=1.5)
 
 
 def test_the_plan_follows_the_micrograph():
@@ -98,7 +127,8 @@ def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monk
     assert main(["generate", "--model", str(bundle), "--n-samples", "1", "--output", str(tmp_path / "gen")]) == 0
     generated = json.loads((tmp_path / "gen" / "summary.json").read_text())
     assert generated["statistics_source"]["micrograph"] == "my-blobs"
-    # resuming the finished run reuses its plan and does not train again
+    # resuming the finished run reuses its plan (the network's depth with it) and does not train again
+    assert json.loads((out / "plan.json").read_text())["depth"] == 1
     assert main(["fit", str(blobs_png), "--resume", "--samples", "1", "--output", str(out)]) == 0
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lgtutorial.settings import UNET_PRESETS, UNetSettings
-from lgtutorial.unet import InstanceNormPlusPlus, ScoreUNet
+from lgtutorial.unet import InstanceNormPlusPlus, ScoreUNet, receptive_field
 
 TINY = UNetSettings(channels=1, latent_channels=6, depth=2, num_blocks=1)
 
@@ -104,3 +104,20 @@ def test_gradients_reach_every_parameter():
     model = ScoreUNet(TINY)
     model(torch.randn(2, 1, 8, 8)).square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("depth,num_blocks", [(0, 1), (1, 0), (1, 1), (2, 1), (2, 2), (3, 1)])
+def test_receptive_field_is_the_window_the_gradient_reaches(depth, num_blocks):
+    settings = UNetSettings(latent_channels=3, depth=depth, num_blocks=num_blocks)
+    model = ScoreUNet(settings, generator=torch.Generator().manual_seed(0)).double().eval()
+    for module in list(model.modules()):  # the norms' channel means reach everywhere: leave them out
+        for name, child in list(module.named_children()):
+            if isinstance(child, InstanceNormPlusPlus):
+                setattr(module, name, torch.nn.Identity())
+    widest = 0
+    for offset in range(2**depth):  # every alignment with the coarsest grid
+        x = torch.zeros(1, 1, 96, 96, dtype=torch.float64, requires_grad=True)
+        model(x)[0, 0, 48 + offset, 40].backward()
+        rows = (x.grad[0, 0].abs().sum(1) > 0).nonzero()[:, 0]
+        widest = max(widest, int(rows.max() - rows.min()) + 1)
+    assert widest == receptive_field(settings)
