@@ -163,18 +163,23 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
         reasons.append(f"the sampler {sampler!r} as asked")
     device = resolve_device(device)
     gpu = device.type == "cuda"
+    asked = depth is not None
     if n_phases == 2:
-        if depth is None:
-            # the network must see a feature and as much again around it to draw it whole: the smallest depth
-            # whose receptive field spans twice the finest mean chord (ngrf-two-phase-dense-circles, 12 px discs:
-            # with D = 1, an 18 px window, the hybrid merged them into worms; D = 2 kept most of them round,
-            # benchmarks/results/fit_registered_cpu.md)
-            # (and no wider than a patch: the paper saw fields larger than the patch make the model unstable)
-            allowed = [d for d in (1, 2, 3) if d == 1 or receptive_field(UNetSettings(depth=d)) <= patch_size]
-            depth = next((d for d in allowed if receptive_field(UNetSettings(depth=d)) >= 2 * finest), allowed[-1])
-        model = UNetSettings(channels=1, latent_channels=40, depth=int(depth), num_blocks=1)
+        # the network must see a feature and as much again around it to draw it whole: the shallowest depth whose
+        # receptive field spans twice the finest mean chord (ngrf-two-phase-dense-circles, 12 px discs: with
+        # D = 1, an 18 px window, the hybrid merged them into worms; D = 2 kept most of them round,
+        # benchmarks/results/fit_registered_cpu.md), and no wider than a patch (the paper saw fields larger
+        # than the patch make the model unstable)
+        allowed = [d for d in (1, 2, 3) if d == 1 or receptive_field(UNetSettings(depth=d)) <= patch_size]
+        feature_depth = next((d for d in allowed if receptive_field(UNetSettings(depth=d)) >= 2 * finest),
+                             allowed[-1])
+        model = UNetSettings(channels=1, latent_channels=40, depth=int(depth) if asked else feature_depth,
+                             num_blocks=1)
         window = receptive_field(model)
-        if model.depth == 1:
+        if asked:
+            reasons.append(f"the paper's 2-phase network (one channel, L_c = 40) with the depth given, D = "
+                           f"{model.depth} ({window} px receptive field)")
+        elif model.depth == 1:
             reasons.append(f"the paper's 2-phase network (one channel, L_c = 40, D = 1, about 105 k parameters): its "
                            f"{window} px receptive field spans twice the finest mean chord ({finest:.1f} px)")
         else:
@@ -183,12 +188,17 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
                            f"finest mean chord ({finest:.1f} px) and as much again around it (D = 1 sees "
                            f"{receptive_field(UNetSettings(depth=1))} px)")
     else:
-        model = (UNetSettings(channels=n_phases, latent_channels=100, depth=3 if depth is None else int(depth),
-                              num_blocks=1) if gpu else
-                 UNetSettings(channels=n_phases, latent_channels=48, depth=2 if depth is None else int(depth),
-                              num_blocks=1))
-        reasons.append(f"a network of {n_phases} channels: " + ("the paper's (L_c = 100, D = 3)" if gpu else
-                       "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)"))
+        # three or more phases keep the CPU variant's D = 2 whatever the features: one level deeper (52 px) measured
+        # no better on ngrf-three-phase-simple at 30 min, chords of two phases further, the rarest phase's regions
+        # alike (benchmarks/results/fit_registered_cpu_3phase_depth3.md)
+        model = UNetSettings(channels=n_phases, latent_channels=100 if gpu else 48,
+                             depth=int(depth) if asked else (3 if gpu else 2), num_blocks=1)
+        window = receptive_field(model)
+        reasons.append(f"a network of {n_phases} channels: " + (
+            f"L_c = {model.latent_channels}, the depth given, D = {model.depth}" if asked else
+            "the paper's (L_c = 100, D = 3)" if gpu else
+            "the CPU variant L_c = 48, D = 2 (the paper's L_c = 100, D = 3 is 7x slower here)")
+            + f": a {window} px receptive field")
         if not gpu and minutes < 60:
             reasons.append(f"warning: {minutes:g} min on a CPU is likely too short for {n_phases} phases: in this "
                            "project's measurements 8-30 CPU minutes brought the chord lengths of three-phase "
@@ -306,7 +316,8 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"],
                         batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32),
-                        sampler=sampler, depth=saved.get("depth", 1 if micro.shape[1] == 2 else None))
+                        sampler=sampler, depth=saved.get("depth", 1 if micro.shape[1] == 2 else
+                                                           3 if resolve_device(device).type == "cuda" else 2))
     else:
         output = fresh_directory(output)
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)

@@ -63,7 +63,12 @@ def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
                 < 2 * finest
             assert f"a {window} px receptive field" in plan.describe()
     asked = plan_fit(labels_to_one_hot(discs[None], n_phases=2), minutes=1, device="cpu", measure_speed=False, depth=1)
-    assert asked.model_settings.depth == 1
+    assert asked.model_settings.depth == 1 and "the depth given, D = 1" in asked.describe()
+    # three phases keep the CPU variant's D = 2 (deeper measured no better), unless asked
+    field = _periodic_blobs(128, 10.0)[0, 1] + 2 * _periodic_blobs(128, 10.0, seed=1)[0, 1]
+    coarse3 = labels_to_one_hot(field.long().clamp_max(2)[None], n_phases=3)
+    assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False).model_settings.depth == 2
+    assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False, depth=3).model_settings.depth == 3
     with pytest.raises(ValueError, match="depth must be an integer from 0 to 6"):
         plan_fit(_periodic_blobs(64, 2.0), minutes=1, measure_speed=False, depth=1.5)
 
