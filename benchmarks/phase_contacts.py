@@ -24,23 +24,6 @@ from _report import emit_table
 LAGS = (1, 2, 4, 8, 16)
 
 
-def contact_chances(micro: torch.Tensor, *, periodic: bool, lags=LAGS) -> dict:
-    """``{(a, b): [P(b at distance r | a) for r in lags]}`` for every ordered pair of distinct phases."""
-    from lgtutorial.statistics import two_point_statistics, volume_fractions
-
-    f = two_point_statistics(micro.double(), periodic=periodic).mean(0)  # (N, N, *lags), FFT order
-    fractions = volume_fractions(micro.double()).mean(0)
-    n = micro.shape[1]
-    chances = {}
-    for a in range(n):
-        for b in range(n):
-            if a == b:
-                continue
-            chances[(a, b)] = [float((f[a, b, 0, r] + f[a, b, 0, -r] + f[a, b, r, 0] + f[a, b, -r, 0]) / 4
-                                     / fractions[a]) for r in lags]
-    return chances
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("micrograph", help="registry name or file")
@@ -49,12 +32,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import lgtutorial as lg
+    from lgtutorial.statistics import contact_chances
 
     micro, meta = lg.data.load(args.micrograph)
     folder = Path(args.folder)
-    measured = {"reference": contact_chances(micro, periodic=False)}
+    measured = {"reference": contact_chances(micro, periodic=False, lags=LAGS)}
     for name, file in (("GRF", "grf.npy"), ("hybrid", "samples.npy")):
-        measured[name] = contact_chances(torch.from_numpy(np.load(folder / file)), periodic=True)
+        measured[name] = contact_chances(torch.from_numpy(np.load(folder / file)), periodic=True, lags=LAGS)
     phases = meta["phases"]
     lines = [f"# Which phases touch: {args.micrograph}", "",
              f"`{folder}`; P(b at r | a): the chance that the pixel r px away (along x or y) from a pixel of phase a "

@@ -431,8 +431,28 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
     checks["hybrid_chords_closer_than_grf_for_every_phase"] = all(
         d["hybrid"] < d["GRF"] for d in checks["chord_distances"].values())
     checks.update(region_checks(micro, {"GRF": grf, "hybrid": hybrid}, phases))
+    if len(phases) > 2:
+        checks["phase_contacts"] = phase_contacts(micro, {"GRF": grf, "hybrid": hybrid}, phases, periodic=plan.periodic)
     checks["no_degenerate_sample"] = not samples.degenerate
     return checks, time.perf_counter() - started
+
+
+#: Lags (px) at which the report says which phases touch (:func:`phase_contacts`).
+CONTACT_LAGS = (1, 4)
+
+
+def phase_contacts(micro, ensembles: dict, phases, *, periodic: bool, lags=CONTACT_LAGS) -> dict:
+    """Which phases touch, reference against each ensemble: per ordered pair ``"a -> b"`` of distinct phases the
+    chance that the pixel ``r`` px from a pixel of ``a`` is of ``b`` (:func:`lgtutorial.statistics.contact_chances`)
+    at each of ``lags``. A reference that keeps two phases apart shows zeros; a GRF cannot hold that."""
+    from .statistics import contact_chances
+
+    side = min(min(micro.shape[2:]), *(min(e.shape[2:]) for e in ensembles.values()))
+    lags = [r for r in lags if r <= (side - 1) // 2]
+    measured = {"reference": contact_chances(micro, periodic=periodic, lags=lags),
+                **{name: contact_chances(e, periodic=True, lags=lags) for name, e in ensembles.items()}}
+    return {"lags": lags, **{f"{phases[a]} -> {phases[b]}": {name: m[(a, b)] for name, m in measured.items()}
+                             for (a, b) in measured["reference"]}}
 
 
 #: How far (in decades of region size) the hybrid's connected regions may lie from the reference's
@@ -473,6 +493,26 @@ def regions_like_reference(distances: dict, halves: dict, tolerance: float = REG
     True
     """
     return all(d["hybrid"] <= halves[p] + tolerance for p, d in distances.items())
+
+
+def _contact_lines(contacts) -> list:
+    """The report's section on which phases touch (three or more phases), or nothing."""
+    if not contacts or not contacts["lags"]:
+        return []
+    lags = contacts["lags"]
+    pairs = {pair: chances for pair, chances in contacts.items() if pair != "lags"}
+    lines = ["", "## Which phases touch", "",
+             "| phase -> phase | " + " | ".join(f"{r} px: reference / GRF / hybrid" for r in lags) + " |",
+             "|---|" + "---|" * len(lags)]
+    for pair, chances in pairs.items():
+        lines.append(f"| {pair} | " + " | ".join(" / ".join(f"{chances[m][k]:.3f}" for m in ("reference", "GRF", "hybrid"))
+                                              for k in range(len(lags))) + " |")
+    apart = [pair for pair, chances in pairs.items() if chances["reference"][0] < 0.005]
+    lines += ["", "The chance that the pixel r px from a pixel of the first phase is of the second. "
+              + (f"The reference keeps {', '.join(apart)} apart (under 0.005 at {lags[0]} px): a Gaussian random "
+                 "field cannot hold such an exclusion, and the hybrid must learn it; compare its column with the "
+                 "reference's." if apart else "No pair of phases is kept apart in the reference.")]
+    return lines
 
 
 def _write_report(output, name, micrograph, plan, model_path, checks, seconds, training):
@@ -516,6 +556,7 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
               "closed grains from grains that run into one another through broken boundaries, separate particles "
               "from merged ones, and features from speckle, which chord lengths miss. Coherence: how well "
               "aligned the phase boundaries are (1: parallel laths or lamellae).",
+              *_contact_lines(checks.get("phase_contacts")),
               "", "## Before you trust the samples", "",
               "- Look at `samples.png` at full resolution: do the hybrid samples show the reference's kind of "
               "features, or speckle?",

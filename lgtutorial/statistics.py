@@ -24,6 +24,7 @@ __all__ = [
     "centre",
     "lag_axes",
     "crop_lags",
+    "contact_chances",
 ]
 
 
@@ -165,6 +166,49 @@ def lag_axes(statistics: torch.Tensor, *, spatial_dims: int = 2) -> list[torch.T
         torch.fft.fftshift(torch.fft.fftfreq(n, d=1.0 / n)).round().to(torch.int64)
         for n in statistics.shape[-spatial_dims:]
     ]
+
+
+def contact_chances(microstructure, *, periodic: bool, lags=(1, 2, 4, 8)) -> dict:
+    """Which phases touch: ``P(b at x + r | a at x) = f_ab(r) / v_a`` for every ordered pair of distinct phases.
+
+    The chance that the pixel ``r`` px away from a pixel of phase ``a`` (along any axis, both
+    directions, averaged; over all samples) is of phase ``b``. A material that wraps every particle of
+    one phase in a third keeps it at zero for small ``r``: an exclusion that a Gaussian random
+    field cannot hold and a hybrid must learn.
+
+    Returns:
+        ``{(a, b): [chance at each lag]}``; NaN for a phase absent from every sample.
+
+    >>> from lgtutorial.microstructure import labels_to_one_hot
+    >>> m = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2]] * 8])  # 1 and 2 are 2 px apart along x
+    >>> [round(c, 3) for c in contact_chances(m, periodic=True, lags=(1, 2, 3))[(1, 2)]]  # x only: half the lags
+    [0.0, 0.0, 0.25]
+    """
+    m = _as_field(microstructure).double()
+    n_spatial = spatial_dims_of(m)
+    largest = max(int(r) for r in lags)
+    if min(int(r) for r in lags) < 1 or largest > (min(m.shape[2:]) - 1) // 2:
+        raise ValueError(f"lags must be between 1 and {(min(m.shape[2:]) - 1) // 2} px for samples of "
+                         f"{tuple(m.shape[2:])} px, got {tuple(lags)}")
+    f = two_point_statistics(m, periodic=periodic, cutoff=largest).mean(0)  # FFT order: lag r at r, -r at -r
+    fractions = volume_fractions(m).double().mean(0)
+    chances = {}
+    for a in range(m.shape[1]):
+        for b in range(m.shape[1]):
+            if a == b:
+                continue
+            values = []
+            for r in lags:
+                total = 0.0
+                for axis in range(n_spatial):
+                    for sign in (1, -1):
+                        index = [0] * n_spatial
+                        index[axis] = sign * int(r)
+                        total += float(f[(a, b, *index)])
+                chance = total / (2 * n_spatial) / float(fractions[a]) if float(fractions[a]) > 0 else float("nan")
+                values.append(chance)
+            chances[(a, b)] = values
+    return chances
 
 
 _crop_lags = crop_lags  # the old private name

@@ -191,3 +191,22 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
     assert len(summary["checks"]["chord_distances"]) == 3
     grf = np.load(out / "grf.npy")
     assert set(np.unique(grf)) <= {0.0, 1.0} and np.allclose(grf.sum(1), 1.0)
+    contacts = summary["checks"]["phase_contacts"]  # which phases touch: six ordered pairs, three ensembles
+    assert contacts["lags"] == [1, 4] and len(contacts) == 1 + 6
+    assert all(len(c[m]) == 2 and all(0 <= v <= 1 for v in c[m]) for key, c in contacts.items() if key != "lags"
+               for m in ("reference", "GRF", "hybrid"))
+    assert "## Which phases touch" in (out / "report.md").read_text()
+
+
+def test_the_report_says_which_phases_the_reference_keeps_apart():
+    from lgtutorial.fitting import _contact_lines, phase_contacts
+    from lgtutorial.microstructure import labels_to_one_hot
+
+    apart = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2] * 2] * 16])  # 1 and 2 never neighbours
+    touching = labels_to_one_hot([[[0, 0, 1, 1, 2, 2, 0, 0] * 2] * 16])
+    contacts = phase_contacts(apart, {"GRF": touching, "hybrid": apart}, ["a", "b", "c"], periodic=True)
+    assert contacts["b -> c"]["reference"][0] == 0 and contacts["b -> c"]["GRF"][0] == 0.125
+    text = "\n".join(_contact_lines(contacts))
+    assert "The reference keeps b -> c, c -> b apart" in text and "| b -> c | 0.000 / 0.125 / 0.000 |" in text
+    assert "No pair of phases is kept apart" in "\n".join(_contact_lines(
+        phase_contacts(touching, {"GRF": touching, "hybrid": touching}, ["a", "b", "c"], periodic=True)))

@@ -124,3 +124,25 @@ def test_centre_puts_zero_lag_in_the_middle(small_three_phase):
     f = two_point_statistics(small_three_phase)
     c = centre(f)
     assert torch.equal(c[..., 3, 4], f[..., 0, 0])
+
+
+def test_contact_chances_see_an_exclusion_and_match_counting(small_three_phase):
+    from lgtutorial.statistics import contact_chances
+
+    # rows 0 0 1 1 0 0 2 2: phases 1 and 2 never closer than 3 px along x, never neighbours along y
+    kept_apart = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2]] * 8])
+    chances = contact_chances(kept_apart, periodic=True, lags=(1, 2, 3))
+    assert chances[(1, 2)][:2] == [0.0, 0.0] and chances[(1, 2)][2] > 0 and chances[(1, 0)][0] > 0
+    # against a count over pixels, in 2D and 3D, periodic
+    cubes = torch.randint(0, 3, (2, 7, 7, 7), generator=torch.Generator().manual_seed(1))
+    for m in (small_three_phase, torch.nn.functional.one_hot(cubes, 3).movedim(-1, 1)):
+        m = torch.as_tensor(m).double()
+        n_spatial = m.ndim - 2
+        got = contact_chances(m, periodic=True, lags=(1, 2))
+        for (a, b), values in got.items():
+            for r, value in zip((1, 2), values):
+                hits = sum(float((m[:, a] * torch.roll(m[:, b], shifts=-sign * r, dims=1 + axis)).sum())
+                           for axis in range(n_spatial) for sign in (1, -1))
+                assert value == pytest.approx(hits / (2 * n_spatial) / float(m[:, a].sum()))
+    with pytest.raises(ValueError, match="lags must be between 1 and 3 px"):
+        contact_chances(kept_apart, periodic=True, lags=(4,))
