@@ -15,12 +15,10 @@ say how the particles sit along lines without binning hundreds of gap lengths on
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
-from _report import emit_table
+from _report import emit_table, load_fitted
 
 
 def _pmf(lengths: torch.Tensor, longest: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -35,19 +33,10 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("micrograph", help="registry name or file")
-    parser.add_argument("folder", help="a fit's output folder (samples.npy and grf.npy)")
-    parser.add_argument("--output", default=None, help="Markdown file to write")
-    args = parser.parse_args(argv)
-
-    import lgtutorial as lg
     from lgtutorial.chords import chord_lengths
 
-    micro, meta = lg.data.load(args.micrograph)
+    args, micro, meta, ensembles = load_fitted(__doc__.splitlines()[0], argv)
     folder = Path(args.folder)
-    ensembles = {name: torch.from_numpy(np.load(folder / file)).float()
-                 for name, file in (("GRF", "grf.npy"), ("hybrid", "samples.npy"))}
     phases = meta["phases"]
     lines = [f"# Chords of every phase, three ways: {args.micrograph}", "",
              f"`{folder}`: {len(ensembles['hybrid'])} GRF and hybrid samples of "

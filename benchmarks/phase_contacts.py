@@ -14,31 +14,20 @@ exclusion, and the hybrid must push the particles apart.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-from _report import emit_table
+from _report import emit_table, load_fitted
 
 LAGS = (1, 2, 4, 8, 16)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("micrograph", help="registry name or file")
-    parser.add_argument("folder", help="a fit's output folder (samples.npy and grf.npy)")
-    parser.add_argument("--output", default=None, help="Markdown file to write")
-    args = parser.parse_args(argv)
-
-    import lgtutorial as lg
     from lgtutorial.statistics import contact_chances
 
-    micro, meta = lg.data.load(args.micrograph)
+    args, micro, meta, ensembles = load_fitted(__doc__.splitlines()[0], argv)
     folder = Path(args.folder)
-    measured = {"reference": contact_chances(micro, periodic=False, lags=LAGS)}
-    for name, file in (("GRF", "grf.npy"), ("hybrid", "samples.npy")):
-        measured[name] = contact_chances(torch.from_numpy(np.load(folder / file)), periodic=True, lags=LAGS)
+    measured = {"reference": contact_chances(micro, periodic=False, lags=LAGS),
+                **{name: contact_chances(e, periodic=True, lags=LAGS) for name, e in ensembles.items()}}
     phases = meta["phases"]
     lines = [f"# Which phases touch: {args.micrograph}", "",
              f"`{folder}`; P(b at r | a): the chance that the pixel r px away (along x or y) from a pixel of phase a "
