@@ -8,6 +8,7 @@ one ``<name>.md`` model card and an entry with the file's SHA-256 in ``index.tom
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -159,6 +160,8 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
     card = card_text(payload, digest, report_markdown)
     if statistics is not None:
         card = _with_statistics_section(card, _statistics_section(statistics).replace("{name}", name))
+    if (directory / f"{name}.md").is_file():  # a re-export keeps what the maintainers wrote by hand
+        card = _with_kept_sections(card, (directory / f"{name}.md").read_text(encoding="utf-8"))
     with atomic_write(directory / f"{name}.md", "w") as handle:
         handle.write(card)
     index = read_index(directory)
@@ -170,6 +173,24 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
         written.chmod(0o644)  # shipped files: readable by everyone (temporary files start private)
     return path
 
+
+
+def _sections(card: str) -> list[tuple[str, str]]:
+    """``(heading, text)`` of every ``## `` section of a model card, in order (the text up to the next one)."""
+    parts = re.split(r"(?m)^(?=## )", card)
+    return [(part.splitlines()[0], part) for part in parts if part.startswith("## ")]
+
+
+def _with_kept_sections(card: str, old_card: str) -> str:
+    """``card`` with the sections of ``old_card`` that it does not generate (e.g. "## Known limit: no laths",
+    written by hand) put back before its licence section."""
+    generated = {heading for heading, _ in _sections(card)}
+    kept = [text.rstrip("\n") + "\n\n" for heading, text in _sections(old_card) if heading not in generated]
+    if not kept:
+        return card
+    licence = card.find("\n## Licence")
+    at = licence + 1 if licence >= 0 else len(card)
+    return card[:at] + "".join(kept) + card[at:]
 
 
 STATISTICS_SECTION = "## Statistics of the training micrograph"

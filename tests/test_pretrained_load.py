@@ -82,8 +82,15 @@ def test_a_training_report_beside_the_checkpoint_goes_into_the_card(checkpoint, 
     (run / "summary.json").write_text(json.dumps({"preset": "case1-cpu", "provenance": {"steps_done": 8}}))
     with pytest.raises(ValueError, match="exists already"):  # a name is never replaced by accident
         pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped")
+    card_path = tmp_path / "shipped" / "with-report.md"
+    card_path.write_text(card_path.read_text().replace("## Licence", "## Known limit: no laths\n\nWritten by hand.\n\n"
+                                                                     "## Licence"))
     pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped", overwrite=True)
-    assert "None yet" in (tmp_path / "shipped" / "with-report.md").read_text()
+    card = card_path.read_text()
+    assert "None yet" in card  # regenerated...
+    # ...but what the maintainers wrote by hand survives the re-export, once, before the licence
+    assert card.count("## Known limit: no laths\n\nWritten by hand.\n") == 1
+    assert card.index("## Known limit") < card.index("## Licence") and card.count("## Training report") == 1
 
 
 def test_unknown_missing_and_corrupt_models_give_clear_errors(checkpoint, tmp_path):
