@@ -170,9 +170,9 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
         # D = 1, an 18 px window, the hybrid merged them into worms; D = 2 kept most of them round,
         # benchmarks/results/fit_registered_cpu.md), and no wider than a patch (the paper saw fields larger
         # than the patch make the model unstable)
-        allowed = [d for d in (1, 2, 3) if d == 1 or receptive_field(UNetSettings(depth=d)) <= patch_size]
-        feature_depth = next((d for d in allowed if receptive_field(UNetSettings(depth=d)) >= 2 * finest),
-                             allowed[-1])
+        windows = {d: receptive_field(UNetSettings(depth=d)) for d in (1, 2, 3)}
+        allowed = [d for d, window in windows.items() if d == 1 or window <= patch_size]
+        feature_depth = next((d for d in allowed if windows[d] >= 2 * finest), allowed[-1])
         model = UNetSettings(channels=1, latent_channels=40, depth=int(depth) if asked else feature_depth,
                              num_blocks=1)
         window = receptive_field(model)
@@ -186,7 +186,7 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
             reasons.append(f"the paper's 2-phase network one level deeper per doubling (one channel, L_c = 40, D = "
                            f"{model.depth}): a {window} px receptive field, so that the network sees a feature of the "
                            f"finest mean chord ({finest:.1f} px) and as much again around it (D = 1 sees "
-                           f"{receptive_field(UNetSettings(depth=1))} px)")
+                           f"{windows[1]} px)")
     else:
         # three or more phases keep the CPU variant's D = 2 whatever the features: one level deeper (52 px) measured
         # no better on ngrf-three-phase-simple at 30 min, chords of two phases further, the rarest phase's regions
