@@ -182,8 +182,12 @@ def model_card(payload: dict, digest: str, report_markdown: str | None = None) -
         lines += [f"{report['n_samples']} unconditional samples at the patch size ({report['n_levels']} noise levels) "
                   "against the training patches:", "", (report_markdown or "").strip(), ""]
     else:
-        lines += ["None yet: `lgtutorial train` writes `report.json` when a run ends; re-exporting then includes it.", ""]
-    lines += ["## Re-export", "", "After training ends (from the project's root):", "", "```bash",
+        lines += ["None yet: `lgtutorial train` writes `report.json` when a run ends; re-exporting then includes it."
+                  if done < planned else
+                  "None: the run ended without writing `report.json` (it was trained with `--report-samples 0`, "
+                  "or the report was not kept beside the checkpoint).", ""]
+    lines += ["## Re-export", "", "After training ends (from the project's root):" if done < planned else
+              "From the checkpoint it was exported from (from the project's root):", "", "```bash",
               f"lgtutorial pretrained export {prov['checkpoint']} {name}", "```", ""]
     lines += [licence_section(_reference_licence(prov["reference"]), reference=f"`{prov['reference']['name']}`")]
     return "\n".join(lines)

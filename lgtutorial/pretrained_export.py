@@ -9,6 +9,7 @@ one ``<name>.md`` model card and an entry with the file's SHA-256 in ``index.tom
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -139,6 +140,10 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
     }
     if statistics is None:
         statistics = statistics_of_reference(source["reference"])
+        if statistics is None:
+            warnings.warn(f"the training micrograph {source['reference'].get('name', '?')!r} could not be loaded "
+                          f"(set LGTUTORIAL_DATA or pass statistics=): the model {name!r} ships without its "
+                          "statistics, so generating with it will need --reference or --statistics", stacklevel=2)
     payload = {"format": PRETRAINED_FORMAT, "version": PRETRAINED_VERSION, "name": name,
                "model_settings": dict(state["model_settings"]), "training_settings": dict(state["training_settings"]),
                "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()},
@@ -183,8 +188,10 @@ def _sections(card: str) -> list[tuple[str, str]]:
 
 def _with_kept_sections(card: str, old_card: str) -> str:
     """``card`` with the sections of ``old_card`` that it does not generate (e.g. "## Known limit: no laths",
-    written by hand) put back before its licence section."""
-    generated = {heading for heading, _ in _sections(card)}
+    written by hand) put back before its licence section. The statistics section is always generated: when
+    this export carries no statistics, the old card's section goes."""
+    # the statistics section describes this export's file: one the new file lacks must not survive
+    generated = {heading for heading, _ in _sections(card)} | {STATISTICS_SECTION}
     kept = [text.rstrip("\n") + "\n\n" for heading, text in _sections(old_card) if heading not in generated]
     if not kept:
         return card

@@ -13,6 +13,10 @@ from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.settings import TrainingSettings, UNetSettings
 from lgtutorial.training import load_checkpoint, train_score_model
 
+# The tiny models are trained on an in-memory image, so every export says it ships without statistics;
+# test_statistics_follow_the_export checks that warning once.
+pytestmark = pytest.mark.filterwarnings("ignore:the training micrograph 'in-memory tensor':UserWarning")
+
 TINY_MODEL = UNetSettings(channels=1, latent_channels=4, depth=1, num_blocks=1)
 TINY_TRAINING = TrainingSettings(patch_size=8, n_patches=24, batch_size=4, steps=4, eval_every=2,
                                  checkpoint_every=2, device="cpu", seed=3)
@@ -55,7 +59,9 @@ def test_export_then_load_gives_the_checkpoints_ema_model(checkpoint, tmp_path):
     assert "| batch size | 128 | 4 |" in card and "| latent channels L_c | 40 | 4 |" in card
     assert "| patch size (px) | 40 | 8 |" in card and "4 of 4 planned" in card
     assert f"lgtutorial pretrained export {checkpoint.as_posix()} tiny" in card  # (outside the working folder)
-    assert "Interim weights" not in card and "None yet" in card  # no training report beside the checkpoint
+    # a finished run (4 of 4 steps) with no training report beside the checkpoint
+    assert "Interim weights" not in card and "None: the run ended without writing" in card
+    assert "After training ends" not in card and "From the checkpoint it was exported from" in card
     # the same model through the generic loader (what load_score_model and the CLI use), also by file
     from lgtutorial.hybrid import load_score_model
 
@@ -87,10 +93,27 @@ def test_a_training_report_beside_the_checkpoint_goes_into_the_card(checkpoint, 
                                                                      "## Licence"))
     pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped", overwrite=True)
     card = card_path.read_text()
-    assert "None yet" in card  # regenerated...
+    assert "None: the run ended" in card and "2 unconditional samples" not in card  # regenerated...
     # ...but what the maintainers wrote by hand survives the re-export, once, before the licence
     assert card.count("## Known limit: no laths\n\nWritten by hand.\n") == 1
     assert card.index("## Known limit") < card.index("## Licence") and card.count("## Training report") == 1
+
+
+def test_statistics_follow_the_export(checkpoint, tmp_path):
+    from lgtutorial.material import MaterialStatistics
+
+    shipped = tmp_path / "shipped"
+    labels = torch.randint(0, 2, (16, 16), generator=torch.Generator().manual_seed(0))
+    stats = MaterialStatistics.from_microstructure(labels_to_one_hot(labels[None], n_phases=2), name="speckle",
+                                                   periodic=True)
+    pretrained.export_pretrained(checkpoint, "tiny", directory=shipped, statistics=stats)
+    assert "## Statistics of the training micrograph" in pretrained.model_card("tiny", directory=shipped)
+    assert pretrained.load_statistics("tiny", directory=shipped).name == "speckle"
+    # re-exported where the micrograph cannot be loaded: a warning, and the old card's section does not
+    # survive to describe statistics the new file lacks
+    with pytest.warns(UserWarning, match="ships without its statistics"):
+        pretrained.export_pretrained(checkpoint, "tiny", directory=shipped, overwrite=True)
+    assert "## Statistics of the training micrograph" not in pretrained.model_card("tiny", directory=shipped)
 
 
 def test_unknown_missing_and_corrupt_models_give_clear_errors(checkpoint, tmp_path):
