@@ -63,9 +63,14 @@ def main() -> None:
         seconds[source] = (time.perf_counter() - started) / args.samples
         if grf is None:
             grf = out.grf
-            field = generator.field  # the continuous 3-phase start, segmented as a GRF sample would be
-            ensembles["GRF"] = segment_preserving_fractions(grf, field.target_volume_fractions.to(grf.device),
-                                                            smooth=field.choose_segmentation() == "preserve")
+            if generator.segment_grf:  # the GRF ensemble is the starts themselves (segmenting them again smooths them)
+                ensembles["GRF"] = grf
+            else:  # a continuous start, segmented as a GRF sample would be
+                field = generator.field
+                ensembles["GRF"] = segment_preserving_fractions(grf, field.target_volume_fractions.to(grf.device),
+                                                                smooth=field.choose_segmentation() == "preserve")
+        elif not torch.equal(out.grf, grf):
+            raise RuntimeError(f"{source} refined other GRF starts than the first model; the comparison would not be fair")
         ensembles[source] = out.microstructures
         print(f"{source}: {seconds[source]:.0f} s per sample; recovered {out.recovered}, degenerate {out.degenerate}",
               flush=True)
