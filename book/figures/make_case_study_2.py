@@ -184,13 +184,13 @@ def main(argv=None) -> Path:
     started = time.perf_counter()
     samples = hybrid.sample(args.samples, seed=args.seed, batch_size=args.batch_size, return_grf=True)
     seconds_hybrid = (time.perf_counter() - started) / args.samples
-    grf = samples.grf  # the segmented starts the hybrid refined: the GRF ensemble of the comparison
     unconditional = None
     if args.sbg_samples:
         started = time.perf_counter()
         unconditional = sbg.sample(args.sbg_samples, seed=args.seed + 1, batch_size=args.batch_size)
         seconds_sbg = (time.perf_counter() - started) / args.sbg_samples
-    hybrid_samples, grf = samples.microstructures.cpu(), grf.cpu()
+    # the GRF ensemble of the comparison: the segmented starts the hybrid refined
+    hybrid_samples, grf = samples.microstructures.cpu(), samples.grf.cpu()
 
     comparison = compare(reference, {"GRF": grf, "hybrid": hybrid_samples}, patch_size=args.patch_size,
                          phase_names=list(PHASE_NAMES))
@@ -229,13 +229,13 @@ def main(argv=None) -> Path:
         "model": model_description,
         "model_settings": dataclasses.asdict(model.settings),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        "sampling": {"start": "segmented GRF sample", "sampler": args.sampler, "levels": args.levels, "levels_run": len(hybrid.sigmas),
+        "sampling": {"start": "segmented GRF sample", "sampler": args.sampler, "levels": args.levels,
+                     "levels_run": len(hybrid.sigmas),
                      "evaluations_per_sample": evaluations, "sbg_evaluations_per_sample": sbg.evaluations_per_sample,
                      "sigma_c": hybrid.sigma_c},
         "size": list(shape), "n_samples": args.samples, "n_sbg_samples": args.sbg_samples, "seed": args.seed,
         "patch_size": args.patch_size, "device": str(device), "torch_threads": torch.get_num_threads(),
-        "seconds_per_sample": {"hybrid": seconds_hybrid,
-                               "sbg": seconds_sbg if args.sbg_samples else None},
+        "seconds_per_sample": {"hybrid": seconds_hybrid, "sbg": seconds_sbg if args.sbg_samples else None},
         "phases": list(PHASE_NAMES),
         "reference_volume_fractions": [rows["reference", k]["volume_fraction_mean"] for k in range(3)],
         "target_volume_fractions": samples.target_volume_fractions.tolist(),
