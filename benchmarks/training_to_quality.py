@@ -54,6 +54,39 @@ def measure(reference, ensembles, *, periodic, coherence_exclude, phases):
     return {(r["model"], r["phase"]): r for r in comparison.rows}
 
 
+def plot(records: list[dict], path: str) -> None:
+    """Chord-length-distribution distance (larger of x and y) and coherence against training minutes, one
+    line per recipe and a column per phase; the GRF, any fixed model and the reference as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = list(dict.fromkeys(r["phase"] for r in records))
+    fig, axes = plt.subplots(2, len(phases), figsize=(4 * len(phases), 6.5), squeeze=False)
+    for column, phase in enumerate(phases):
+        mine = [r for r in records if r["phase"] == phase]
+        for row, (label, value) in enumerate((("CLD distance", lambda r: max(r["x_distance"], r["y_distance"])),
+                                              ("coherence", lambda r: r["coherence"]))):
+            ax = axes[row, column]
+            for preset in dict.fromkeys(r["model"].rsplit(" ", 2)[0] for r in mine if r["train_minutes"] is not None):
+                runs = sorted((r for r in mine if r["model"].startswith(preset + " ") and r["steps"]),
+                              key=lambda r: r["train_minutes"])
+                ax.plot([r["train_minutes"] for r in runs], [value(r) for r in runs], "o-", label=preset)
+            for r in mine:
+                if r["train_minutes"] is None and (r["model"] != "reference" or row == 1):
+                    ls, colour = {"GRF": ("--", "0.4"), "reference": ("-", "tab:red")}.get(r["model"], (":", "k"))
+                    ax.axhline(value(r), ls=ls, color=colour, lw=1, label=r["model"])
+            ax.set_xlabel("training (min)")
+            ax.set_ylabel(label)
+            ax.set_title(phase, fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", default="nbsa-proxy")
@@ -68,7 +101,11 @@ def main() -> None:
     parser.add_argument("--coherence-exclude", type=int, default=None)
     parser.add_argument("--work", type=Path, default=Path("lgtutorial-output/training-to-quality"))
     parser.add_argument("--output", default=None, help="stem of the .md/.json/.png results")
+    parser.add_argument("--replot", default=None, help="only redraw the .png of this committed .json")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text())["records"], str(Path(args.replot).with_suffix(".png")))
+        return
 
     torch.set_num_threads(args.threads)
     device = resolve_device("auto")
@@ -146,6 +183,7 @@ def main() -> None:
     if args.output:
         with atomic_write(f"{args.output}.json", "w") as handle:
             handle.write(json.dumps({"arguments": vars(args) | {"work": str(args.work)}, "records": records}, indent=2))
+        plot(records, f"{args.output}.png")
 
 
 if __name__ == "__main__":
