@@ -22,23 +22,21 @@ LAGS = (1, 2, 4, 8, 16)
 
 
 def main(argv=None) -> None:
-    from lgtutorial.statistics import contact_chances
+    from lgtutorial.fitting import phase_contacts
 
     args, micro, meta, ensembles = load_fitted(__doc__.splitlines()[0], argv)
     folder = Path(args.folder)
-    measured = {"reference": contact_chances(micro, periodic=False, lags=LAGS),
-                **{name: contact_chances(e, periodic=True, lags=LAGS) for name, e in ensembles.items()}}
-    phases = meta["phases"]
+    contacts = phase_contacts(micro, ensembles, meta["phases"], periodic=False, lags=LAGS)  # as fit's report
+    lags = contacts.pop("lags")
     lines = [f"# Which phases touch: {args.micrograph}", "",
              f"`{folder}`; P(b at r | a): the chance that the pixel r px away (along x or y) from a pixel of phase a "
              "is of phase b, f_ab(r) / v_a from the 2-point statistics (the reference non-periodic, the samples "
              "periodic). Made by `benchmarks/phase_contacts.py`.", "",
-             "| a | b | " + " | ".join(f"r = {r} px: ref / GRF / hybrid" for r in LAGS) + " |",
-             "|---|---|" + "---|" * len(LAGS)]
-    for (a, b) in measured["reference"]:
-        cells = [" / ".join(f"{measured[m][(a, b)][k]:.3f}" for m in ("reference", "GRF", "hybrid"))
-                 for k in range(len(LAGS))]
-        lines.append(f"| {phases[a]} | {phases[b]} | " + " | ".join(cells) + " |")
+             "| a | b | " + " | ".join(f"r = {r} px: ref / GRF / hybrid" for r in lags) + " |",
+             "|---|---|" + "---|" * len(lags)]
+    for pair, chances in contacts.items():  # "a -> b"
+        cells = [" / ".join(f"{chances[m][k]:.3f}" for m in ("reference", "GRF", "hybrid")) for k in range(len(lags))]
+        lines.append("| " + " | ".join(pair.split(" -> ")) + " | " + " | ".join(cells) + " |")
     emit_table("\n".join(lines), args.output)
 
 

@@ -313,11 +313,11 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
         if not plan_path.is_file():
             raise FileNotFoundError(f"nothing to resume in {output}: no plan.json there (start without --resume)")
         saved = json.loads(plan_path.read_text())
+        gpu = resolve_device(device).type == "cuda"  # older plans lack batch size and depth: their defaults then
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"],
-                        batch_size=saved.get("batch_size", 128 if resolve_device(device).type == "cuda" else 32),
-                        sampler=sampler, depth=saved.get("depth", 1 if micro.shape[1] == 2 else
-                                                           3 if resolve_device(device).type == "cuda" else 2))
+                        batch_size=saved.get("batch_size", 128 if gpu else 32), sampler=sampler,
+                        depth=saved.get("depth", 1 if micro.shape[1] == 2 else 3 if gpu else 2))
     else:
         output = fresh_directory(output)
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
