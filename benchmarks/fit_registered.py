@@ -146,7 +146,11 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
              "larger of x and y), per phase GRF -> hybrid; regions: the connected-region-size distance to the reference "
              "(earth mover's, in decades of log10 size), per phase GRF -> hybrid, with the reference's halves' in brackets; "
              "like: the hybrid's within the halves' + 0.1 for every phase; patch x batch, D: the plan's patch side, patches per step and network depth (rows without a recorded depth: the 2-phase D = 1 and 3-phase D = 2 the plan chose before it matched the depth to the feature size); halves: the same distance between the reference's top "
-             "and bottom halves (what two pieces of the same material already differ by).", "",
+             "and bottom halves (what two pieces of the same material already differ by); where the GRF's and the "
+             "hybrid's CLD distances both lie within it, the fit's check compares the mean chord from boundary counts "
+             "instead (the phase's pixels per place where it ends; unbiased on a cut-out micrograph), shown in the "
+             "closer column as reference / GRF / hybrid px along x; y (rows without it were fitted before the check "
+             "had it and were judged by the distances alone).", "",
              "| micrograph | phases | patch x batch, D | budget min (M) | steps | train min | total min | vf error (max) | CLD GRF -> hybrid "
              "per phase | CLD halves | hybrid closer for every phase | regions GRF -> hybrid (halves) | regions like | "
              "degenerate samples | coherence ref / GRF / hybrid (per phase) | every check |",
@@ -180,10 +184,19 @@ def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
             f"{row.get('minutes', minutes):g} | {steps} | "
             f"{training['wall_time_s'] / 60:.1f} | {(seconds['total'] - seconds['training']) / 60 + training['wall_time_s'] / 60:.1f} | "
             f"{checks['largest_volume_fraction_error']:.4f} | {cld} | {'; '.join(f'{f:.3f}' for f in floor)} | "
-            f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'} | {regions} | {like} | "
+            f"{'yes' if checks['hybrid_chords_closer_than_grf_for_every_phase'] else '**no**'}{_by_mean(checks)} | "
+            f"{regions} | {like} | "
             f"{degenerate}{' (recovered: ' + str(checks['recovered_samples']) + ')' if checks['recovered_samples'] else ''} | "
             f"{coherence} | {'yes' if every else '**no**'} |")
     return "\n".join(lines)
+
+
+def _by_mean(checks: dict) -> str:
+    """The phases whose chord check the mean chord decided, with the means (reference / GRF / hybrid, x; y)."""
+    decided = [(p, checks["mean_chords"][p]) for p, v in checks.get("chord_verdicts", {}).items() if not v["resolved"]]
+    return "".join(f" ({p} by mean chord: " + " / ".join(f"{m[k]['x']:.0f}; {m[k]['y']:.0f}"
+                                                            for k in ("reference", "GRF", "hybrid")) + ")"
+                   for p, m in decided)
 
 
 def _write(rows, names, args, json_path) -> None:

@@ -19,7 +19,8 @@ import torch
 
 from .microstructure import float_microstructure, one_hot_to_labels, top_and_bottom_halves
 
-__all__ = ["ChordLengths", "chord_lengths", "chord_distribution_distance", "halves_chord_distance"]
+__all__ = ["ChordLengths", "chord_lengths", "chord_distribution_distance", "halves_chord_distance",
+           "boundary_mean_chord"]
 
 
 @dataclass
@@ -217,3 +218,40 @@ def halves_chord_distance(microstructure) -> list[float]:
     return [max(chord_distribution_distance(chord_lengths(top, axis=axis, periodic=False, phases=[p])[0],
                                             chord_lengths(bottom, axis=axis, periodic=False, phases=[p])[0])
                 for axis in ("x", "y")) for p in range(top.shape[1])]
+
+
+def boundary_mean_chord(microstructure, *, axis: str, periodic: bool) -> list[float]:
+    """Per phase, the mean chord length along ``axis`` from boundary counts, pooled over the samples.
+
+    Along every line, the pixels of the phase divided by the places where the phase ends (a pixel of
+    the phase followed by one of another phase): the lineal analysis of stereology, ``L_L / P_L``.
+    It needs no whole chord, so a non-periodic micrograph gives an unbiased value even for a phase
+    whose chords are as long as the image (the matrix around sparse particles), where dropping the
+    chords that touch the edge keeps mostly the short ones. On a non-periodic image only the pairs
+    of neighbours inside a line count; on a periodic one the pair across the seam counts too.
+    Infinite for a phase that never ends (a line of a single phase everywhere), NaN for an absent one.
+
+    >>> from lgtutorial.microstructure import labels_to_one_hot
+    >>> m = labels_to_one_hot([[0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]])
+    >>> boundary_mean_chord(m, axis="x", periodic=True)  # phase 0: chords of 3 and 4 (across the seam)
+    [3.5, 2.5]
+    >>> boundary_mean_chord(m, axis="x", periodic=False)  # 6 of the first 11 pixels are phase 0, it ends twice
+    [3.0, 2.5]
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    if not isinstance(periodic, bool):
+        raise TypeError(f"periodic must be True or False, got {periodic!r}")
+    m = float_microstructure(microstructure)
+    labels = one_hot_to_labels(m)  # (n, H, W)
+    lines = labels if axis == "x" else labels.transpose(1, 2)
+    if periodic:
+        here, after = lines, lines.roll(-1, dims=-1)
+    else:
+        here, after = lines[..., :-1], lines[..., 1:]
+    means = []
+    for phase in range(m.shape[1]):
+        inside = here == phase
+        pixels, ends = int(inside.sum()), int((inside & (after != phase)).sum())
+        means.append(math.nan if pixels == 0 else math.inf if ends == 0 else pixels / ends)
+    return means

@@ -428,13 +428,65 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
         "shape": list(shape),
     }
     checks["volume_fractions_within_0.01"] = checks["largest_volume_fraction_error"] <= 0.01
+    checks["mean_chords"] = mean_chords(micro, {"GRF": grf, "hybrid": hybrid}, phases, periodic=plan.periodic)
+    checks["chord_verdicts"] = chord_verdicts(checks["chord_distances"], checks["chord_distance_halves"],
+                                              checks["mean_chords"])
     checks["hybrid_chords_closer_than_grf_for_every_phase"] = all(
-        d["hybrid"] < d["GRF"] for d in checks["chord_distances"].values())
+        v["closer"] for v in checks["chord_verdicts"].values())
     checks.update(region_checks(micro, {"GRF": grf, "hybrid": hybrid}, phases))
     if len(phases) > 2:
         checks["phase_contacts"] = phase_contacts(micro, {"GRF": grf, "hybrid": hybrid}, phases, periodic=plan.periodic)
     checks["no_degenerate_sample"] = not samples.degenerate
     return checks, time.perf_counter() - started
+
+
+def mean_chords(micro, ensembles: dict, phases, *, periodic: bool) -> dict:
+    """Per phase, model (``"reference"`` and each ensemble) and axis, the mean chord length from boundary
+    counts (:func:`lgtutorial.chords.boundary_mean_chord`): unbiased on a non-periodic micrograph even for
+    chords as long as the image. Ensembles are periodic samples."""
+    from .chords import boundary_mean_chord
+
+    measured = {"reference": (micro, periodic), **{name: (e, True) for name, e in ensembles.items()}}
+    per_axis = {name: {axis: boundary_mean_chord(m, axis=axis, periodic=p) for axis in ("x", "y")}
+                for name, (m, p) in measured.items()}
+    return {phase: {name: {axis: values[axis][a] for axis in ("x", "y")} for name, values in per_axis.items()}
+            for a, phase in enumerate(phases)}
+
+
+def mean_chord_error(means: dict, model: str) -> float:
+    """The larger over x and y of ``model``'s relative error of the mean chord against the reference's (for one
+    phase of :func:`mean_chords`); NaN where the phase is missing."""
+    errors = [abs(means[model][axis] / means["reference"][axis] - 1.0) for axis in ("x", "y")]
+    return math.nan if any(e != e for e in errors) else max(errors)
+
+
+def chord_verdicts(distances: dict, halves: dict, means: dict) -> dict:
+    """Per phase, whether the hybrid's chords are closer to the reference's than the GRF's, and by which measure.
+
+    The chord-length-distribution distance decides where it can: where the GRF's or the hybrid's distance
+    exceeds what the reference's own top and bottom halves differ by (``halves``). Where both lie within it,
+    the distributions of this micrograph cannot tell either ensemble from another piece of the material (a
+    phase of a few hundred chords spread over the image width, such as the matrix around sparse particles,
+    where two ensembles' distances differ by noise); the mean chord from boundary counts (``means``, of
+    :func:`mean_chords`, resolvable there) decides instead.
+
+    >>> means = {"reference": {"x": 110.0, "y": 118.0}, "GRF": {"x": 86.0, "y": 90.0},
+    ...          "hybrid": {"x": 100.0, "y": 108.0}}
+    >>> chord_verdicts({"matrix": {"GRF": 0.45, "hybrid": 0.48}}, {"matrix": 0.69}, {"matrix": means})["matrix"]
+    {'resolved': False, 'judged_by': 'mean chord', 'closer': True}
+    >>> chord_verdicts({"matrix": {"GRF": 0.45, "hybrid": 0.48}}, {"matrix": 0.30}, {"matrix": means})["matrix"]
+    {'resolved': True, 'judged_by': 'distribution', 'closer': False}
+    """
+    verdicts = {}
+    for phase, d in distances.items():
+        resolved = phase not in halves or max(d["GRF"], d["hybrid"]) > halves[phase]
+        if resolved:
+            closer = d["hybrid"] < d["GRF"]
+        else:
+            closer = mean_chord_error(means[phase], "hybrid") < mean_chord_error(means[phase], "GRF")
+        verdicts[phase] = {"resolved": resolved, "judged_by": "distribution" if resolved else "mean chord",
+                           "closer": bool(closer)}
+    return verdicts
 
 
 #: Lags (px) at which the report says which phases touch (:func:`phase_contacts`).
@@ -495,6 +547,15 @@ def regions_like_reference(distances: dict, halves: dict, tolerance: float = REG
     return all(d["hybrid"] <= halves[p] + tolerance for p, d in distances.items())
 
 
+def _judged_by_mean(checks) -> str:
+    """The report's note on the phases whose chord check the mean chord decided (:func:`chord_verdicts`)."""
+    unresolved = [p for p, v in checks["chord_verdicts"].items() if not v["resolved"]]
+    if not unresolved:
+        return ""
+    return (f" ({', '.join(unresolved)}: the distributions cannot tell GRF and hybrid from the reference's own halves; "
+            "judged by the mean chord, below)")
+
+
 def _contact_lines(contacts) -> list:
     """The report's section on which phases touch (three or more phases), or nothing."""
     if not contacts or not contacts["lags"]:
@@ -530,27 +591,33 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
              f"- volume fractions of the hybrid samples within 0.01 of the reference's: "
              f"{yes(checks['volume_fractions_within_0.01'])} (largest error {checks['largest_volume_fraction_error']:.4f})",
              f"- chord-length distributions of the hybrid closer to the reference's than the GRF's, for every phase: "
-             f"{yes(checks['hybrid_chords_closer_than_grf_for_every_phase'])}",
+             f"{yes(checks['hybrid_chords_closer_than_grf_for_every_phase'])}" + _judged_by_mean(checks),
              f"- connected regions of the hybrid (cells, networks, particles) as large as the reference's, within "
              f"its halves' spread + {REGION_TOLERANCE_DECADES} decade, for every phase: "
              f"{yes(checks['hybrid_regions_like_reference_for_every_phase'])}",
              f"- no degenerate sample: {yes(checks['no_degenerate_sample'])}"
              + (f" (redone with the faithful sampler: {checks['recovered_samples']})" if checks["recovered_samples"] else ""),
-             "", "| phase | CLD distance GRF | CLD distance hybrid | reference's halves | region size px reference | "
+             "", "| phase | CLD distance GRF | CLD distance hybrid | reference's halves | mean chord px x; y: reference "
+             "| GRF | hybrid | region size px reference | "
              "GRF | hybrid | region distance GRF | hybrid | reference's halves | coherence reference | GRF | hybrid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     halves = checks.get("chord_distance_halves", {})
     for phase, d in checks["chord_distances"].items():
         c, r, rd = checks["coherence"][phase], checks["region_sizes"][phase], checks["region_distances"][phase]
         floor = f"{halves[phase]:.3f}" if phase in halves else "-"
-        lines.append(f"| {phase} | {d['GRF']:.3f} | {d['hybrid']:.3f} | {floor} | {r['reference']:.0f} | {r['GRF']:.0f} | "
+        chords = " | ".join(f"{m['x']:.1f}; {m['y']:.1f}" for m in checks["mean_chords"][phase].values())
+        lines.append(f"| {phase} | {d['GRF']:.3f} | {d['hybrid']:.3f} | {floor} | {chords} | "
+                     f"{r['reference']:.0f} | {r['GRF']:.0f} | "
                      f"{r['hybrid']:.0f} | {rd['GRF']:.2f} | {rd['hybrid']:.2f} | "
                      f"{checks['region_distance_halves'][phase]:.2f} | {c['reference']:.3f} | "
                      f"{c['GRF']:.3f} | {c['hybrid']:.3f} |")
     lines += ["", "CLD distance: total variation between chord-length distributions (the larger of x and y; 0 equal, "
               "1 disjoint). Reference's halves: the same distance between the top and bottom halves of the "
               "micrograph; distances near it are at the measure's resolution for this micrograph (a phase of few, "
-              "long chords, such as the matrix around sparse particles, has a large one). Region size: the connected "
+              "long chords, such as the matrix around sparse particles, has a large one). Where the GRF's and the "
+              "hybrid's distances both lie within it, the check compares the mean chord instead: the phase's pixels "
+              "per place where it ends, along x and along y (unbiased on a cut-out micrograph even for chords as "
+              "long as the image, which dropping the chords at its edges is not). Region size: the connected "
               "region a pixel of the phase belongs to (median over its pixels); region distance: how far the "
               "distributions of log10 region size lie apart, in decades (0.3: twice as large or small). It tells "
               "closed grains from grains that run into one another through broken boundaries, separate particles "

@@ -124,6 +124,16 @@ def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monk
     assert checks["hybrid_regions_like_reference_for_every_phase"] == all(
         d["hybrid"] <= checks["region_distance_halves"][p] + 0.1 for p, d in checks["region_distances"].items())
     assert "connected regions of the hybrid" in report and "region distance" in report
+    # the chord check: per phase by the distributions where they resolve anything, else by the mean chord
+    verdicts = checks["chord_verdicts"]
+    assert checks["hybrid_chords_closer_than_grf_for_every_phase"] == all(v["closer"] for v in verdicts.values())
+    for phase, v in verdicts.items():
+        d = checks["chord_distances"][phase]
+        assert v["resolved"] == (max(d["GRF"], d["hybrid"]) > halves[phase])
+        assert set(checks["mean_chords"][phase]) == {"reference", "GRF", "hybrid"}
+        if v["resolved"]:
+            assert v["closer"] == (d["hybrid"] < d["GRF"])
+    assert "mean chord px x; y" in report
     for figure in ("samples.png", "chord_lengths_x.png", "two_point_slices_phase1.png", "comparison.md"):
         assert (out / figure).is_file()
     bundle = out / "model" / "my-blobs.pt"
@@ -210,3 +220,22 @@ def test_the_report_says_which_phases_the_reference_keeps_apart():
     assert "The reference keeps b -> c, c -> b apart" in text and "| b -> c | 0.000 / 0.125 / 0.000 |" in text
     assert "No pair of phases is kept apart" in "\n".join(_contact_lines(
         phase_contacts(touching, {"GRF": touching, "hybrid": touching}, ["a", "b", "c"], periodic=True)))
+
+
+def test_the_chord_check_turns_to_the_mean_chord_only_where_the_distributions_resolve_nothing():
+    from lgtutorial.fitting import chord_verdicts
+
+    means = {"reference": {"x": 110.0, "y": 120.0}, "GRF": {"x": 85.0, "y": 90.0}, "hybrid": {"x": 100.0, "y": 70.0}}
+    # both distances within the halves' spread: the mean chord decides, along the worse axis (y: 0.42 > 0.25)
+    tied = chord_verdicts({"matrix": {"GRF": 0.40, "hybrid": 0.38}}, {"matrix": 0.60}, {"matrix": means})["matrix"]
+    assert tied == {"resolved": False, "judged_by": "mean chord", "closer": False}
+    means["hybrid"]["y"] = 112.0
+    tied = chord_verdicts({"matrix": {"GRF": 0.40, "hybrid": 0.45}}, {"matrix": 0.60}, {"matrix": means})["matrix"]
+    assert tied == {"resolved": False, "judged_by": "mean chord", "closer": True}
+    # a hybrid beyond the halves' spread is resolvably further, whatever its mean chord
+    worse = chord_verdicts({"matrix": {"GRF": 0.40, "hybrid": 0.65}}, {"matrix": 0.60}, {"matrix": means})["matrix"]
+    assert worse == {"resolved": True, "judged_by": "distribution", "closer": False}
+    # a phase missing from the hybrid (NaN mean chord) is never closer
+    means["hybrid"] = {"x": float("nan"), "y": float("nan")}
+    assert not chord_verdicts({"matrix": {"GRF": 0.40, "hybrid": 0.45}}, {"matrix": 0.60}, {"matrix": means})[
+        "matrix"]["closer"]

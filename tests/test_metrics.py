@@ -403,3 +403,43 @@ def test_halves_chord_distance_is_zero_for_a_uniform_pattern_and_large_for_a_mix
     assert min(halves_chord_distance(mixed)) > 0.9
     with pytest.raises(ValueError, match="expected"):
         halves_chord_distance(torch.zeros(1, 2, 8))
+
+
+def _sparse_particles(size: int, n_particles: int, seed: int) -> torch.Tensor:
+    """Square particles of 2-4 px (phase 1) scattered in a matrix (phase 0) of a periodic image."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(size, size, dtype=torch.int64)
+    for _ in range(n_particles):
+        y, x = torch.randint(0, size, (2,), generator=generator).tolist()
+        side = int(torch.randint(2, 5, (1,), generator=generator))
+        rows, cols = torch.arange(y, y + side) % size, torch.arange(x, x + side) % size
+        labels[rows[:, None], cols[None, :]] = 1
+    return labels
+
+
+def test_boundary_mean_chord_is_unbiased_on_a_cut_out_where_edge_dropped_chords_are_not():
+    from lgtutorial.chords import boundary_mean_chord
+
+    # a large periodic specimen of sparse particles: the matrix's chords run to a few hundred px
+    specimen = _sparse_particles(1024, 1400, seed=0)
+    truth = boundary_mean_chord(labels_to_one_hot(specimen), axis="x", periodic=True)
+    matrix = chord_lengths(labels_to_one_hot(specimen), axis="x", periodic=True)[0].mean()
+    # on a periodic image both are the mean chord, but for the few lines without a particle (one chord of the
+    # line's length for chord_lengths, pixels that never end for the boundary count)
+    assert abs(truth[0] / matrix - 1) < 0.02 and 100 < truth[0] < 400
+    # 256 px cut-outs of it: the edge chords dropped leave mostly short gaps; boundary counts do not care
+    crops = labels_to_one_hot(torch.stack([specimen[i:i + 256, j:j + 256] for i in (0, 512) for j in (0, 512)]))
+    counted = boundary_mean_chord(crops, axis="x", periodic=False)
+    dropped = chord_lengths(crops, axis="x", periodic=False)[0].mean()
+    assert abs(counted[0] / truth[0] - 1) < 0.1, (counted, truth)
+    assert dropped < 0.75 * truth[0], (dropped, truth)
+    # the particles are short: both ways agree with the truth there
+    assert abs(counted[1] / truth[1] - 1) < 0.1
+    # absent and never-ending phases, and bad arguments
+    uniform = labels_to_one_hot(torch.zeros(1, 8, 8, dtype=torch.int64), n_phases=2)
+    assert boundary_mean_chord(uniform, axis="y", periodic=True)[0] == float("inf")
+    assert boundary_mean_chord(uniform, axis="y", periodic=True)[1] != boundary_mean_chord(uniform, axis="y", periodic=True)[1]
+    with pytest.raises(ValueError, match="axis must be 'x' or 'y'"):
+        boundary_mean_chord(uniform, axis="z", periodic=True)
+    with pytest.raises(TypeError, match="periodic must be True or False"):
+        boundary_mean_chord(uniform, axis="x", periodic="no")
