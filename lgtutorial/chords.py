@@ -113,6 +113,13 @@ def _line_runs(lines: torch.Tensor, phase: int, periodic: bool) -> tuple[torch.T
     return run_lengths.to(torch.int64), run_lines.to(torch.int64)
 
 
+def _check_axis_and_periodic(axis: str, periodic: bool) -> None:
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    if not isinstance(periodic, bool):
+        raise TypeError(f"periodic must be True or False, got {periodic!r}")
+
+
 def chord_lengths(
     microstructure, *, axis: str, periodic: bool, phases=None, batch_size: int = 64
 ) -> list[ChordLengths]:
@@ -141,10 +148,7 @@ def chord_lengths(
     >>> chord_lengths(m, axis="x", periodic=True)[0].lengths.tolist()  # the last and first pixel join
     [1, 2]
     """
-    if axis not in ("x", "y"):
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
-    if not isinstance(periodic, bool):
-        raise TypeError(f"periodic must be True or False, got {periodic!r}")
+    _check_axis_and_periodic(axis, periodic)
     m = float_microstructure(microstructure)
     n_samples, n_phases = m.shape[:2]
     phases = list(range(n_phases)) if phases is None else [int(p) for p in phases]
@@ -238,10 +242,7 @@ def boundary_mean_chord(microstructure, *, axis: str, periodic: bool) -> list[fl
     >>> boundary_mean_chord(m, axis="x", periodic=False)  # 6 of the first 11 pixels are phase 0, it ends twice
     [3.0, 2.5]
     """
-    if axis not in ("x", "y"):
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
-    if not isinstance(periodic, bool):
-        raise TypeError(f"periodic must be True or False, got {periodic!r}")
+    _check_axis_and_periodic(axis, periodic)
     m = float_microstructure(microstructure)
     labels = one_hot_to_labels(m)  # (n, H, W)
     lines = labels if axis == "x" else labels.transpose(1, 2)
