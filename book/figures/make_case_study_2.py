@@ -47,7 +47,7 @@ from lgtutorial._io import fresh_directory, save_figure, save_text  # noqa: E402
 from lgtutorial.criteria import chord_table_by_phase, chords_closer  # noqa: E402
 from lgtutorial.extrapolation import statistics_row  # noqa: E402
 from lgtutorial.hybrid import load_score_model  # noqa: E402
-from lgtutorial.plotting import show_microstructures  # noqa: E402
+from lgtutorial.plotting import full_resolution_dpi, show_microstructures  # noqa: E402
 from lgtutorial.samplers import SAMPLERS, sampler_from_noise  # noqa: E402
 from lgtutorial.settings import resolve_device  # noqa: E402
 from lgtutorial.training import load_checkpoint  # noqa: E402
@@ -206,14 +206,15 @@ def main(argv=None) -> Path:
     titles += ["GRF start (segmented)", "hybrid (that start refined)"]
     axes = show_microstructures(panels, titles, size=3.2)
     axes[0].figure.suptitle(f"{shape[0]} x {shape[1]} px, seed {args.seed}", fontsize=9)
-    save_figure(axes[0].figure, output / "samples.png", dpi=100)
+    # every pixel of the samples drawn (the laths are 2-3 px wide): about 200 dpi for 512 px
+    save_figure(axes[0].figure, output / "samples.png", dpi=full_resolution_dpi(axes[0].figure))
     count = min(3, args.samples)
     fig, grid = plt.subplots(2, count, figsize=(3.2 * count, 6.6), squeeze=False)
     show_microstructures([grf[k] for k in range(count)], [f"GRF {k + 1}" for k in range(count)], axes=grid[0])
     show_microstructures([hybrid_samples[k] for k in range(count)], [f"hybrid {k + 1}" for k in range(count)],
                          axes=grid[1])
     fig.tight_layout()
-    save_figure(fig, output / "pairs.png", dpi=100)
+    save_figure(fig, output / "pairs.png", dpi=full_resolution_dpi(fig))
 
     criterion = done_criterion(comparison)
     evaluations = hybrid.evaluations_per_sample
