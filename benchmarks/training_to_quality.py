@@ -62,6 +62,8 @@ def plot(records: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lgtutorial._io import save_figure
+
     phases = list(dict.fromkeys(r["phase"] for r in records))
     fig, axes = plt.subplots(2, len(phases), figsize=(4 * len(phases), 6.5), squeeze=False)
     for column, phase in enumerate(phases):
@@ -83,8 +85,7 @@ def plot(records: list[dict], path: str) -> None:
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)  # atomically, then closed
 
 
 def main() -> None:
