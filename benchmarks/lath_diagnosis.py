@@ -11,6 +11,12 @@ Two measurements per model, both on the Ti reference (``ti-alpha-beta``):
    extra noise (``SamplerConfiguration.start_noise``, in units of sigma_c); the table gives the
    coherence of the samples. If the model could draw laths from noise, more noise and a higher start
    would give it room to; if it cannot, they only remove the GRF's layout.
+3. **Refining the noised reference.** The sampler itself (its schedule, correctors and final Tweedie
+   step, without the volume-fraction term) is run on the reference noised to sigma_0, as the hybrid
+   runs on a GRF sample noised to sigma_c. Unlike the one step of (1), the sampler adds fresh noise at
+   every level: a model that has learned the laths' law keeps them (coherence near the reference's),
+   one that has learned only their local mixture turns them into speckle on the way down. This is the
+   hybrid with a perfect global layer, so it bounds what the model can do from a GRF start.
 
 Numbers, not assertions. Run (about 15 min on two threads):
 
@@ -34,7 +40,9 @@ from lgtutorial.extrapolation import statistics_row
 from lgtutorial.grf import segment_argmax
 from lgtutorial.hybrid import HybridGenerator, load_score_model
 from lgtutorial.metrics import boundary_coherence
-from lgtutorial.samplers import SAMPLERS
+from lgtutorial.samplers import SAMPLERS, sampler_schedule
+from lgtutorial.sampling import annealed_langevin, reverse_diffusion
+from lgtutorial.schedules import langevin_step_sizes
 
 
 def _pairs(text: str) -> list[tuple[float, float]]:
@@ -45,6 +53,17 @@ def _pairs(text: str) -> list[tuple[float, float]]:
         raise argparse.ArgumentTypeError(f"expected SIGMA_C:START_NOISE pairs separated by commas, got {text!r}") from error
 
 
+def run_sampler(configuration, score_fn, x, levels, generator):
+    """``configuration``'s integrator over ``levels`` from ``x`` (no volume-fraction term, no periodic frame)."""
+    with torch.no_grad():
+        if configuration.method == "langevin":
+            return annealed_langevin(score_fn, x, levels, generator=generator,
+                                     step_sizes=langevin_step_sizes(levels, configuration.step_lr))
+        return reverse_diffusion(score_fn, x, levels, generator=generator, corrector_steps=configuration.corrector_steps,
+                                 corrector_ratio=configuration.corrector_ratio, denoise=configuration.denoise,
+                                 initial_correctors=configuration.initial_correctors)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", default="ti-alpha-beta")
@@ -52,6 +71,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sigmas", default="0.1,0.3,0.5,0.75", help="noise levels of the denoising test")
     parser.add_argument("--starts", type=_pairs, default=_pairs("0.75:0,0.75:1,1.5:1"),
                         help="SIGMA_C:START_NOISE pairs of the hybrid test")
+    parser.add_argument("--refine-from", default="0.3,0.5,0.75",
+                        help="noise levels sigma_0 of the refinement of the noised reference (empty: skip it)")
     parser.add_argument("--size", type=int, default=160, help="side of the hybrid samples")
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--sampler", default="fast")
@@ -73,7 +94,7 @@ def main(argv=None) -> None:
         return " / ".join(f"{v:.3f}" for v in values)
 
     reference_coherence = coherence(reference, False)
-    denoising, starts = [], []
+    denoising, starts, refining = [], [], []
     for source in args.models.split(","):
         model, sigmas = load_score_model(source)
         generator = torch.Generator().manual_seed(args.seed)
@@ -88,6 +109,17 @@ def main(argv=None) -> None:
                                   "accuracy_denoised": float((labels == reference.argmax(1)).float().mean()),
                                   "coherence": coherence(one_hot, False)})
                 print(denoising[-1], flush=True)
+        configuration = SAMPLERS[args.sampler]
+        for sigma_0 in (float(v) for v in args.refine_from.split(",") if v.strip()):
+            levels = sampler_schedule(configuration, float(sigmas.max()), float(sigmas.min()),
+                                      configuration.levels or len(sigmas), sigma_0)
+            noisy = reference + float(levels[0]) * torch.randn(reference.shape, generator=generator)
+            refined = run_sampler(configuration, lambda x, s: model.score(x, s), noisy, levels, generator)
+            one_hot = segment_argmax(refined)
+            refining.append({"model": source, "sigma_0": float(levels[0]), "levels": len(levels),
+                             "accuracy": float((one_hot.argmax(1) == reference.argmax(1)).float().mean()),
+                             "coherence": coherence(one_hot, False)})
+            print(refining[-1], flush=True)
         row = statistics_row(reference)
         for sigma_c, start_noise in args.starts:
             started = time.perf_counter()
@@ -123,11 +155,16 @@ def main(argv=None) -> None:
     lines += [f"| {r['model']} | {r['sigma_c']:g} | {r['start_noise']:g} | "
               f"{' / '.join(f'{v:.3f}' for v in r['volume_fractions'])} | {fmt(r['coherence'])} | "
               f"{r['recovered'] or 'none'} | {r['seconds_per_sample']:.0f} |" for r in starts]
+    if refining:
+        lines += ["", f"## 3. The '{args.sampler}' sampler run on the noised reference", "",
+                  "| model | sigma_0 | levels | pixels right | coherence |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['sigma_0']:.3g} | {r['levels']} | {r['accuracy']:.3f} | {fmt(r['coherence'])} |"
+                  for r in refining]
     emit_table("\n".join(lines), f"{args.output}.md")
     with atomic_write(f"{args.output}.json", "w") as handle:
         handle.write(json.dumps({"arguments": vars(args),
                                  "reference_coherence": reference_coherence,
-                                 "denoising": denoising, "starts": starts}, indent=2))
+                                 "denoising": denoising, "starts": starts, "refining": refining}, indent=2))
 
 
 if __name__ == "__main__":

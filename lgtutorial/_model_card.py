@@ -9,6 +9,7 @@ the statistics shipped with them and the samples they generate (:func:`licence_s
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from .settings import TRAINING_PRESETS, UNET_PRESETS
 
@@ -23,7 +24,18 @@ _TRAINING_FIELDS = {"patch_size": "patch size (px)", "n_patches": "patches", "tr
                     "initial_lr": "initial learning rate", "peak_lr": "peak learning rate",
                     "final_lr": "final learning rate", "warmup_fraction": "warm-up share",
                     "grad_clip": "gradient clip", "ema_decay": "EMA decay",
-                    "train_sigma_max": "largest noise level trained on", "augment": "random flips and turns"}
+                    "train_sigma_max": "largest noise level trained on", "augment": "random flips and turns",
+                    "noise_log_normal": "noise level of each patch"}
+# settings added after the first models were exported: such a card reads the paper's value
+_LATER_FIELDS = ("augment", "noise_log_normal")
+
+
+def _noise_law(value) -> str:
+    """``None`` -> the paper's uniform draw over the levels; ``(mean, std)`` -> the log-normal law in words."""
+    if value is None:
+        return "uniform over the trained levels"
+    mean, std = value
+    return f"log-normal: median {math.exp(mean):.3g}, std of ln sigma {std:g}"
 
 
 def _paper_preset(channels: int) -> str:
@@ -46,9 +58,14 @@ def paper_differences(model_settings: dict, training_settings: dict) -> list[tup
     for fields, ours, theirs in ((_MODEL_FIELDS, model_settings, dataclasses.asdict(UNET_PRESETS[paper])),
                                  (_TRAINING_FIELDS, training_settings, dataclasses.asdict(TRAINING_PRESETS[paper]))):
         for key, label in fields.items():
-            mine = ours.get(key, theirs[key] if key == "augment" else None)  # cards of models from before the setting
+            mine = ours.get(key, theirs[key] if key in _LATER_FIELDS else None)  # models from before the setting
+            if isinstance(mine, list):  # a tuple read back from JSON
+                mine = tuple(mine)
             if mine != theirs[key]:
-                rows.append((label, theirs[key], mine))
+                if key == "noise_log_normal":
+                    rows.append((label, _noise_law(theirs[key]), _noise_law(mine)))
+                else:
+                    rows.append((label, theirs[key], mine))
     return rows
 
 

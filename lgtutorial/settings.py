@@ -254,12 +254,19 @@ class TrainingSettings:
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
     mixed_precision: bool = True
     """autocast to 16-bit floats on CUDA (ignored elsewhere)"""
+    noise_log_normal: tuple[float, float] | None = None
+    """(mean, std) of ln sigma: draw each patch's noise level log-normally (Karras et al. 2022), clamped to the trained range, instead of uniformly over the trained levels (the paper); centres training on the levels where the hybrid has to draw features"""
     augment: bool = False
     """train on each patch under a random one of the 8 symmetries of the square (flips, 90-degree turns): for micrographs whose features have no preferred direction in the image frame; leave off when they do (rolled, elongated, directionally solidified)"""
 
     def __post_init__(self):
+        if isinstance(self.noise_log_normal, list):  # from a settings file or a checkpoint
+            object.__setattr__(self, "noise_log_normal", tuple(self.noise_log_normal))
         check_settings(self, {
             "augment": (lambda v: isinstance(v, bool), "true or false"),
+            "noise_log_normal": (lambda v: v is None or (isinstance(v, (tuple, list)) and len(v) == 2
+                                                         and _is_number(v[0]) and positive_number(v[1])),
+                                 "none, or the (mean, positive std) of ln sigma"),
             "patch_size": (lambda v: _is_int(v) and v >= 4, "a patch side of at least 4 pixels"),
             "n_patches": (lambda v: _is_int(v) and v >= 2, "at least 2 patches"),
             "train_fraction": (lambda v: _is_number(v) and 0 < v <= 1, "a share in (0, 1]"),

@@ -57,7 +57,8 @@ __all__ = [
 
 
 def denoising_score_matching_loss(
-    model: ScoreUNet, clean: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Generator | None = None
+    model: ScoreUNet, clean: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Generator | None = None,
+    log_normal: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Denoising score matching with one random noise level per example (Eq. (4), Robertson et al. 2023).
 
@@ -70,9 +71,17 @@ def denoising_score_matching_loss(
         clean: ``(n, C, h, w)`` training patches.
         sigmas: ``(L,)`` noise levels (on ``clean``'s device).
         generator: ``torch.Generator`` on ``clean``'s device for the levels and the noise.
+        log_normal: ``(mean, std)`` of ``ln sigma``: draw each example's level from that log-normal
+            law, clamped to ``[min(sigmas), max(sigmas)]``, instead of uniformly from ``sigmas`` (the
+            paper). The network takes no noise level, so any level in the range is valid.
     """
-    levels = torch.randint(len(sigmas), (clean.shape[0],), generator=generator, device=clean.device)
-    sigma = sigmas[levels].view(-1, 1, 1, 1)
+    if log_normal is None:
+        levels = torch.randint(len(sigmas), (clean.shape[0],), generator=generator, device=clean.device)
+        sigma = sigmas[levels].view(-1, 1, 1, 1)
+    else:
+        mean, std = log_normal
+        log_sigma = mean + std * torch.randn((clean.shape[0], 1, 1, 1), generator=generator, device=clean.device)
+        sigma = log_sigma.exp().clamp(float(sigmas.min()), float(sigmas.max())).to(clean.dtype)
     noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
     output = model(clean + sigma * noise)
     return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()
@@ -322,7 +331,8 @@ def train_score_model(
     def evaluate() -> float:
         generator = torch.Generator(device=device).manual_seed(settings.seed + 1)
         with torch.no_grad():
-            return sum(float(denoising_score_matching_loss(ema, chunk, trained, generator=generator)) * len(chunk)
+            return sum(float(denoising_score_matching_loss(ema, chunk, trained, generator=generator,
+                                                                 log_normal=settings.noise_log_normal)) * len(chunk)
                        for chunk in evaluation_clean.split(max(settings.batch_size, 64))) / len(evaluation_clean)
 
     if step == 0 and not history["step"]:  # the untrained model's test loss, for comparison
@@ -352,7 +362,8 @@ def train_score_model(
                     clean = dihedral_augment(clean, generator=generator)
                 model.train()
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = denoising_score_matching_loss(model, clean, trained, generator=generator)
+                    loss = denoising_score_matching_loss(model, clean, trained, generator=generator,
+                                                         log_normal=settings.noise_log_normal)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)

@@ -249,3 +249,55 @@ def test_augmented_training_differs_and_resumes_checkpoints_written_before_the_s
     assert resumed.history["step"][-1] == 4
     with pytest.raises(ValueError, match="augment.*expected true or false, got 'yes'"):
         TrainingSettings(augment="yes")
+
+
+class _NoiseRecorder(torch.nn.Module):
+    """A stand-in network that returns zeros and keeps what it was given (clean patches are zeros, so its
+    input is the noise itself, ``sigma z``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return torch.zeros_like(x)
+
+
+def test_log_normal_noise_levels_follow_their_law_inside_the_trained_range():
+    sigmas = torch.exp(torch.linspace(math.log(50.0), math.log(0.01), 1000))
+    clean = torch.zeros(4000, 1, 24, 24)
+    recorder = _NoiseRecorder()
+    mean, std = math.log(0.45), 1.2
+    denoising_score_matching_loss(recorder, clean, sigmas, generator=torch.Generator().manual_seed(0),
+                                  log_normal=(mean, std))
+    drawn = recorder.seen[0].flatten(1).std(dim=1)  # each patch's noise level, to about 3 %
+    log_drawn = drawn.log()
+    # inside the range the draws follow N(mean, std) in ln sigma; the tails are clamped to the range's ends
+    assert abs(float(log_drawn.median()) - mean) < 0.08
+    inside = float(((drawn > 0.16) & (drawn < 1.0)).float().mean())
+    law = 0.5 * (math.erf((0.0 - mean) / (std * 2**0.5)) - math.erf((math.log(0.16) - mean) / (std * 2**0.5)))
+    assert abs(inside - law) < 0.03, (inside, law)
+    assert float(drawn.max()) < 50.0 * 1.15 and float(drawn.min()) > 0.01 * 0.85
+    # the paper's uniform draw over the levels puts far fewer patches there
+    uniform = _NoiseRecorder()
+    denoising_score_matching_loss(uniform, clean, sigmas, generator=torch.Generator().manual_seed(0))
+    spread = uniform.seen[0].flatten(1).std(dim=1)
+    assert float(((spread > 0.16) & (spread < 1.0)).float().mean()) < inside / 2
+
+
+def test_log_normal_setting_is_checked_and_named_in_the_model_card():
+    assert TrainingSettings(noise_log_normal=[-0.5, 1.0]).noise_log_normal == (-0.5, 1.0)  # from JSON or a file
+    for bad in ((0.0, -1.0), (0.0,), "wide", (0.0, float("nan"))):
+        with pytest.raises(ValueError, match="noise_log_normal.*the \\(mean, positive std\\) of ln sigma"):
+            TrainingSettings(noise_log_normal=bad)
+    # the model card names the law in words, and reads a card from before the setting as the paper's draw
+    from lgtutorial._model_card import paper_differences
+    model = dataclasses.asdict(UNetSettings.preset("case2-cpu"))
+    drawn = dataclasses.replace(TrainingSettings.preset("case2-cpu"), noise_log_normal=(math.log(0.45), 1.2))
+    rows = {label: (paper, ours) for label, paper, ours in paper_differences(model, dataclasses.asdict(drawn))}
+    assert rows["noise level of each patch"] == ("uniform over the trained levels",
+                                                 "log-normal: median 0.45, std of ln sigma 1.2")
+    old = dataclasses.asdict(TrainingSettings.preset("case2-cpu"))
+    del old["noise_log_normal"]
+    assert "noise level of each patch" not in {label for label, *_ in paper_differences(model, old)}
