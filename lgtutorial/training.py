@@ -145,7 +145,10 @@ class TrainingRun:
     """:class:`lgtutorial.patches.PatchSplit` used for training and testing"""
     history: dict
     """lists ``step``, ``train_loss``, ``test_loss`` (EMA weights on up to 256 test patches with fixed
-    noise), ``learning_rate``: one entry per evaluation, the first at step 0 (train loss NaN)"""
+    noise), ``learning_rate``: one entry per evaluation, the first at step 0 (train loss NaN). The test
+    loss is measured with dropout off, as the samplers run the network, the training loss with it on:
+    a test loss that rises while the training loss falls can be the network leaning on its dropout
+    rather than over-fitting (``benchmarks/dropout_gap.py`` measures both modes on both patch sets)"""
     checkpoint: Path | None
     """the checkpoint file (None when no output folder was given)"""
     stopped_at_time_limit: bool = False
