@@ -30,7 +30,8 @@ from lgtutorial.training import denoising_score_matching_loss, trained_levels
 def losses(path, *, n_patches: int = 256, seed: int = 1) -> dict:
     """``{(weights, patches, mode): loss}`` for one checkpoint; weights "ema" / "model", patches
     "training" / "held-out", mode "eval" (dropout off) / "train" (dropout on)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    models = {"ema": load_checkpoint(path, weights="ema"), "model": load_checkpoint(path, weights="model")}
+    state = models["ema"][2]
     settings = TrainingSettings(**state["training_settings"])
     reference = data.load(state["provenance"]["reference"]["name"])[0]
     split = make_patch_datasets(reference, patch_size=settings.patch_size, n_patches=settings.n_patches,
@@ -38,8 +39,7 @@ def losses(path, *, n_patches: int = 256, seed: int = 1) -> dict:
                                 periodic=bool(state["provenance"].get("periodic_patches", False)),
                                 channels=state["model_settings"]["channels"])
     out = {}
-    for weights in ("ema", "model"):
-        model, sigmas, _ = load_checkpoint(path, weights=weights)
+    for weights, (model, sigmas, _) in models.items():
         levels = trained_levels(sigmas, settings.train_sigma_max)
         for name, patches in (("training", split.train), ("held-out", split.test)):
             clean = patches.batch(torch.arange(min(n_patches, len(patches))))

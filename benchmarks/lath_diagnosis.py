@@ -41,8 +41,6 @@ from lgtutorial.grf import segment_argmax
 from lgtutorial.hybrid import HybridGenerator, load_score_model
 from lgtutorial.metrics import boundary_coherence
 from lgtutorial.samplers import SAMPLERS, sampler_schedule
-from lgtutorial.sampling import annealed_langevin, reverse_diffusion
-from lgtutorial.schedules import langevin_step_sizes
 
 
 def _pairs(text: str) -> list[tuple[float, float]]:
@@ -51,17 +49,6 @@ def _pairs(text: str) -> list[tuple[float, float]]:
         return [(float(a), float(b)) for a, b in (item.split(":") for item in text.split(","))]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected SIGMA_C:START_NOISE pairs separated by commas, got {text!r}") from error
-
-
-def run_sampler(configuration, score_fn, x, levels, generator):
-    """``configuration``'s integrator over ``levels`` from ``x`` (no volume-fraction term, no periodic frame)."""
-    with torch.no_grad():
-        if configuration.method == "langevin":
-            return annealed_langevin(score_fn, x, levels, generator=generator,
-                                     step_sizes=langevin_step_sizes(levels, configuration.step_lr))
-        return reverse_diffusion(score_fn, x, levels, generator=generator, corrector_steps=configuration.corrector_steps,
-                                 corrector_ratio=configuration.corrector_ratio, denoise=configuration.denoise,
-                                 initial_correctors=configuration.initial_correctors)
 
 
 def main(argv=None) -> None:
@@ -114,7 +101,8 @@ def main(argv=None) -> None:
             levels = sampler_schedule(configuration, float(sigmas.max()), float(sigmas.min()),
                                       configuration.levels or len(sigmas), sigma_0)
             noisy = reference + float(levels[0]) * torch.randn(reference.shape, generator=generator)
-            refined = run_sampler(configuration, lambda x, s: model.score(x, s), noisy, levels, generator)
+            with torch.no_grad():  # the sampler's own integrator, without the hybrid's volume-fraction term
+                refined = configuration.run(model.score, noisy, levels, generator=generator)
             one_hot = segment_argmax(refined)
             refining.append({"model": source, "sigma_0": float(levels[0]), "levels": len(levels),
                              "accuracy": float((one_hot.argmax(1) == reference.argmax(1)).float().mean()),

@@ -264,7 +264,7 @@ class TrainingSettings:
             object.__setattr__(self, "noise_log_normal", tuple(self.noise_log_normal))
         check_settings(self, {
             "augment": (lambda v: isinstance(v, bool), "true or false"),
-            "noise_log_normal": (lambda v: v is None or (isinstance(v, (tuple, list)) and len(v) == 2
+            "noise_log_normal": (lambda v: v is None or (isinstance(v, tuple) and len(v) == 2
                                                          and _is_number(v[0]) and positive_number(v[1])),
                                  "none, or the (mean, positive std) of ln sigma"),
             "patch_size": (lambda v: _is_int(v) and v >= 4, "a patch side of at least 4 pixels"),

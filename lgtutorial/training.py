@@ -333,10 +333,11 @@ def train_score_model(
 
     def evaluate() -> float:
         generator = torch.Generator(device=device).manual_seed(settings.seed + 1)
+        chunks = evaluation_clean.split(max(settings.batch_size, 64))
         with torch.no_grad():
             return sum(float(denoising_score_matching_loss(ema, chunk, trained, generator=generator,
-                                                                 log_normal=settings.noise_log_normal)) * len(chunk)
-                       for chunk in evaluation_clean.split(max(settings.batch_size, 64))) / len(evaluation_clean)
+                                                           log_normal=settings.noise_log_normal)) * len(chunk)
+                       for chunk in chunks) / len(evaluation_clean)
 
     if step == 0 and not history["step"]:  # the untrained model's test loss, for comparison
         history["step"].append(0)
