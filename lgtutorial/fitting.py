@@ -298,6 +298,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     """
     from . import data
     from ._io import atomic_write, fresh_directory
+    from .checkpoints import read_checkpoint
     from .material import MaterialStatistics
     from .pretrained import export_pretrained
     from .training import CHECKPOINT_NAME, train_score_model
@@ -334,8 +335,7 @@ def fit(micrograph, *, name: str | None = None, minutes: float = 15.0, output=No
     # (the checkpoint records the time already spent): an interruption costs no more than its budget.
     spent = 0.0
     if resume and (output / CHECKPOINT_NAME).is_file():
-        spent = float(torch.load(output / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-                      ["provenance"]["wall_time_s"])
+        spent = float(read_checkpoint(output / CHECKPOINT_NAME)["provenance"]["wall_time_s"])
     run = train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
                             output=output, resume="if-present" if resume else False, periodic=plan.periodic,
                             progress=progress, time_limit_s=max(60 * plan.minutes - spent, 1e-3))

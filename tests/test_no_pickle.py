@@ -1,0 +1,71 @@
+"""No file a user or an output folder supplies can run code: every loader reads with torch's safe unpickler."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lgtutorial
+
+
+class _Payload:
+    """Unpickling this object creates ``marker``: proof that the file ran code."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def evil(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "lgtutorial-score-model", "version": 1, "provenance": {"wall_time_s": _Payload(marker)}},
+               path)
+    # the file really is a payload: the unsafe loader runs it
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    return path, marker
+
+
+def test_fit_resume_does_not_run_code_from_the_output_folder(evil, tmp_path):
+    path, marker = evil
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path.rename(folder / "checkpoint.pt")
+    (folder / "plan.json").write_text(json.dumps({"minutes": 1, "periodic": True, "patch_size": 32, "steps": 2,
+                                                  "batch_size": 2, "depth": 1, "sampler": "fast"}))
+    stripes = (np.arange(64)[None, :] // 4 % 2).repeat(64, axis=0).astype(np.uint8) * 255
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    with pytest.raises(ValueError, match="could not read it as a checkpoint"):
+        lgtutorial.fit(tmp_path / "stripes.png", output=folder, resume=True, device="cpu", progress=False)
+    assert not marker.exists()
+
+
+def test_no_loader_runs_code_from_a_file(evil):
+    from lgtutorial.data import load
+    from lgtutorial.material import MaterialStatistics
+    from lgtutorial.pretrained import load_score_model
+
+    path, marker = evil
+    for loader in (lgtutorial.load_checkpoint, load_score_model, MaterialStatistics.load, load):
+        with pytest.raises((ValueError, RuntimeError, OSError)):
+            loader(path)
+        assert not marker.exists(), loader
+
+
+def test_the_package_never_asks_for_the_unsafe_loader():
+    package = pathlib.Path(lgtutorial.__file__).parent
+    unsafe = [f"{file.relative_to(package)}:{number}" for file in sorted(package.rglob("*.py"))
+              for number, line in enumerate(file.read_text().splitlines(), 1)
+              if re.search(r"weights_only\s*=\s*False|pickle\.loads?\(|allow_pickle\s*=\s*True", line)]
+    assert not unsafe, unsafe
