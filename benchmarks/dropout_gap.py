@@ -21,10 +21,10 @@ import torch
 from _report import emit_table
 
 from lgtutorial import data
-from lgtutorial.checkpoints import load_checkpoint
-from lgtutorial.patches import make_patch_datasets
-from lgtutorial.settings import TrainingSettings
-from lgtutorial.training import denoising_score_matching_loss, trained_levels
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.patches import make_patch_datasets
+from lgtutorial.score.settings import TrainingSettings
+from lgtutorial.score.training import denoising_score_matching_loss, trained_levels
 
 
 def losses(path, *, n_patches: int = 256, seed: int = 1) -> dict:

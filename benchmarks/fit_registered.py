@@ -107,12 +107,12 @@ def main(argv=None) -> None:
 
 
 def _region_checks(name: str, row: dict) -> dict:
-    """The fit's connected-region checks (:func:`lgtutorial.fitting.region_checks`) for a row fitted before
+    """The fit's connected-region checks (:func:`lgtutorial.fitting.fit.region_checks`) for a row fitted before
     the fit measured them, from the GRF and hybrid samples saved in its folder."""
     import numpy as np
 
     from lgtutorial import data
-    from lgtutorial.fitting import region_checks
+    from lgtutorial.fitting.fit import region_checks
 
     folder = Path(row["output"])
     reference, meta = data.load(name)
@@ -123,16 +123,16 @@ def _region_checks(name: str, row: dict) -> dict:
 
 def _noise_floor(name: str) -> list[float]:
     """Per phase: the chord distance between the reference's top and bottom halves (what two pieces of the
-    same material already differ by; :func:`lgtutorial.chords.halves_chord_distance`), for rows whose fit
+    same material already differ by; :func:`lgtutorial.statistics.chords.halves_chord_distance`), for rows whose fit
     report did not carry it yet (measured once, when the table is loaded)."""
     from lgtutorial import data
-    from lgtutorial.chords import halves_chord_distance
+    from lgtutorial.statistics.chords import halves_chord_distance
 
     return halves_chord_distance(data.load(name)[0])
 
 
 def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
-    from lgtutorial.fitting import FINE_FEATURE_PX
+    from lgtutorial.fitting.fit import FINE_FEATURE_PX
 
     lines = [f"`lgtutorial fit MICROGRAPH --minutes M` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "

@@ -2,7 +2,7 @@
 fast sampler on to sigma = 0.02 (``"fast-fine"``) help micrographs with thin features?
 
 For each fitted folder of ``benchmarks/fit_registered.py`` named: its model and plan as they are (no
-training), the report's generation step (:func:`lgtutorial.fitting._generate_and_report`, 4 samples, seed 0)
+training), the report's generation step (:func:`lgtutorial.fitting.fit._generate_and_report`, 4 samples, seed 0)
 with ``--sampler`` (the plan's sampler), beside what the fit itself measured with ``"fast"`` (the folder's ``summary.json``; the
 connected-region distances from its saved samples where the summary predates them). Per micrograph: the
 finest mean chord, the largest volume-fraction error, the chord-distribution distance per phase and the
@@ -33,7 +33,7 @@ def _baseline(folder: Path, reference, phases) -> dict:
     """What the fit measured with its own sampler, plus the region distances if its summary lacks them."""
     import numpy as np
 
-    from lgtutorial.fitting import region_checks
+    from lgtutorial.fitting.fit import region_checks
 
     checks = json.loads((folder / "summary.json").read_text())["checks"]
     if "region_distances" not in checks:
@@ -45,7 +45,7 @@ def _baseline(folder: Path, reference, phases) -> dict:
 
 
 def _per_sample(samples: torch.Tensor) -> list[list[float]]:
-    from lgtutorial.statistics import volume_fractions
+    from lgtutorial.statistics.two_point import volume_fractions
 
     return volume_fractions(samples.double()).tolist()
 
@@ -61,7 +61,7 @@ def main() -> None:
     import numpy as np
 
     from lgtutorial import data
-    from lgtutorial.fitting import _generate_and_report, finest_mean_chord, plan_fit
+    from lgtutorial.fitting.fit import _generate_and_report, finest_mean_chord, plan_fit
 
     rows = []
     for name in args.folders:

@@ -33,7 +33,7 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv=None) -> None:
-    from lgtutorial.chords import chord_lengths
+    from lgtutorial.statistics.chords import chord_lengths
 
     args, micro, meta, ensembles = load_fitted(__doc__.splitlines()[0], argv)
     folder = Path(args.folder)

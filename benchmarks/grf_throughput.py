@@ -20,7 +20,7 @@ import torch
 from _report import emit_table
 
 from lgtutorial import GaussianRandomField, load_reference
-from lgtutorial.statistics import two_point_statistics
+from lgtutorial.statistics.two_point import two_point_statistics
 
 
 class NumpyBaseline:

@@ -6,7 +6,7 @@ checkpoint), domain and seeds:
 
 * ``faithful``: the paper's sampler (annealed Langevin on the 1000-level schedule below
   sigma_c = 0.75, one step per level: 568 network evaluations, float32, eager);
-* ``fast``: :data:`lgtutorial.samplers.SAMPLERS` ``["fast"]`` (what ``lgtutorial generate`` uses);
+* ``fast``: :data:`lgtutorial.sampling.samplers.SAMPLERS` ``["fast"]`` (what ``lgtutorial generate`` uses);
 * ``fast-compiled``: the same with ``torch.compile``;
 * optionally the other named samplers (``--arms``; see ``ARMS``); the levers tried on the way to
   ``fast`` and what they measured are the table "What was tried" of chapter 5.
@@ -43,22 +43,24 @@ import torch
 from _report import emit_table
 
 from lgtutorial import load_reference
-from lgtutorial.chords import chord_distribution_distance, chord_lengths
-from lgtutorial.extrapolation import statistics_row
-from lgtutorial.hybrid import HybridGenerator, default_volume_fraction_shift, finalize, load_score_model
-from lgtutorial.samplers import SAMPLERS
-from lgtutorial.settings import resolve_device
-from lgtutorial.statistics import two_point_statistics
+from lgtutorial._checks import resolve_device
+from lgtutorial.grf.field import statistics_row
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.samplers import SAMPLERS, default_volume_fraction_shift
+from lgtutorial.sampling.samples import finalize
+from lgtutorial.score.registry import load_score_model
+from lgtutorial.statistics.chords import chord_distribution_distance, chord_lengths
+from lgtutorial.statistics.two_point import two_point_statistics
 
 MODEL = "nbsa-authors-checkpoint"
 REFERENCE = "nbsa-proxy"
 PATCH = 40  # side of the model's training patches (px)
 
-#: Configurations that can be timed (``--arms``): the named samplers of :data:`lgtutorial.samplers.SAMPLERS`
+#: Configurations that can be timed (``--arms``): the named samplers of :data:`lgtutorial.sampling.samplers.SAMPLERS`
 #: (``faithful``, ``fast``, ``fast-compiled``, ``fast-sharp``, ``fast-v1``, ``fast-predictor-only``). The other
 #: levers tried on the way to ``fast``, their evaluation counts and what the committed tables measured for
 #: them are listed in chapter 5 (book/05_conditional_sampling.ipynb, "What was tried"); any of them can be
-#: timed again by adding ``lgtutorial.samplers.with_options(SAMPLERS[...], ...)`` here.
+#: timed again by adding ``lgtutorial.sampling.samplers.with_options(SAMPLERS[...], ...)`` here.
 ARMS = dict(SAMPLERS)
 
 

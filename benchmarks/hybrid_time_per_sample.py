@@ -21,8 +21,10 @@ import torch
 from _report import emit_table
 
 from lgtutorial import load_reference
-from lgtutorial.hybrid import VOLUME_FRACTION_SHIFTS, HybridGenerator, load_score_model
-from lgtutorial.settings import resolve_device
+from lgtutorial._checks import resolve_device
+from lgtutorial.sampling.conditioning import VOLUME_FRACTION_SHIFTS
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.score.registry import load_score_model
 
 MODEL = "nbsa-authors-checkpoint"
 

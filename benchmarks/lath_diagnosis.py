@@ -36,11 +36,11 @@ from _report import emit_table
 
 from lgtutorial import data
 from lgtutorial._io import atomic_write
-from lgtutorial.extrapolation import statistics_row
-from lgtutorial.grf import segment_argmax
-from lgtutorial.hybrid import HybridGenerator, load_score_model
-from lgtutorial.metrics import boundary_coherence
-from lgtutorial.samplers import SAMPLERS, sampler_schedule
+from lgtutorial.grf.field import segment_argmax, statistics_row
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.samplers import SAMPLERS, sampler_schedule
+from lgtutorial.score.registry import load_score_model
+from lgtutorial.statistics.higher_order import boundary_coherence
 
 
 def _pairs(text: str) -> list[tuple[float, float]]:

@@ -28,9 +28,9 @@ import torch
 from _report import emit_table
 
 from lgtutorial import data
-from lgtutorial.grf import GaussianRandomField, segment_argmax, segment_preserving_fractions
+from lgtutorial.grf.field import GaussianRandomField, segment_argmax, segment_preserving_fractions
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.statistics import two_point_statistics
+from lgtutorial.statistics.two_point import two_point_statistics
 
 RULES = ("raw field", "preserve", "quantile", "argmax", "auto")
 

@@ -4,10 +4,10 @@ plain loop of ``generate``, in one run on one machine.
 The same design (two registry references, ``--points`` interpolation points, ``--samples-per-point``
 samples each, ``--size`` x ``--size`` px, a score model) is generated three ways:
 
-* ``sweep, fast``: :func:`lgtutorial.sweep.run_sweep` with ``sampler: {name: fast}`` on a local dask
+* ``sweep, fast``: :func:`lgtutorial.sweep.run.run_sweep` with ``sampler: {name: fast}`` on a local dask
   cluster of ``--workers`` single-thread worker processes (what ``lgtutorial sweep`` does);
 * ``sweep, faithful``: the same with the paper's sampler;
-* ``loop of generate``: one :func:`lgtutorial.cli.run_generate` call per point (what a loop of
+* ``loop of generate``: one :func:`lgtutorial.cli.generate.run_generate` call per point (what a loop of
   ``lgtutorial generate --statistics POINT.npy`` does, its model loading, figures and files
   included; the process start of each command is not), in this process with ``--workers`` torch
   threads, fast sampler.
@@ -37,11 +37,12 @@ import numpy as np
 import torch
 from _report import emit_table
 
-from lgtutorial.cli import run_generate
-from lgtutorial.hybrid import load_score_model
-from lgtutorial.samplers import evaluations_at
-from lgtutorial.settings import HybridSettings
-from lgtutorial.sweep import connect, load_sources, parse_design, point_row, run_sweep
+from lgtutorial.cli.generate import run_generate
+from lgtutorial.sampling.samplers import evaluations_at
+from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.score.registry import load_score_model
+from lgtutorial.sweep.design import load_sources, parse_design, point_row
+from lgtutorial.sweep.run import connect, run_sweep
 
 REFERENCES = ["nbsa-proxy", "ngrf-two-phase-elongated"]
 MODEL = "nbsa-authors-checkpoint"

@@ -32,12 +32,13 @@ from _report import emit_table  # noqa: E402
 
 from lgtutorial import data  # noqa: E402
 from lgtutorial._io import atomic_write  # noqa: E402
-from lgtutorial.comparison import compare  # noqa: E402
-from lgtutorial.extrapolation import statistics_row  # noqa: E402
-from lgtutorial.fitting import inspect_micrograph  # noqa: E402
-from lgtutorial.hybrid import HybridGenerator, load_score_model  # noqa: E402
+from lgtutorial.evaluation.compare import compare  # noqa: E402
+from lgtutorial.fitting.fit import inspect_micrograph  # noqa: E402
+from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
-from lgtutorial.statistics import volume_fractions  # noqa: E402
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.score.registry import load_score_model  # noqa: E402
+from lgtutorial.statistics.two_point import volume_fractions  # noqa: E402
 
 #: (label, sampler, segment the start?)
 VARIANTS = (("fast, continuous start", "fast", False), ("fast, segmented start", "fast", True),

@@ -1,6 +1,6 @@
 """Training throughput of the score U-Net presets: optimizer steps per second.
 
-One step is what :func:`lgtutorial.training.train_score_model` does per batch: denoising score
+One step is what :func:`lgtutorial.score.training.train_score_model` does per batch: denoising score
 matching loss (forward), backward, gradient-norm clipping, Adam, the one-cycle learning-rate
 update and the EMA update, on random patches of the preset's size (no data needed). Mixed
 precision on CUDA as in the trainer.
@@ -21,10 +21,11 @@ import time
 import torch
 from _report import emit_table
 
-from lgtutorial.schedules import geometric_sigmas
-from lgtutorial.settings import TRAINING_PRESETS, UNET_PRESETS, resolve_device
-from lgtutorial.training import _update_ema, denoising_score_matching_loss
-from lgtutorial.unet import ScoreUNet
+from lgtutorial._checks import resolve_device
+from lgtutorial.score.schedules import geometric_sigmas
+from lgtutorial.score.settings import TRAINING_PRESETS, UNET_PRESETS
+from lgtutorial.score.training import _update_ema, denoising_score_matching_loss
+from lgtutorial.score.unet import ScoreUNet
 
 
 def steps_per_second(preset: str, *, batch_size: int, device: torch.device, min_seconds: float,

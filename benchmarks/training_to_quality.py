@@ -1,7 +1,7 @@
 """Quality per CPU-minute: train for fixed wall-clock budgets, then refine the same GRF starts.
 
 For each training preset (recipe) and each budget, a score model is trained for that many minutes
-(:func:`lgtutorial.training.steps_for_budget` turns minutes into steps on this machine, so the
+(:func:`lgtutorial.score.training.steps_for_budget` turns minutes into steps on this machine, so the
 learning-rate cycle spans the budget), then the hybrid generator refines the *same* GRF starts
 (same statistics, same seed, same sampler) with it. Reported per model and phase: volume-fraction
 error, total-variation distances between the chord-length distributions along x and y (whole
@@ -31,12 +31,15 @@ import torch
 from _report import emit_table
 
 from lgtutorial import data
+from lgtutorial._checks import resolve_device
 from lgtutorial._io import atomic_write
-from lgtutorial.comparison import compare
-from lgtutorial.extrapolation import statistics_row
-from lgtutorial.hybrid import HybridGenerator, load_score_model
-from lgtutorial.settings import TRAINING_PRESETS, UNET_PRESETS, resolve_device
-from lgtutorial.training import load_checkpoint, steps_for_budget, train_score_model
+from lgtutorial.evaluation.compare import compare
+from lgtutorial.grf.field import statistics_row
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.registry import load_score_model
+from lgtutorial.score.settings import TRAINING_PRESETS, UNET_PRESETS
+from lgtutorial.score.training import steps_for_budget, train_score_model
 
 
 def refine(model, sigmas, row, *, size, n_samples, sampler, seed, device):

@@ -19,9 +19,10 @@ import torch  # noqa: E402
 
 from lgtutorial import data  # noqa: E402
 from lgtutorial._io import atomic_write  # noqa: E402
-from lgtutorial.extrapolation import statistics_row  # noqa: E402
-from lgtutorial.hybrid import HybridGenerator, load_score_model  # noqa: E402
+from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.score.registry import load_score_model  # noqa: E402
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """3D generation cost: time and peak memory per volume at several sides, fast vs faithful sampler.
 
-One volume of the nbsa-proxy statistics under isotropy (:func:`lgtutorial.volume_statistics.isotropic_statistics`),
-refined by the shipped 2-phase model ``lgtutorial-case1`` on its slices (:class:`lgtutorial.volume.VolumeGenerator`)
+One volume of the nbsa-proxy statistics under isotropy (:func:`lgtutorial.volume.statistics.isotropic_statistics`),
+refined by the shipped 2-phase model ``lgtutorial-case1`` on its slices (:class:`lgtutorial.volume.generator.VolumeGenerator`)
 for every side and sampler asked. Each configuration runs in a fresh subprocess, so its peak memory is its own:
 on a CPU the growth of the process's peak resident set (``getrusage`` maxrss) over what it held after loading
 the model and the reference; on CUDA ``torch.cuda.max_memory_allocated``. The table also gives the cost in
@@ -39,11 +39,12 @@ REFERENCE = "nbsa-proxy"
 def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: str, seed: int,
             annealed: bool = False) -> dict:
     """One configuration, in this process: seconds and peak memory per volume, cost and quality."""
-    from lgtutorial import data, pretrained
-    from lgtutorial.settings import resolve_device
-    from lgtutorial.volume import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
-    from lgtutorial.volume_slices import slice_statistics
-    from lgtutorial.volume_statistics import isotropic_statistics
+    from lgtutorial import data
+    from lgtutorial._checks import resolve_device
+    from lgtutorial.score import registry as pretrained
+    from lgtutorial.volume.generator import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
+    from lgtutorial.volume.slices import slice_statistics
+    from lgtutorial.volume.statistics import isotropic_statistics
 
     device = resolve_device(device_name)
     micrograph, _ = data.load(REFERENCE)
@@ -121,7 +122,7 @@ def main() -> None:
         rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
         print(f"  {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
-    from lgtutorial.settings import resolve_device
+    from lgtutorial._checks import resolve_device
 
     device = resolve_device(args.device)
     hardware = (f"GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else

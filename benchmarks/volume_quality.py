@@ -1,8 +1,8 @@
 """3D volumes against the 2D hybrid: are the slices of a volume as good as 2D samples of the same size?
 
 For case study 1 (``lgtutorial-case1`` on the nbsa-proxy statistics under isotropy): ``n`` volumes of
-``side^3`` voxels (:class:`lgtutorial.volume.VolumeGenerator`), measured by their slices in each
-orthogonal orientation (:func:`lgtutorial.volume_slices.slice_statistics`), beside
+``side^3`` voxels (:class:`lgtutorial.volume.generator.VolumeGenerator`), measured by their slices in each
+orthogonal orientation (:func:`lgtutorial.volume.slices.slice_statistics`), beside
 
 - the 3D GRF the volumes started from (the same volumes before refinement), and
 - the 2D hybrid: ``side x side`` samples (32 by default) of the same model, sampler and statistics
@@ -37,7 +37,7 @@ REFERENCE = "nbsa-proxy"
 def two_d_chord_distances(samples: torch.Tensor, reference: torch.Tensor, reference_periodic: bool) -> torch.Tensor:
     """``(N_phases,)`` chord-distribution distances of 2D periodic samples (all samples' chords pooled per
     phase), mean of the x and y axes (as for slices)."""
-    from lgtutorial.chords import chord_distribution_distance, chord_lengths
+    from lgtutorial.statistics.chords import chord_distribution_distance, chord_lengths
 
     per_axis = []
     for axis in ("x", "y"):
@@ -54,13 +54,13 @@ def main() -> None:
     parser.add_argument("--sampler", default="fast")
     parser.add_argument("--scheme", default="passes", choices=["passes", "mean"])
     parser.add_argument("--annealed", action="store_true",
-                        help="annealed passes (lgtutorial.volume.ANNEALED_PASSES) instead of two rounds at SIGMA_PASS")
+                        help="annealed passes (lgtutorial.volume.generator.ANNEALED_PASSES) instead of two rounds at SIGMA_PASS")
     parser.add_argument("--levels", default=None, metavar="START:END:COUNT",
                         help="annealed passes with COUNT geometric levels from START to END (instead of ANNEALED_PASSES)")
     parser.add_argument("--final-sigma", type=float, default=None,
                         help="end with one denoising step of all three orientations from this noise level")
     parser.add_argument("--final-draws", type=int, default=None,
-                        help="noise draws averaged in the final step (default: lgtutorial.volume.FINAL_DRAWS)")
+                        help="noise draws averaged in the final step (default: lgtutorial.volume.generator.FINAL_DRAWS)")
     parser.add_argument("--save-volumes", default=None, metavar="PATH", help="also save the volumes (torch.save)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,14 +68,21 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="Markdown table (a .json of the same name is written beside)")
     args = parser.parse_args()
 
-    from lgtutorial import data, pretrained
-    from lgtutorial.grf import statistics_row
-    from lgtutorial.hybrid import HybridGenerator
-    from lgtutorial.settings import resolve_device
-    from lgtutorial.statistics import volume_fractions
-    from lgtutorial.volume import ANNEALED_PASSES, FINAL_DRAWS, SIGMA_PASS, VolumeGenerator, annealed_levels
-    from lgtutorial.volume_slices import ORIENTATIONS, slice_statistics
-    from lgtutorial.volume_statistics import isotropic_statistics
+    from lgtutorial import data
+    from lgtutorial._checks import resolve_device
+    from lgtutorial.grf.field import statistics_row
+    from lgtutorial.sampling.hybrid import HybridGenerator
+    from lgtutorial.score import registry as pretrained
+    from lgtutorial.statistics.two_point import volume_fractions
+    from lgtutorial.volume.generator import (
+        ANNEALED_PASSES,
+        FINAL_DRAWS,
+        SIGMA_PASS,
+        VolumeGenerator,
+        annealed_levels,
+    )
+    from lgtutorial.volume.slices import slice_statistics
+    from lgtutorial.volume.statistics import ORIENTATIONS, isotropic_statistics
 
     device = resolve_device(args.device)
     micrograph, meta = data.load(REFERENCE)

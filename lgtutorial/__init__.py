@@ -5,30 +5,33 @@ score-based denoiser trained on patches of one micrograph makes it look real up 
 layer). Robertson, Kelly, Buzzy, Kalidindi, Acta Materialia 253 (2023) 118966.
 """
 
-from .comparison import compare
-from .conditioning import volume_fraction_posterior
-from .data import list_references, load_micrograph, load_reference
-from .extrapolation import interpolated_field
-from .fitting import fit
-from .generation import Generation, generate
-from .grf import (
+from lgtutorial._version import __version__
+from lgtutorial.data import list_references, load_micrograph, load_reference
+from lgtutorial.evaluation.compare import compare
+from lgtutorial.evaluation.training_report import sample_unconditional
+from lgtutorial.fitting.fit import fit
+from lgtutorial.generation import Generation, generate
+from lgtutorial.grf.field import (
     GaussianRandomField,
     interpolate_statistics,
     segment_argmax,
     segment_preserving_fractions,
 )
-from .hybrid import HybridGenerator
-from .metrics import chord_lengths, feature_size, three_point_statistics
-from .microstructure import check_microstructure, labels_to_one_hot, one_hot_to_labels
-from .pretrained import load_authors_checkpoint
-from .sampling import annealed_langevin
-from .statistics import centre, two_point_statistics, volume_fractions
-from .training import load_checkpoint, sample_unconditional, train_score_model
-from .unet import ScoreUNet
-
-__version__ = "0.1.0"
+from lgtutorial.grf.interpolation import interpolated_field
+from lgtutorial.microstructure import check_microstructure, labels_to_one_hot, one_hot_to_labels
+from lgtutorial.sampling.conditioning import volume_fraction_posterior
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.integrators import annealed_langevin
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.registry import load_authors_checkpoint
+from lgtutorial.score.training import train_score_model
+from lgtutorial.score.unet import ScoreUNet
+from lgtutorial.statistics.chords import chord_lengths
+from lgtutorial.statistics.higher_order import feature_size, three_point_statistics
+from lgtutorial.statistics.two_point import centre, two_point_statistics, volume_fractions
 
 __all__ = [
+    "__version__",
     "generate",
     "Generation",
     "fit",
@@ -60,10 +63,10 @@ __all__ = [
     "volume_fractions",
 ]
 
-# 3D generation from one 2D micrograph (lgtutorial.volume*)
-from .volume import VolumeGenerator  # noqa: E402
-from .volume_export import save_tiff_stack  # noqa: E402
-from .volume_slices import slice_statistics  # noqa: E402
-from .volume_statistics import isotropic_statistics  # noqa: E402
+# 3D generation from one 2D micrograph (lgtutorial.volume.generator*)
+from lgtutorial.volume.export import save_tiff_stack  # noqa: E402
+from lgtutorial.volume.generator import VolumeGenerator  # noqa: E402
+from lgtutorial.volume.slices import slice_statistics  # noqa: E402
+from lgtutorial.volume.statistics import isotropic_statistics  # noqa: E402
 
 __all__ += ["VolumeGenerator", "isotropic_statistics", "save_tiff_stack", "slice_statistics"]

@@ -21,7 +21,7 @@ import numpy as np
 import tomllib
 import torch
 
-from .microstructure import as_tensor, check_microstructure, labels_to_one_hot
+from lgtutorial.microstructure import as_tensor, check_microstructure, labels_to_one_hot
 
 __all__ = [
     "ReferenceEntry",

@@ -4,8 +4,8 @@ One function decides what the command line used to decide for itself: where the 
 from (a ``.npy`` of 2-point statistics, a reference micrograph, or the statistics the model carries),
 which score model (the default model, or one chosen by the number of phases), whether that model fits
 the material (a warning, or an error unless ``force``), and the generator's keywords (sampler,
-volume-fraction shift, collapse guard) from :class:`~lgtutorial.settings.HybridSettings`. It writes
-nothing; ``lgtutorial generate`` (:func:`lgtutorial.cli_generate.run_generate`) is this plus files,
+volume-fraction shift, collapse guard) from :class:`~lgtutorial.sampling.settings.HybridSettings`. It writes
+nothing; ``lgtutorial generate`` (:func:`lgtutorial.cli.generate.run_generate`) is this plus files,
 figures and a summary.
 
 >>> import lgtutorial as lg
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import settings as settings_module
+from lgtutorial._checks import resolve_device
+from lgtutorial.sampling.settings import HybridSettings
 
 __all__ = ["generate", "Generation", "DEFAULT_MODEL", "model_statistics", "check_model_material"]
 
@@ -34,7 +35,7 @@ DEFAULT_MODEL = "lgtutorial-case1"
 
 def model_statistics(model_name: str):
     """The statistics a model carries, else those of its training micrograph when that can be loaded."""
-    from .pretrained import statistics_for_model
+    from lgtutorial.score.registry import statistics_for_model
 
     material = statistics_for_model(model_name)
     if material is None:
@@ -48,8 +49,8 @@ def check_model_material(model_name: str, row, name: str, *, force: bool) -> Non
     """Warn when the model was trained on another material; refuse gross mismatches unless ``force``."""
     import sys
 
-    from .material import compare_with_training_material
-    from .pretrained import statistics_for_model
+    from lgtutorial.grf.material import compare_with_training_material
+    from lgtutorial.score.registry import statistics_for_model
 
     material = statistics_for_model(model_name)
     if material is None:
@@ -69,10 +70,10 @@ class Generation:
     """What :func:`generate` drew, and where everything came from."""
 
     samples: object
-    """:class:`~lgtutorial.hybrid.HybridSamples` (with the GRF starts)"""
+    """:class:`~lgtutorial.sampling.samples.HybridSamples` (with the GRF starts)"""
     generator: object
-    """the :class:`~lgtutorial.hybrid.HybridGenerator` that drew them"""
-    settings: settings_module.HybridSettings
+    """the :class:`~lgtutorial.sampling.hybrid.HybridGenerator` that drew them"""
+    settings: HybridSettings
     model: str
     """the score model's name or path"""
     name: str
@@ -84,12 +85,12 @@ class Generation:
     reference: torch.Tensor | None
     """the reference micrograph ``(1, N, H, W)`` when one was given"""
     material: object | None
-    """the :class:`~lgtutorial.material.MaterialStatistics` the model carries, when those were used"""
+    """the :class:`~lgtutorial.grf.material.MaterialStatistics` the model carries, when those were used"""
     device: torch.device
     seconds: float
 
 
-def generate(settings: settings_module.HybridSettings | None = None, *, progress: bool = True,
+def generate(settings: HybridSettings | None = None, *, progress: bool = True,
              on_ready=None, **overrides) -> Generation:
     """Draw hybrid samples as ``settings`` says (the fields of ``lgtutorial generate``'s options).
 
@@ -102,12 +103,13 @@ def generate(settings: settings_module.HybridSettings | None = None, *, progress
         ValueError: bad settings, a model that does not fit the material (unless ``force``), or
             statistics without a model that carries them.
     """
-    from . import data
-    from .extrapolation import load_statistics_row, statistics_row
-    from .hybrid import HybridGenerator, generator_options, load_score_model
-    from .pretrained import default_model
+    from lgtutorial import data
+    from lgtutorial.grf.field import statistics_row
+    from lgtutorial.grf.interpolation import load_statistics_row
+    from lgtutorial.sampling.hybrid import HybridGenerator, generator_options
+    from lgtutorial.score.registry import default_model, load_score_model
 
-    settings = settings or settings_module.HybridSettings()
+    settings = settings or HybridSettings()
     if overrides:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(settings)})
         if unknown:
@@ -115,7 +117,7 @@ def generate(settings: settings_module.HybridSettings | None = None, *, progress
         settings = dataclasses.replace(settings, **overrides)
     if settings.size is not None and settings.size < 2:
         raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
-    device = settings_module.resolve_device(settings.device)
+    device = resolve_device(settings.device)
     reference, material, model_name = None, None, settings.model
     if settings.statistics:
         row = load_statistics_row(settings.statistics, label="--statistics")

@@ -6,8 +6,8 @@ import matplotlib
 import numpy as np
 import torch
 
-from .microstructure import as_tensor, one_hot_to_labels
-from .statistics import centre
+from lgtutorial.microstructure import as_tensor, one_hot_to_labels
+from lgtutorial.statistics.two_point import centre
 
 __all__ = ["MODEL_COLOURS", "PHASE_COLOURS", "phase_colormap", "show_microstructures", "show_two_point_statistics"]
 
@@ -112,7 +112,7 @@ def show_two_point_statistics(statistics, *, phase_names=None, cutoff=None, size
 
 
 # -- ensemble comparison figures (Robertson et al. 2023, Figs. 4-6 and 12) -----------------------
-# Each takes a :class:`lgtutorial.comparison.Comparison` and returns a matplotlib Figure.
+# Each takes a :class:`lgtutorial.evaluation.compare.Comparison` and returns a matplotlib Figure.
 
 
 def _phase_label(comparison, phase: int) -> str:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lgtutorial.cli import main
+from lgtutorial.cli.main import main
 
 
 def test_data_list_shows_registry(capsys):

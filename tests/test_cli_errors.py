@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lgtutorial.cli import COMMANDS, main
+from lgtutorial.cli.main import COMMANDS, main
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_sigterm_keeps_the_training_and_resume_continues_it(files, tmp_path):
     """A training stopped by SIGTERM writes its checkpoint and exits 130; --resume goes on from there."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "lgtutorial.cli", "train", str(files / "good.npy"), "--steps", "4000",
+    command = [sys.executable, "-m", "lgtutorial.cli.main", "train", str(files / "good.npy"), "--steps", "4000",
                "--report-samples", "0", "--output", str(out)]
     code, err = _train_then_sigterm(command, env, 12)
     assert code == 130, err

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial import cli_generate
-from lgtutorial.cli import build_parser, main
-from lgtutorial.settings import HybridSettings, VolumeSettings, from_arguments
-from lgtutorial.volume import VolumeGenerator
-from lgtutorial.volume_export import load_tiff_stack
-from lgtutorial.volume_statistics import ORIENTATIONS
+from lgtutorial.cli import generate as cli_generate
+from lgtutorial.cli.main import build_parser, main
+from lgtutorial.cli.options import from_arguments
+from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.volume.export import load_tiff_stack
+from lgtutorial.volume.generator import VolumeGenerator
+from lgtutorial.volume.settings import VolumeSettings
+from lgtutorial.volume.statistics import ORIENTATIONS
 
 
 @pytest.mark.requires_data("nbsa-proxy")  # the slices are measured against the model's training micrograph
@@ -79,7 +81,7 @@ def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys):
 
 
 def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monkeypatch, capsys):
-    from lgtutorial import volume as volume_module
+    from lgtutorial.volume import generator as volume_module
 
     built = {}
     original = volume_module.VolumeGenerator.__init__
@@ -101,7 +103,7 @@ def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monke
 
 
 def test_sides_above_the_checked_one_get_a_warning(tmp_path, monkeypatch, capsys):
-    from lgtutorial import cli_volume
+    from lgtutorial.cli import volume as cli_volume
 
     assert cli_volume.size_warning(cli_volume.CHECKED_SIDE) is None
     assert "checked less than 64^3 ones" in cli_volume.size_warning(2 * cli_volume.CHECKED_SIDE)

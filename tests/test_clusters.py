@@ -1,4 +1,4 @@
-"""Connected-region sizes (lgtutorial.clusters): closed cells against broken networks, separate
+"""Connected-region sizes (lgtutorial.statistics.clusters): closed cells against broken networks, separate
 particles against merged ones, features against speckle, in 2D and 3D."""
 
 import math
@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial.clusters import (
+from lgtutorial.evaluation.compare import compare
+from lgtutorial.fitting.fit import regions_like_reference
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.statistics.clusters import (
     cluster_size_distance,
     cluster_sizes,
     common_window,
     halves_cluster_distance,
     median_cluster_size,
 )
-from lgtutorial.comparison import compare
-from lgtutorial.fitting import regions_like_reference
-from lgtutorial.microstructure import labels_to_one_hot
 
 
 def grain_network(size=64, cell=16, width=2, gaps=False, shift=0):

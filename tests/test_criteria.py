@@ -1,4 +1,4 @@
-"""The case studies' chord checks and tables (lgtutorial.criteria), against the code they replace."""
+"""The case studies' chord checks and tables (lgtutorial.evaluation.criteria), against the code they replace."""
 
 import importlib.util
 import math
@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lgtutorial.comparison import compare
-from lgtutorial.criteria import chord_distance, chord_table, chord_table_by_phase, chords_closer, fine_phases
+from lgtutorial.evaluation.compare import compare
+from lgtutorial.evaluation.criteria import (
+    chord_distance,
+    chord_table,
+    chord_table_by_phase,
+    chords_closer,
+    fine_phases,
+)
 from lgtutorial.microstructure import labels_to_one_hot
 
 PHASES = ["yellow", "teal", "dark blue"]

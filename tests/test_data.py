@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from lgtutorial import data
-from lgtutorial.statistics import volume_fractions
+from lgtutorial.statistics.two_point import volume_fractions
 
 
 def test_registry_entries_are_complete():

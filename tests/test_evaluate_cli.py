@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from lgtutorial.cli import main
-from lgtutorial.comparison import COLUMNS
+from lgtutorial.cli.main import main
+from lgtutorial.evaluation.compare import COLUMNS
 from lgtutorial.microstructure import labels_to_one_hot
 
 from .conftest import random_labels

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from lgtutorial.extrapolation import interpolated_field, resize_microstructure, statistics_row
-from lgtutorial.grf import gaussian_smooth, segment_argmax
-from lgtutorial.statistics import two_point_statistics, volume_fractions
+from lgtutorial.grf.field import gaussian_smooth, segment_argmax, statistics_row
+from lgtutorial.grf.interpolation import interpolated_field, resize_microstructure
+from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
 
 
 def blobs(shape, sigma, seed, bias=0.0):
@@ -51,7 +51,7 @@ def test_mismatched_phases_are_rejected():
 
 
 def test_local_volume_fractions_match_brute_force():
-    from lgtutorial.extrapolation import local_volume_fractions
+    from lgtutorial.grf.interpolation import local_volume_fractions
 
     m = blobs((12, 10), 1.0, 7)
     window = 4
@@ -69,7 +69,7 @@ def test_local_volume_fractions_match_brute_force():
 
 
 def test_local_volume_fractions_validation():
-    from lgtutorial.extrapolation import local_volume_fractions
+    from lgtutorial.grf.interpolation import local_volume_fractions
 
     m = blobs((8, 8), 1.0, 0)
     with pytest.raises(ValueError, match="larger than the domain"):
@@ -81,7 +81,7 @@ def test_local_volume_fractions_validation():
 
 
 def test_two_point_error_separates_short_and_long_range():
-    from lgtutorial.extrapolation import two_point_error
+    from lgtutorial.grf.interpolation import two_point_error
 
     m = blobs((16, 16), 1.5, 3)
     own = statistics_row(m)
@@ -99,7 +99,7 @@ def test_two_point_error_separates_short_and_long_range():
 
 
 def test_normalised_two_point_error_ignores_a_volume_fraction_offset():
-    from lgtutorial.extrapolation import two_point_error
+    from lgtutorial.grf.interpolation import two_point_error
 
     lean = blobs((24, 24), 1.5, 8, bias=0.2)
     # the same features with every precipitate grown by one pixel: more phase 1, similar shape

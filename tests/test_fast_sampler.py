@@ -3,14 +3,21 @@
 import pytest
 import torch
 
-from lgtutorial.cli import build_parser
-from lgtutorial.grf import GaussianRandomField
-from lgtutorial.hybrid import HybridGenerator
+from lgtutorial.cli.main import build_parser
+from lgtutorial.cli.options import from_arguments
+from lgtutorial.grf.field import GaussianRandomField
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.samplers import SAMPLERS, SamplerConfiguration, prepare_model, resolve_sampler, with_options
-from lgtutorial.sampling import reverse_diffusion, reverse_diffusion_evaluations
-from lgtutorial.schedules import geometric_sigmas
-from lgtutorial.settings import HybridSettings, from_arguments
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.integrators import reverse_diffusion, reverse_diffusion_evaluations
+from lgtutorial.sampling.samplers import (
+    SAMPLERS,
+    SamplerConfiguration,
+    prepare_model,
+    resolve_sampler,
+    with_options,
+)
+from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.score.schedules import geometric_sigmas
 
 
 def gaussian_score(mean: float, std: float):
@@ -175,15 +182,15 @@ def test_prepare_model_copies_into_channels_last_and_leaves_the_model_alone():
 def test_one_default_sampler_for_the_api_the_cli_and_the_sweep_design(field):
     import inspect
 
-    from lgtutorial.samplers import DEFAULT_SAMPLER
-    from lgtutorial.sweep_design import SamplerSettings
+    from lgtutorial.sampling.samplers import DEFAULT_SAMPLER
+    from lgtutorial.sweep.design import SamplerSettings
 
     assert DEFAULT_SAMPLER == "fast"
     assert inspect.signature(HybridGenerator).parameters["sampler"].default == DEFAULT_SAMPLER
     assert HybridSettings().sampler == SamplerSettings().name == DEFAULT_SAMPLER
     # fit leaves the choice to its plan: the default, or "fast-fine" for thin two-phase features (test_fit.py)
     assert build_parser().parse_args(["fit", "micrograph.png"]).sampler is None
-    from lgtutorial.fitting import FitPlan
+    from lgtutorial.fitting.fit import FitPlan
 
     assert inspect.signature(FitPlan).parameters["sampler"].default == DEFAULT_SAMPLER
     assert HybridGenerator(field, CountingScore()).sampler is SAMPLERS[DEFAULT_SAMPLER]
@@ -199,8 +206,9 @@ def test_the_cli_defaults_to_the_fast_sampler_and_offers_the_faithful_one_by_nam
 @pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy")
 def test_fast_sampler_with_the_authors_model_reaches_the_target_volume_fraction():
     from lgtutorial.data import load_reference
-    from lgtutorial.extrapolation import statistics_row
-    from lgtutorial.hybrid import default_volume_fraction_shift, load_score_model
+    from lgtutorial.grf.field import statistics_row
+    from lgtutorial.sampling.samplers import default_volume_fraction_shift
+    from lgtutorial.score.registry import load_score_model
 
     model, sigmas = load_score_model("nbsa-authors-checkpoint")
     reference, _ = load_reference("nbsa-proxy")

@@ -10,39 +10,40 @@ import pytest
 import torch
 from PIL import Image
 
-from lgtutorial.cli import main
-from lgtutorial.fitting import _periodic_blobs, inspect_micrograph, plan_fit
+from lgtutorial.cli.main import main
+from lgtutorial.fitting.fit import inspect_micrograph, plan_fit
+from lgtutorial.synthetic import blobs
 
 
 @pytest.fixture
 def blobs_png(tmp_path):
-    micro = _periodic_blobs(64, 2.0, seed=3)
+    micro = blobs(64, 2.0, seed=3)
     path = tmp_path / "my blobs.png"
     Image.fromarray((micro[0, 1].numpy() * 255).astype(np.uint8)).save(path)
     return path
 
 
 def test_the_plan_samples_thin_features_with_the_finer_sampler():
-    from lgtutorial.fitting import FINE_FEATURE_PX
+    from lgtutorial.fitting.fit import FINE_FEATURE_PX
     from lgtutorial.microstructure import labels_to_one_hot
 
     grid = torch.zeros(128, 128, dtype=torch.long)  # cells of 14 px walled by lines 2 px wide
     for offset in (0, 1):
         grid[offset::16], grid[:, offset::16] = 1, 1
     thin = plan_fit(labels_to_one_hot(grid[None], n_phases=2), minutes=1, device="cpu", measure_speed=False)
-    coarse = plan_fit(_periodic_blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False)
+    coarse = plan_fit(blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False)
     assert thin.sampler == "fast-fine" and "'fast-fine'" in thin.describe() and f"under {FINE_FEATURE_PX:g}" in thin.describe()
     assert coarse.sampler == "fast" and "fast-fine" not in coarse.describe()
     three = labels_to_one_hot((grid + (torch.arange(128) >= 64).long()[None, :] * (1 - grid) * 2).clamp_max(2)[None],
                               n_phases=3)  # the same walls, the cells of two phases: three phases keep "fast"
     assert plan_fit(three, minutes=1, device="cpu", measure_speed=False).sampler == "fast"
-    asked = plan_fit(_periodic_blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False, sampler="faithful")
+    asked = plan_fit(blobs(128, 4.0), minutes=1, device="cpu", measure_speed=False, sampler="faithful")
     assert asked.sampler == "faithful" and "'faithful' as asked" in asked.describe()
 
 
 def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
     from lgtutorial.microstructure import labels_to_one_hot
-    from lgtutorial.unet import receptive_field
+    from lgtutorial.score.unet import receptive_field
 
     yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
     discs = torch.zeros(128, 128, dtype=torch.long)  # discs of 11.6 px mean chord, like dense circles
@@ -50,8 +51,8 @@ def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
         for cx in range(16, 128, 32):
             discs[(yy - cy) ** 2 + (xx - cx) ** 2 <= 64] = 1
     plans = {name: plan_fit(micro, minutes=1, device="cpu", measure_speed=False) for name, micro in
-             (("fine", _periodic_blobs(128, 1.0)), ("discs", labels_to_one_hot(discs[None], n_phases=2)),
-              ("coarse", _periodic_blobs(128, 6.0)))}
+             (("fine", blobs(128, 1.0)), ("discs", labels_to_one_hot(discs[None], n_phases=2)),
+              ("coarse", blobs(128, 6.0)))}
     depths = {name: plan.model_settings.depth for name, plan in plans.items()}
     assert depths["fine"] == 1 and depths["discs"] == 2 and depths["coarse"] == 3, depths
     for plan in plans.values():  # the shallowest network whose window spans twice the finest mean chord
@@ -65,16 +66,16 @@ def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
     asked = plan_fit(labels_to_one_hot(discs[None], n_phases=2), minutes=1, device="cpu", measure_speed=False, depth=1)
     assert asked.model_settings.depth == 1 and "the depth given, D = 1" in asked.describe()
     # three phases keep the CPU variant's D = 2 (deeper measured no better), unless asked
-    field = _periodic_blobs(128, 10.0)[0, 1] + 2 * _periodic_blobs(128, 10.0, seed=1)[0, 1]
+    field = blobs(128, 10.0)[0, 1] + 2 * blobs(128, 10.0, seed=1)[0, 1]
     coarse3 = labels_to_one_hot(field.long().clamp_max(2)[None], n_phases=3)
     assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False).model_settings.depth == 2
     assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False, depth=3).model_settings.depth == 3
     with pytest.raises(ValueError, match="depth must be an integer from 0 to 6"):
-        plan_fit(_periodic_blobs(64, 2.0), minutes=1, measure_speed=False, depth=1.5)
+        plan_fit(blobs(64, 2.0), minutes=1, measure_speed=False, depth=1.5)
 
 
 def test_the_plan_follows_the_micrograph():
-    fine, coarse = _periodic_blobs(128, 1.0), _periodic_blobs(128, 4.0)
+    fine, coarse = blobs(128, 1.0), blobs(128, 4.0)
     small_plan = plan_fit(fine, minutes=1, device="cpu", measure_speed=False)
     large_plan = plan_fit(coarse, minutes=1, device="cpu", measure_speed=False)
     small, large = small_plan.patch_size, large_plan.patch_size
@@ -84,9 +85,9 @@ def test_the_plan_follows_the_micrograph():
         pixels = plan.training_settings.batch_size * plan.patch_size ** 2
         assert 0.8 * 32 * 32**2 <= pixels <= 1.25 * 32 * 32**2
     assert large_plan.training_settings.batch_size == 8 and "as many pixels per step" in large_plan.describe()
-    cut = _periodic_blobs(128, 2.0)[..., 10:80, 5:90]  # a cut-out: its seams join unrelated pixels
-    assert inspect_micrograph(_periodic_blobs(128, 2.0))["periodic"] and not inspect_micrograph(cut)["periodic"]
-    framed = _periodic_blobs(64, 2.0).clone()
+    cut = blobs(128, 2.0)[..., 10:80, 5:90]  # a cut-out: its seams join unrelated pixels
+    assert inspect_micrograph(blobs(128, 2.0))["periodic"] and not inspect_micrograph(cut)["periodic"]
+    framed = blobs(64, 2.0).clone()
     framed[0, :, 0, :], framed[0, :, -1, :], framed[0, :, :, 0], framed[0, :, :, -1] = 0, 0, 0, 0
     framed[0, 0, 0, :] = framed[0, 0, -1, :] = framed[0, 0, :, 0] = framed[0, 0, :, -1] = 1
     assert inspect_micrograph(framed)["framed"] and not plan_fit(framed, minutes=1, measure_speed=False).periodic
@@ -169,7 +170,7 @@ def test_fit_takes_a_micrograph_of_odd_size(tmp_path, monkeypatch):
     # the registered NGRF examples are 201 x 201; the network halves the image, so the samples lose a pixel
     torch.set_num_threads(min(2, torch.get_num_threads()))
     monkeypatch.chdir(tmp_path)
-    micro = _periodic_blobs(72, 2.0, seed=5)[0, 1, :65, :65]
+    micro = blobs(72, 2.0, seed=5)[0, 1, :65, :65]
     path = tmp_path / "odd.png"
     Image.fromarray((micro.numpy() * 255).astype(np.uint8)).save(path)
     out = tmp_path / "fit-odd"
@@ -188,10 +189,10 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # a fixed number of steps: what fits in 0.03 min depends on the machine's speed, and a 3-phase model of
     # 5 steps draws a sample where one of 6 collapsed (measured: the fit then rightly exits 1)
-    from lgtutorial import fitting
+    from lgtutorial.fitting import fit as fitting
 
     monkeypatch.setattr(fitting, "_steps_for", lambda model, training, minutes: 5)
-    fields = torch.stack([_periodic_blobs(48, 2.0, seed=s)[0, 1] for s in (1, 2)])
+    fields = torch.stack([blobs(48, 2.0, seed=s)[0, 1] for s in (1, 2)])
     labels = (fields[0] + 2 * fields[1]).clamp_max(2).long()  # 0, 1, 2
     path = tmp_path / "three.npy"
     np.save(path, labels.numpy())
@@ -209,7 +210,7 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
 
 
 def test_the_report_says_which_phases_the_reference_keeps_apart():
-    from lgtutorial.fitting import _contact_lines, phase_contacts
+    from lgtutorial.fitting.fit import _contact_lines, phase_contacts
     from lgtutorial.microstructure import labels_to_one_hot
 
     apart = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2] * 2] * 16])  # 1 and 2 never neighbours
@@ -223,7 +224,7 @@ def test_the_report_says_which_phases_the_reference_keeps_apart():
 
 
 def test_the_chord_check_turns_to_the_mean_chord_only_where_the_distributions_resolve_nothing():
-    from lgtutorial.fitting import chord_verdicts
+    from lgtutorial.fitting.fit import chord_verdicts
 
     means = {"reference": {"x": 110.0, "y": 120.0}, "GRF": {"x": 85.0, "y": 90.0}, "hybrid": {"x": 100.0, "y": 70.0}}
     # both distances within the halves' spread: the mean chord decides, along the worse axis (y: 0.42 > 0.25)

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from lgtutorial import cli
-from lgtutorial.cli import build_parser, main
-from lgtutorial.hybrid import HybridGenerator
-from lgtutorial.settings import HybridSettings, from_arguments
+from lgtutorial.cli import main as cli
+from lgtutorial.cli.main import build_parser, main
+from lgtutorial.cli.options import from_arguments
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.settings import HybridSettings
 
 SMALL = ["--n-samples", "2", "--size", "32", "--levels", "12"]
 
@@ -46,7 +47,7 @@ def test_generate_writes_samples_grf_inputs_figure_and_summary(tmp_path, capsys)
 @pytest.mark.requires_data("nbsa-proxy")
 def test_generate_from_a_statistics_file(tmp_path):
     from lgtutorial.data import load_reference
-    from lgtutorial.statistics import two_point_statistics
+    from lgtutorial.statistics.two_point import two_point_statistics
 
     reference, _ = load_reference("nbsa-proxy")
     np.save(tmp_path / "stats.npy", two_point_statistics(reference.double())[0].numpy())
@@ -81,7 +82,7 @@ def test_the_parser_defaults_are_the_settings_defaults():
     args = build_parser().parse_args(["generate"])
     assert from_arguments(HybridSettings, args) == HybridSettings()
     assert HybridSettings().model is None and HybridSettings().sigma_c == 0.75  # None: chosen by the phases
-    from lgtutorial.pretrained import default_model
+    from lgtutorial.score.registry import default_model
 
     assert default_model(2) == "lgtutorial-case1" and default_model(3) == "lgtutorial-case2"
 
@@ -131,13 +132,13 @@ def test_degenerate_samples_make_generate_fail_unless_asked_to_keep_going(tmp_pa
 
     import torch
 
-    import lgtutorial.hybrid as hybrid
-    from lgtutorial.schedules import geometric_sigmas
+    from lgtutorial.score import registry
+    from lgtutorial.score.schedules import geometric_sigmas
 
     def broken_model(name, *, device=None):  # a "model" whose score is NaN everywhere
         return (lambda x, sigma: torch.full_like(x, float("nan"))), geometric_sigmas(20.0, 0.01, 1000)
 
-    monkeypatch.setattr(hybrid, "load_score_model", broken_model)
+    monkeypatch.setattr(registry, "load_score_model", broken_model)
     options = ["--n-samples", "2", "--size", "32", "--model", "lgtutorial-case1"]
     assert main(["generate", *options, "--output", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
@@ -151,9 +152,9 @@ def test_degenerate_samples_make_generate_fail_unless_asked_to_keep_going(tmp_pa
 def test_help_states_what_each_sampler_really_spends(capsys):
     import re
 
-    from lgtutorial import pretrained
-    from lgtutorial.grf import GaussianRandomField
-    from lgtutorial.samplers import SAMPLERS
+    from lgtutorial.grf.field import GaussianRandomField
+    from lgtutorial.sampling.samplers import SAMPLERS
+    from lgtutorial.score import registry as pretrained
 
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
@@ -168,7 +169,7 @@ def test_help_states_what_each_sampler_really_spends(capsys):
 
 
 def test_help_states_each_samplers_levels(capsys):
-    from lgtutorial.samplers import SAMPLERS
+    from lgtutorial.sampling.samplers import SAMPLERS
 
     with pytest.raises(SystemExit):
         main(["generate", "--help"])

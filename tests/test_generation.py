@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lgtutorial as lg
-from lgtutorial.settings import HybridSettings
+from lgtutorial.sampling.settings import HybridSettings
 
 
 def test_generate_with_no_arguments_uses_the_default_model_and_its_statistics():

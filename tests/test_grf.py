@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial.grf import (
+from lgtutorial.grf.field import (
     GaussianRandomField,
     gaussian_smooth,
     interpolate_statistics,
@@ -14,7 +14,7 @@ from lgtutorial.grf import (
     segment_preserving_fractions,
 )
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.statistics import two_point_statistics, volume_fractions
+from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
 
 
 def blobs(shape, n_phases, *, sigma=2.0, seed=0, spatial_dims=2):

@@ -6,19 +6,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lgtutorial.conditioning import (
+from lgtutorial.grf.field import GaussianRandomField, statistics_row
+from lgtutorial.grf.interpolation import statistics_row_for_shape
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.sampling.conditioning import (
     likelihood_width,
     likelihood_widths,
     mean_volume_fractions,
     segmented_volume_fractions,
     volume_fraction_posterior,
 )
-from lgtutorial.extrapolation import statistics_row
-from lgtutorial.grf import GaussianRandomField
-from lgtutorial.hybrid import HybridGenerator, finalize, statistics_row_for_shape
-from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.sampling import annealed_langevin, interior_mask, truncated_schedule
-from lgtutorial.statistics import volume_fractions
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.integrators import annealed_langevin, interior_mask, truncated_schedule
+from lgtutorial.sampling.samples import finalize
+from lgtutorial.statistics.two_point import volume_fractions
 
 
 def gaussian_score(mean: float, std: float):
@@ -253,7 +254,7 @@ def test_bad_combinations_give_clear_errors(field):
 @pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy", "ngrf-three-phase-simple")
 def test_authors_model_refines_a_grf_sample():
     from lgtutorial.data import load_reference
-    from lgtutorial.hybrid import load_score_model
+    from lgtutorial.score.registry import load_score_model
 
     model, sigmas = load_score_model("nbsa-authors-checkpoint")
     reference, _ = load_reference("nbsa-proxy")
@@ -272,7 +273,7 @@ def test_authors_model_refines_a_grf_sample():
 def _blob_field(size=32, seed=0):
     import math
 
-    from lgtutorial.grf import GaussianRandomField
+    from lgtutorial.grf.field import GaussianRandomField
     from lgtutorial.microstructure import labels_to_one_hot
 
     generator = torch.Generator().manual_seed(seed)

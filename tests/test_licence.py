@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lgtutorial import data, pretrained
-from lgtutorial._model_card import licence_section, model_card
+from lgtutorial import data
+from lgtutorial.score import registry as pretrained
+from lgtutorial.score.model_card import licence_section, model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the licences the README's statement covers (data/registry.toml's header explains each)

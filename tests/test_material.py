@@ -13,14 +13,17 @@ import shutil
 import pytest
 import torch
 
-from lgtutorial import data, pretrained
-from lgtutorial.cli import main
-from lgtutorial.grf import statistics_row
-from lgtutorial.hybrid import HybridGenerator
-from lgtutorial.material import MaterialStatistics
+from lgtutorial import data
+from lgtutorial.cli.main import main
+from lgtutorial.grf.field import statistics_row
+from lgtutorial.grf.material import MaterialStatistics
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.settings import TrainingSettings, UNetSettings
-from lgtutorial.training import load_checkpoint, train_score_model, trained_levels
+from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.score import registry as pretrained
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.export import attach_statistics
+from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.training import train_score_model, trained_levels
 
 
 def _blobs(n_phases=3, size=48, seed=0):
@@ -95,7 +98,7 @@ def test_attach_statistics_rewrites_hash_index_and_card(tmp_path):
     shutil.copytree(pretrained.pretrained_directory(), tmp_path / "shipped")
     directory = tmp_path / "shipped"
     stats = MaterialStatistics.from_microstructure(_blobs(2, size=32), name="blobs", periodic=True)
-    pretrained.attach_statistics("lgtutorial-case1", stats, directory=directory)
+    attach_statistics("lgtutorial-case1", stats, directory=directory)
     again = pretrained.load_statistics("lgtutorial-case1", directory=directory)  # hash-checked load
     assert again.name == "blobs" and again.shape == (32, 32)
     card = pretrained.model_card("lgtutorial-case1", directory=directory)

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial.comparison import COLUMNS, compare
-from lgtutorial.metrics import (
+from lgtutorial.evaluation.compare import COLUMNS, compare
+from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.statistics.chords import chord_lengths
+from lgtutorial.statistics.higher_order import (
     FIRST_DISPLACEMENTS,
-    chord_lengths,
     feature_size,
     patch_two_point_statistics,
     radial_average,
     three_point_statistics,
 )
-from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.pca import PCA, fit_project
-from lgtutorial.statistics import two_point_statistics
+from lgtutorial.statistics.pca import PCA, fit_project
+from lgtutorial.statistics.two_point import two_point_statistics
 
 from .conftest import random_labels
 
@@ -317,7 +317,7 @@ def test_compare_errors():
 
 
 def test_patch_statistics_pca_fits_on_training_patches_only():
-    from lgtutorial.pca import patch_statistics_pca
+    from lgtutorial.statistics.pca import patch_statistics_pca
 
     training = labels_to_one_hot(random_labels((12, 6, 6), 2, seed=9), dtype=torch.float64)
     generated = labels_to_one_hot(random_labels((5, 6, 6), 2, seed=10), dtype=torch.float64)
@@ -345,7 +345,8 @@ def _laths(size=64, width=2, seed=0):
 
 
 def test_coherence_tells_laths_from_speckle_with_the_same_volume_fraction():
-    from lgtutorial.metrics import boundary_coherence, chord_distribution_distance
+    from lgtutorial.statistics.chords import chord_distribution_distance
+    from lgtutorial.statistics.higher_order import boundary_coherence
 
     laths = _laths()
     fraction = float(laths[:, 1].mean())
@@ -359,7 +360,7 @@ def test_coherence_tells_laths_from_speckle_with_the_same_volume_fraction():
 
 
 def test_coherence_can_leave_out_the_regions_of_another_phase():
-    from lgtutorial.metrics import boundary_coherence
+    from lgtutorial.statistics.higher_order import boundary_coherence
 
     laths = _laths(size=64)[0].argmax(0)
     labels = laths.clone()
@@ -376,7 +377,7 @@ def test_coherence_can_leave_out_the_regions_of_another_phase():
 
 
 def test_compare_reports_chord_distribution_distances_and_coherence():
-    from lgtutorial.comparison import compare
+    from lgtutorial.evaluation.compare import compare
 
     reference = _laths(seed=0)
     generator = torch.Generator().manual_seed(2)
@@ -392,7 +393,7 @@ def test_compare_reports_chord_distribution_distances_and_coherence():
 
 
 def test_halves_chord_distance_is_zero_for_a_uniform_pattern_and_large_for_a_mixed_one():
-    from lgtutorial.chords import halves_chord_distance
+    from lgtutorial.statistics.chords import halves_chord_distance
 
     stripes = labels_to_one_hot(torch.tensor([[0, 0, 1, 1, 1] * 8] * 16))
     assert halves_chord_distance(stripes) == [0.0, 0.0]
@@ -418,7 +419,7 @@ def _sparse_particles(size: int, n_particles: int, seed: int) -> torch.Tensor:
 
 
 def test_boundary_mean_chord_is_unbiased_on_a_cut_out_where_edge_dropped_chords_are_not():
-    from lgtutorial.chords import boundary_mean_chord
+    from lgtutorial.statistics.chords import boundary_mean_chord
 
     # a large periodic specimen of sparse particles: the matrix's chords run to a few hundred px
     specimen = _sparse_particles(1024, 1400, seed=0)

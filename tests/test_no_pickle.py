@@ -53,8 +53,8 @@ def test_fit_resume_does_not_run_code_from_the_output_folder(evil, tmp_path):
 
 def test_no_loader_runs_code_from_a_file(evil):
     from lgtutorial.data import load
-    from lgtutorial.material import MaterialStatistics
-    from lgtutorial.pretrained import load_score_model
+    from lgtutorial.grf.material import MaterialStatistics
+    from lgtutorial.score.registry import load_score_model
 
     path, marker = evil
     for loader in (lgtutorial.load_checkpoint, load_score_model, MaterialStatistics.load, load):

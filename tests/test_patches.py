@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.patches import (
+from lgtutorial.score.patches import (
     PatchDataset,
     extract_patches,
     latin_hypercube_centres,

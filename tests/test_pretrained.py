@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.nn import functional
 
-from lgtutorial.pretrained import convert_authors_state_dict, load_authors_checkpoint
-from lgtutorial.schedules import langevin_step_sizes, subsample
-from lgtutorial.training import sample_unconditional
+from lgtutorial.evaluation.training_report import sample_unconditional
+from lgtutorial.score.authors import convert_authors_state_dict
+from lgtutorial.score.registry import load_authors_checkpoint
+from lgtutorial.score.schedules import langevin_step_sizes, subsample
 
 
 # -- an independent forward pass that reads the authors' keys directly ----------------------------
@@ -185,7 +186,7 @@ def test_converted_model_samples_have_the_reference_statistics():
     # 0.16; the full 1000 levels gave vf 0.39 (8 samples of 48x48); a randomly initialized
     # network gives vf 0.83, interface density 0.27. The stand-in reference is a sample of this model.
     from lgtutorial.data import load_reference
-    from lgtutorial.schedules import truncate
+    from lgtutorial.score.schedules import truncate
 
     reference, _ = load_reference("nbsa-proxy")
     model, sigmas = load_authors_checkpoint()

@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 
-from lgtutorial import pretrained
-from lgtutorial.cli import main
+from lgtutorial.cli.main import main
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.settings import TrainingSettings, UNetSettings
-from lgtutorial.training import load_checkpoint, train_score_model
+from lgtutorial.score import registry as pretrained
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.export import export_pretrained
+from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.training import train_score_model
 
 # The tiny models are trained on an in-memory image, so every export says it ships without statistics;
 # test_statistics_follow_the_export checks that warning once.
@@ -35,7 +37,7 @@ def checkpoint(tmp_path_factory):
 
 def test_export_then_load_gives_the_checkpoints_ema_model(checkpoint, tmp_path):
     shipped = tmp_path / "shipped"
-    path = pretrained.export_pretrained(checkpoint, "tiny", directory=shipped)
+    path = export_pretrained(checkpoint, "tiny", directory=shipped)
     assert path == shipped / "tiny.pt" and pretrained.available(directory=shipped) == ["tiny"]
     ema, sigmas, state = load_checkpoint(checkpoint, weights="ema")
     raw, _, _ = load_checkpoint(checkpoint, weights="model")
@@ -63,7 +65,7 @@ def test_export_then_load_gives_the_checkpoints_ema_model(checkpoint, tmp_path):
     assert "Interim weights" not in card and "None: the run ended without writing" in card
     assert "After training ends" not in card and "From the checkpoint it was exported from" in card
     # the same model through the generic loader (what load_score_model and the CLI use), also by file
-    from lgtutorial.hybrid import load_score_model
+    from lgtutorial.score.registry import load_score_model
 
     for source in (path, checkpoint):
         other, other_sigmas = load_score_model(str(source))
@@ -80,18 +82,18 @@ def test_a_training_report_beside_the_checkpoint_goes_into_the_card(checkpoint, 
     (run / "summary.json").write_text(json.dumps({"preset": "case1-cpu", "provenance": {"steps_done": 4}}))
     (run / "report.json").write_text(json.dumps(report))
     (run / "report.md").write_text("| statistic | phase | samples | training |\n|---|---|---|---|\n| vf | 1 | 0.4 | 0.37 |\n")
-    pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped")
+    export_pretrained(run, "with-report", directory=tmp_path / "shipped")
     card = (tmp_path / "shipped" / "with-report.md").read_text()
     assert "| vf | 1 | 0.4 | 0.37 |" in card and "2 unconditional samples" in card and "`case1-cpu`" in card
     assert pretrained.load("with-report", directory=tmp_path / "shipped").provenance["preset"] == "case1-cpu"
     # a report of another step (the run went on after this checkpoint) is left out
     (run / "summary.json").write_text(json.dumps({"preset": "case1-cpu", "provenance": {"steps_done": 8}}))
     with pytest.raises(ValueError, match="exists already"):  # a name is never replaced by accident
-        pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped")
+        export_pretrained(run, "with-report", directory=tmp_path / "shipped")
     card_path = tmp_path / "shipped" / "with-report.md"
     card_path.write_text(card_path.read_text().replace("## Licence", "## Known limit: no laths\n\nWritten by hand.\n\n"
                                                                      "## Licence"))
-    pretrained.export_pretrained(run, "with-report", directory=tmp_path / "shipped", overwrite=True)
+    export_pretrained(run, "with-report", directory=tmp_path / "shipped", overwrite=True)
     card = card_path.read_text()
     assert "None: the run ended" in card and "2 unconditional samples" not in card  # regenerated...
     # ...but what the maintainers wrote by hand survives the re-export, once, before the licence
@@ -100,25 +102,25 @@ def test_a_training_report_beside_the_checkpoint_goes_into_the_card(checkpoint, 
 
 
 def test_statistics_follow_the_export(checkpoint, tmp_path):
-    from lgtutorial.material import MaterialStatistics
+    from lgtutorial.grf.material import MaterialStatistics
 
     shipped = tmp_path / "shipped"
     labels = torch.randint(0, 2, (16, 16), generator=torch.Generator().manual_seed(0))
     stats = MaterialStatistics.from_microstructure(labels_to_one_hot(labels[None], n_phases=2), name="speckle",
                                                    periodic=True)
-    pretrained.export_pretrained(checkpoint, "tiny", directory=shipped, statistics=stats)
+    export_pretrained(checkpoint, "tiny", directory=shipped, statistics=stats)
     assert "## Statistics of the training micrograph" in pretrained.model_card("tiny", directory=shipped)
     assert pretrained.load_statistics("tiny", directory=shipped).name == "speckle"
     # re-exported where the micrograph cannot be loaded: a warning, and the old card's section does not
     # survive to describe statistics the new file lacks
     with pytest.warns(UserWarning, match="ships without its statistics"):
-        pretrained.export_pretrained(checkpoint, "tiny", directory=shipped, overwrite=True)
+        export_pretrained(checkpoint, "tiny", directory=shipped, overwrite=True)
     assert "## Statistics of the training micrograph" not in pretrained.model_card("tiny", directory=shipped)
 
 
 def test_unknown_missing_and_corrupt_models_give_clear_errors(checkpoint, tmp_path):
     shipped = tmp_path / "shipped"
-    path = pretrained.export_pretrained(checkpoint, "tiny", directory=shipped)
+    path = export_pretrained(checkpoint, "tiny", directory=shipped)
     with pytest.raises(ValueError, match=r"unknown pretrained model 'nope'; expected one of: tiny"):
         pretrained.load("nope", directory=shipped)
     with pytest.raises(ValueError, match=r"expected one of: none"):
@@ -132,7 +134,7 @@ def test_unknown_missing_and_corrupt_models_give_clear_errors(checkpoint, tmp_pa
     with pytest.raises(FileNotFoundError, match=r"'tiny' is listed in .*index.toml but its weights .* are missing"):
         pretrained.load("tiny", directory=shipped)
     with pytest.raises(ValueError, match=r"name must be lower-case letters"):
-        pretrained.export_pretrained(checkpoint, "Bad Name", directory=shipped)
+        export_pretrained(checkpoint, "Bad Name", directory=shipped)
     with pytest.raises(ValueError, match=r"no shipped score model for 4-phase statistics"):
         pretrained.default_model(4)
 
@@ -147,7 +149,7 @@ def test_the_cli_exports_into_a_folder(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize(("name", "channels", "reference", "sigma_max"),
                          [("lgtutorial-case1", 1, "nbsa-proxy", 20.0), ("lgtutorial-case2", 3, "ti-alpha-beta", 50.0)])
 def test_the_shipped_models_load_with_their_settings(name, channels, reference, sigma_max):
-    from lgtutorial.hybrid import load_score_model
+    from lgtutorial.score.registry import load_score_model
 
     assert name in pretrained.available()
     model, sigmas = load_score_model(name)  # the hybrid generator's loader takes the names

@@ -9,11 +9,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lgtutorial.grf import GaussianRandomField, segment_preserving_fractions
-from lgtutorial.metrics import boundary_coherence, chord_lengths
+from lgtutorial.grf.field import GaussianRandomField, segment_preserving_fractions
+from lgtutorial.grf.settings import GRFSettings
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.settings import GRFSettings, HybridSettings, TrainingSettings
-from lgtutorial.statistics import two_point_statistics, volume_fractions
+from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.score.settings import TrainingSettings
+from lgtutorial.statistics.chords import chord_lengths
+from lgtutorial.statistics.higher_order import boundary_coherence
+from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

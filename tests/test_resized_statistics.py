@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lgtutorial import data
-from lgtutorial.extrapolation import statistics_row_for_shape
-from lgtutorial.grf import GaussianRandomField, statistics_row
+from lgtutorial.grf.field import GaussianRandomField, statistics_row
+from lgtutorial.grf.interpolation import statistics_row_for_shape
 
 
 @pytest.mark.requires_data("ngrf-two-phase-elongated", "ngrf-three-phase-elongated")

@@ -3,18 +3,17 @@
 import pytest
 import torch
 
-from lgtutorial.sampling import (
+from lgtutorial.sampling.integrators import (
     annealed_langevin,
     crop_embedding,
-    from_model_channels,
     interior_mask,
     periodic_embed,
     refresh_embedding,
-    to_model_channels,
     truncated_schedule,
     with_circular_padding,
 )
-from lgtutorial.schedules import geometric_sigmas
+from lgtutorial.score.channels import from_model_channels, to_model_channels
+from lgtutorial.score.schedules import geometric_sigmas
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

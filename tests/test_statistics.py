@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.statistics import centre, two_point_statistics, volume_fractions
+from lgtutorial.statistics.two_point import centre, two_point_statistics, volume_fractions
 
 from .conftest import random_labels
 
@@ -127,7 +127,7 @@ def test_centre_puts_zero_lag_in_the_middle(small_three_phase):
 
 
 def test_contact_chances_see_an_exclusion_and_match_counting(small_three_phase):
-    from lgtutorial.statistics import contact_chances
+    from lgtutorial.statistics.two_point import contact_chances
 
     # rows 0 0 1 1 0 0 2 2: phases 1 and 2 never closer than 3 px along x, never neighbours along y
     kept_apart = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2]] * 8])

@@ -12,9 +12,9 @@ import pytest
 import yaml
 import zarr
 
-from lgtutorial.cli import main
-from lgtutorial.sweep import check_store, generate_sample, run_sweep
-from lgtutorial.sweep_design import load_design, parse_design, sample_seed
+from lgtutorial.cli.main import main
+from lgtutorial.sweep.design import load_design, parse_design, sample_seed
+from lgtutorial.sweep.run import check_store, generate_sample, run_sweep
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep_small.yaml"
 # two 2-phase references with clearly different volume fractions (0.35 and 0.66 for phase 1)
@@ -129,8 +129,8 @@ def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
 
 
 def test_a_sweep_sampler_block_makes_the_generator_keywords_generate_makes():
-    from lgtutorial.hybrid import generator_options
-    from lgtutorial.settings import HybridSettings
+    from lgtutorial.sampling.hybrid import generator_options
+    from lgtutorial.sampling.settings import HybridSettings
 
     design = parse_design(tiny(model="nbsa-authors-checkpoint", sampler={"name": "faithful", "n_levels": 30,
                                                                          "sigma_c": 0.5, "padding": 8}))
@@ -297,7 +297,7 @@ def test_a_hybrid_sweep_with_the_authors_model(client, tmp_path):
 
 
 def test_statistics_sources_are_checked_before_any_task(tmp_path):
-    from lgtutorial.sweep import load_sources
+    from lgtutorial.sweep.design import load_sources
 
     np.save(tmp_path / "not-statistics.npy", np.full((2, 8, 8), 0.5))
     design = parse_design(tiny(references=None, statistics=["not-statistics.npy"], theta=None, shape=None),
@@ -309,7 +309,7 @@ def test_statistics_sources_are_checked_before_any_task(tmp_path):
 def test_local_gpu_workers_are_pinned_one_gpu_each(monkeypatch):
     from types import SimpleNamespace
 
-    from lgtutorial.sweep import PinGPU
+    from lgtutorial.sweep.run import PinGPU
 
     plugin = PinGPU(["2", "5"])  # e.g. CUDA_VISIBLE_DEVICES=2,5 in the shell that started the sweep
     seen = []
@@ -324,9 +324,9 @@ def test_a_sweep_sample_uses_the_named_sampler(monkeypatch, tmp_path):
     """A design's sampler.name reaches the generator (default 'fast', as for generate)."""
     import torch
 
-    import lgtutorial.hybrid as hybrid
-    from lgtutorial.material import MaterialStatistics
-    from lgtutorial.sweep import generate_sample
+    import lgtutorial.sampling.hybrid as hybrid
+    from lgtutorial.grf.material import MaterialStatistics
+    from lgtutorial.sweep.run import generate_sample
 
     stats = MaterialStatistics.from_microstructure(
         torch.nn.functional.one_hot((torch.arange(32 * 32).view(32, 32) // 3 % 2)[None]).movedim(-1, 1).float(),

@@ -8,18 +8,12 @@ import math
 import pytest
 import torch
 
-from lgtutorial.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
-from lgtutorial.training import (
-    _update_ema,
-    denoising_score_matching_loss,
-    load_checkpoint,
-    sample_unconditional,
-    segment_model_output,
-    shortened_schedule,
-    train_score_model,
-    training_report,
-)
-from lgtutorial.unet import ScoreUNet
+from lgtutorial.evaluation.training_report import sample_unconditional, shortened_schedule, training_report
+from lgtutorial.score.channels import segment_model_output
+from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
+from lgtutorial.score.training import _update_ema, denoising_score_matching_loss, train_score_model
+from lgtutorial.score.unet import ScoreUNet
 
 TINY_MODEL = UNetSettings(channels=1, latent_channels=6, depth=1, num_blocks=1)
 TINY = TrainingSettings(patch_size=16, n_patches=120, batch_size=8, steps=16, eval_every=8, checkpoint_every=8,
@@ -149,7 +143,7 @@ def test_refusals_say_what_is_wrong(trained, tmp_path):
 
     with pytest.raises(ValueError, match="not an lgtutorial score-model checkpoint.*load_authors_checkpoint"):
         load_checkpoint(fetch("nbsa-authors-checkpoint"))
-    from lgtutorial.pretrained import load_authors_checkpoint
+    from lgtutorial.score.registry import load_authors_checkpoint
 
     # every score-model loader also takes a training checkpoint: it hands back the EMA weights
     via_loader, _ = load_authors_checkpoint(folder / "checkpoint.pt")
@@ -169,7 +163,7 @@ def test_segmentation_of_model_output():
 
 
 def test_shortened_schedule_caps_the_step_ratio():
-    from lgtutorial.schedules import geometric_sigmas
+    from lgtutorial.score.schedules import geometric_sigmas
 
     sigmas = geometric_sigmas(20.0, 0.01, 1000)
     levels, steps = shortened_schedule(sigmas, 100)
@@ -199,7 +193,7 @@ def test_unconditional_samples_and_report(trained):
 
 @pytest.mark.requires_data("nbsa-proxy")
 def test_cli_train_writes_checkpoint_and_report(tmp_path):
-    from lgtutorial.cli import main
+    from lgtutorial.cli.main import main
 
     out = tmp_path / "cli"
     assert main(["train", "nbsa-proxy", "--preset", "case1-cpu", "--steps", "2", "--batch-size", "4",
@@ -212,7 +206,7 @@ def test_cli_train_writes_checkpoint_and_report(tmp_path):
 
 
 def test_dihedral_augmentation_draws_every_symmetry_and_keeps_each_patch_whole():
-    from lgtutorial.training import dihedral_augment
+    from lgtutorial.score.training import dihedral_augment
 
     patches = torch.rand(4000, 3, 5, 5)
     out = dihedral_augment(patches, generator=torch.Generator().manual_seed(0))
@@ -292,7 +286,7 @@ def test_log_normal_setting_is_checked_and_named_in_the_model_card():
         with pytest.raises(ValueError, match="noise_log_normal.*the \\(mean, positive std\\) of ln sigma"):
             TrainingSettings(noise_log_normal=bad)
     # the model card names the law in words, and reads a card from before the setting as the paper's draw
-    from lgtutorial._model_card import paper_differences
+    from lgtutorial.score.model_card import paper_differences
     model = dataclasses.asdict(UNetSettings.preset("case2-cpu"))
     drawn = dataclasses.replace(TrainingSettings.preset("case2-cpu"), noise_log_normal=(math.log(0.45), 1.2))
     rows = {label: (paper, ours) for label, paper, ours in paper_differences(model, dataclasses.asdict(drawn))}

@@ -2,8 +2,8 @@
 
 import torch
 
-from lgtutorial.settings import TrainingSettings, UNetSettings
-from lgtutorial.training import train_score_model
+from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.training import train_score_model
 
 
 def _micro(size=32, seed=0):

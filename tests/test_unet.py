@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lgtutorial.settings import UNET_PRESETS, UNetSettings
-from lgtutorial.unet import InstanceNormPlusPlus, ScoreUNet, receptive_field
+from lgtutorial.score.settings import UNET_PRESETS, UNetSettings
+from lgtutorial.score.unet import InstanceNormPlusPlus, ScoreUNet, receptive_field
 
 TINY = UNetSettings(channels=1, latent_channels=6, depth=2, num_blocks=1)
 

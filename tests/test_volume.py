@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial.grf import GaussianRandomField, statistics_row
+from lgtutorial.grf.field import GaussianRandomField, statistics_row
 from lgtutorial.microstructure import labels_to_one_hot
-from lgtutorial.sampling import with_circular_padding
-from lgtutorial.settings import UNetSettings
-from lgtutorial.unet import ScoreUNet
-from lgtutorial.volume import ANNEALED_PASSES, VolumeGenerator
-from lgtutorial.volume_export import load_tiff_stack, plot_orthogonal_slices, save_tiff_stack
-from lgtutorial.volume_score import SliceScore, slice_score
-from lgtutorial.volume_slices import slice_statistics, volume_slices
-from lgtutorial.volume_statistics import (
+from lgtutorial.sampling.integrators import with_circular_padding
+from lgtutorial.score.settings import UNetSettings
+from lgtutorial.score.unet import ScoreUNet
+from lgtutorial.volume.export import load_tiff_stack, plot_orthogonal_slices, save_tiff_stack
+from lgtutorial.volume.generator import ANNEALED_PASSES, VolumeGenerator
+from lgtutorial.volume.slice_score import SliceScore, slice_score
+from lgtutorial.volume.slices import slice_statistics, volume_slices
+from lgtutorial.volume.statistics import (
     ORIENTATIONS,
     isotropic_statistics,
     radial_profiles,
@@ -122,7 +122,7 @@ def test_grf_volumes_of_isotropic_statistics_look_alike_in_all_three_orientation
 
 
 def test_transversely_isotropic_statistics_keep_the_long_axis():
-    from lgtutorial.chords import chord_lengths
+    from lgtutorial.statistics.chords import chord_lengths
 
     section = blobs(stretch=4)  # features four times longer along the section's first axis (z)
     statistics = transversely_isotropic_statistics(section, (32, 32, 32))
@@ -264,7 +264,7 @@ def test_likelihood_widths_stop_narrowing_above_width_voxels(monkeypatch):
     # below WIDTH_VOXELS the widths narrow as 1/sqrt(voxels): the same volume-fraction error pulls every voxel
     # equally hard at any size; above it they are held, so a volume 8x larger is pulled 8x less per voxel
     # (at 128^3 the narrower widths made the first pass oscillate into a one-phase volume)
-    from lgtutorial import volume as volume_module
+    from lgtutorial.volume import generator as volume_module
 
     def pull(side: int) -> float:
         generator = VolumeGenerator.from_micrograph(blobs(), lambda x, sigma: torch.zeros_like(x),
@@ -343,7 +343,8 @@ def test_bad_input_is_refused_with_what_was_expected(tmp_path):
 
 @pytest.mark.requires_data("nbsa-proxy")
 def test_shipped_case1_model_refines_a_volume_of_nbsa_statistics():
-    from lgtutorial import data, pretrained
+    from lgtutorial import data
+    from lgtutorial.score import registry as pretrained
 
     micrograph, _ = data.load("nbsa-proxy")
     model, sigmas = pretrained.load_with_sigmas("lgtutorial-case1")

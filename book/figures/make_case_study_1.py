@@ -31,13 +31,16 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, compare, load_reference  # noqa: E402
+from lgtutorial._checks import resolve_device  # noqa: E402
 from lgtutorial._io import save_figure, save_text  # noqa: E402
-from lgtutorial.criteria import chord_table, chords_closer, fine_phases  # noqa: E402
-from lgtutorial.extrapolation import statistics_row  # noqa: E402
-from lgtutorial.hybrid import default_volume_fraction_shift, load_score_model  # noqa: E402
+from lgtutorial.evaluation.criteria import chord_table, chords_closer, fine_phases  # noqa: E402
+from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
-from lgtutorial.samplers import sampler_from_noise  # noqa: E402
-from lgtutorial.settings import resolve_device  # noqa: E402
+from lgtutorial.sampling.samplers import (
+    default_volume_fraction_shift,
+    sampler_from_noise,  # noqa: E402
+)
+from lgtutorial.score.registry import load_score_model  # noqa: E402
 
 #: Case study 1 as the paper reports it (Robertson et al. 2023, Section 5.1.1 and Appendix B; SPEC section 6).
 PAPER = {
@@ -57,9 +60,9 @@ def generator_options(sigmas, levels, sampler) -> dict:
 
 def done_criterion(comparison, *, patch_size: int, paper_spread: float) -> dict:
     """The issue's check: the hybrid's chord lengths closer to the reference's than the GRF's for every
-    fine phase (:func:`lgtutorial.criteria.fine_phases`: reference mean chord at most half the patch)
+    fine phase (:func:`lgtutorial.evaluation.criteria.fine_phases`: reference mean chord at most half the patch)
     along x and y, measured as the total-variation distance between the distributions
-    (:func:`lgtutorial.criteria.chords_closer`; the mean chord of a periodic 2-phase structure is
+    (:func:`lgtutorial.evaluation.criteria.chords_closer`; the mean chord of a periodic 2-phase structure is
     fixed by its 1- and 2-point statistics, which the GRF matches), and the hybrid's mean volume
     fraction within the paper's reported spread (1 sigma) of the reference's."""
     rows = {(r["model"], r["phase"]): r for r in comparison.rows}

@@ -43,14 +43,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, compare, load_reference  # noqa: E402
+from lgtutorial._checks import resolve_device  # noqa: E402
 from lgtutorial._io import fresh_directory, save_figure, save_text  # noqa: E402
-from lgtutorial.criteria import chord_table_by_phase, chords_closer  # noqa: E402
-from lgtutorial.extrapolation import statistics_row  # noqa: E402
-from lgtutorial.hybrid import load_score_model  # noqa: E402
+from lgtutorial.evaluation.criteria import chord_table_by_phase, chords_closer  # noqa: E402
+from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import full_resolution_dpi, show_microstructures  # noqa: E402
-from lgtutorial.samplers import SAMPLERS, sampler_from_noise  # noqa: E402
-from lgtutorial.settings import resolve_device  # noqa: E402
-from lgtutorial.training import load_checkpoint  # noqa: E402
+from lgtutorial.sampling.samplers import SAMPLERS, sampler_from_noise  # noqa: E402
+from lgtutorial.score.checkpoints import load_checkpoint  # noqa: E402
+from lgtutorial.score.registry import load_score_model  # noqa: E402
 
 #: Names of the phases in the paper's figures, in the reference's channel order.
 PHASE_NAMES = ("yellow", "teal", "dark blue")
@@ -96,7 +96,7 @@ def rows_by_model(comparison) -> dict:
 
 def chord_table(comparison, *, axis: str = "x") -> str:
     """Table 1 of the paper (mean +- std chord lengths, px) with this ensemble's rows beside it
-    (:func:`lgtutorial.criteria.chord_table_by_phase`, the paper's column order and, along x, its rows)."""
+    (:func:`lgtutorial.evaluation.criteria.chord_table_by_phase`, the paper's column order and, along x, its rows)."""
     order = (0, 2, 1)  # the paper's columns: yellow, dark blue, teal
     paper = ({f"{model}, paper": [PAPER["x_chord"][model][k] for k in order] for model in ("reference", "GRF", "hybrid")}
              if axis == "x" else None)
@@ -106,7 +106,7 @@ def chord_table(comparison, *, axis: str = "x") -> str:
 
 def done_criterion(comparison) -> dict:
     """The issue's check: for every fine phase the hybrid's mean x and y chord lengths are closer to
-    the reference's than the GRF's (:func:`lgtutorial.criteria.chords_closer` by mean), and every
+    the reference's than the GRF's (:func:`lgtutorial.evaluation.criteria.chords_closer` by mean), and every
     phase's mean volume fraction error is no larger than the paper's (|mean error| + std of the
     paper's hybrid ensemble)."""
     rows = rows_by_model(comparison)
@@ -146,7 +146,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="registry name or training checkpoint path")
     parser.add_argument("--sampler", default="fast", choices=sorted(SAMPLERS),
-                        help="sampler of the hybrid generator (lgtutorial.samplers.SAMPLERS)")
+                        help="sampler of the hybrid generator (lgtutorial.sampling.samplers.SAMPLERS)")
     parser.add_argument("--levels", type=int, default=None,
                         help="levels of the sampler's schedule over 50 -> 0.01 (default: the sampler's own)")
     parser.add_argument("--samples", type=int, default=8, help="hybrid (and paired GRF) samples")

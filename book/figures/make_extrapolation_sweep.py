@@ -13,7 +13,7 @@ same sweep on the full 256 x 256 grid, once per sampler configuration, and saves
         --config levels1000 --config levels200
 
 A configuration is ``levelsN`` (the paper's sampler over an N-level 20 -> 0.01 schedule; N = 1000
-is the paper's) or ``sampler:NAME`` (a named sampler of ``lgtutorial.hybrid``, where available).
+is the paper's) or ``sampler:NAME`` (a named sampler of ``lgtutorial.sampling.hybrid``, where available).
 Finished configurations are cached in ``--cache`` so that adding one does not redo the others.
 The authors' case-study-1 score model refines every sample from sigma_c = 0.75 with the
 volume-fraction posterior.
@@ -33,11 +33,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from lgtutorial import HybridGenerator, interpolate_statistics, load_reference, volume_fractions  # noqa: E402
+from lgtutorial._checks import resolve_device  # noqa: E402
 from lgtutorial._io import atomic_write  # noqa: E402
-from lgtutorial.extrapolation import resize_microstructure, statistics_row, two_point_error  # noqa: E402
-from lgtutorial.hybrid import load_score_model  # noqa: E402
+from lgtutorial.grf.field import statistics_row  # noqa: E402
+from lgtutorial.grf.interpolation import resize_microstructure, two_point_error
 from lgtutorial.plotting import show_microstructures  # noqa: E402
-from lgtutorial.settings import resolve_device  # noqa: E402
+from lgtutorial.score.registry import load_score_model  # noqa: E402
 
 THETAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 HERE = Path(__file__).parent

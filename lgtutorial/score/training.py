@@ -1,0 +1,434 @@
+"""Training the score model by denoising score matching.
+
+Robertson et al. 2023, Section 3.2 (after Song & Ermon 2019): the network learns the score of
+the patch distribution blurred by Gaussian noise at every level of a geometric schedule.
+
+The checkpoint file lives in :mod:`lgtutorial.score.checkpoints` and judging a model by its unconditional
+samples in :mod:`lgtutorial.evaluation.training_report`; their names are re-exported here
+(``from lgtutorial.score.training import load_checkpoint, sample_unconditional`` keeps working).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from lgtutorial._checks import resolve_device
+from lgtutorial.score.checkpoints import (
+    CHECKPOINT_NAME,
+    check_same_run,
+    read_checkpoint,
+    save_checkpoint,
+)
+from lgtutorial.score.patches import make_patch_datasets
+from lgtutorial.score.schedules import geometric_sigmas
+from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.unet import ScoreUNet
+
+__all__ = [
+    "denoising_score_matching_loss",
+    "train_score_model",
+    "TrainingRun",
+    "trained_levels",
+    "steps_for_budget",
+    "TrainingInterrupted",
+]
+
+
+def denoising_score_matching_loss(
+    model: ScoreUNet, clean: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Generator | None = None,
+    log_normal: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Denoising score matching with one random noise level per example (Eq. (4), Robertson et al. 2023).
+
+    ``l = (1/2) sigma_i^2 || s(x~, sigma_i) + (x~ - x) / sigma_i^2 ||^2`` with ``x~ = x + sigma_i z``.
+    Because the score is ``model(x~) / sigma_i``, this is ``(1/2) || model(x~) + z ||^2``: the
+    network predicts minus the (unit) noise. Summed over pixels, averaged over the batch.
+
+    Args:
+        model: the score network.
+        clean: ``(n, C, h, w)`` training patches.
+        sigmas: ``(L,)`` noise levels (on ``clean``'s device).
+        generator: ``torch.Generator`` on ``clean``'s device for the levels and the noise.
+        log_normal: ``(mean, std)`` of ``ln sigma``: draw each example's level from that log-normal
+            law, clamped to ``[min(sigmas), max(sigmas)]``, instead of uniformly from ``sigmas`` (the
+            paper). The network takes no noise level, so any level in the range is valid.
+    """
+    if log_normal is None:
+        levels = torch.randint(len(sigmas), (clean.shape[0],), generator=generator, device=clean.device)
+        sigma = sigmas[levels].view(-1, 1, 1, 1)
+    else:
+        mean, std = log_normal
+        log_sigma = mean + std * torch.randn((clean.shape[0], 1, 1, 1), generator=generator, device=clean.device)
+        sigma = log_sigma.exp().clamp(float(sigmas.min()), float(sigmas.max())).to(clean.dtype)
+    noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
+    output = model(clean + sigma * noise)
+    return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()
+
+
+def dihedral_augment(patches: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each square patch of ``(n, C, h, h)`` under its own random symmetry of the square (8 in all).
+
+    A transpose (drawn with probability 1/2) followed by independent flips of rows and columns
+    gives each of the 8 elements of the dihedral group with equal probability. Phase fractions,
+    chord lengths along the two axes taken together, and any feature's shape survive; a preferred
+    direction in the image frame does not.
+
+    >>> x = torch.arange(4.0).view(1, 1, 2, 2)
+    >>> sorted({tuple(dihedral_augment(x, generator=torch.Generator().manual_seed(s)).flatten().tolist())
+    ...         for s in range(64)}) == sorted({tuple(t.flatten().tolist()) for t in
+    ...     (x, x.flip(-1), x.flip(-2), x.flip(-1, -2), x.mT, x.mT.flip(-1), x.mT.flip(-2), x.mT.flip(-1, -2))})
+    True
+    """
+    if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2]:
+        raise ValueError(f"expected square patches (n, C, h, h), got {tuple(patches.shape)}")
+    ops = torch.randint(8, (patches.shape[0],), generator=generator, device=patches.device).view(-1, 1, 1, 1)
+    out = torch.where(ops >= 4, patches.transpose(-1, -2), patches)
+    out = torch.where(ops % 2 == 1, out.flip(-1), out)
+    return torch.where((ops // 2) % 2 == 1, out.flip(-2), out)
+
+
+def trained_levels(sigmas: torch.Tensor, train_sigma_max: float | None) -> torch.Tensor:
+    """The levels of ``sigmas`` a model is trained on: all, or those up to ``train_sigma_max``.
+
+    The hybrid generator only visits ``sigma <= sigma_c`` (0.75 in the paper), so training on the
+    levels above it spends steps (most of them, for a 20 -> 0.01 schedule) where the hybrid never
+    goes. The schedule itself is kept whole: the samplers place their levels on it as before.
+
+    >>> from lgtutorial.score.schedules import geometric_sigmas
+    >>> levels = trained_levels(geometric_sigmas(20.0, 0.01, 1000), 1.5)
+    >>> len(levels), round(float(levels[0]), 3)
+    (659, 1.494)
+    """
+    if train_sigma_max is None:
+        return sigmas
+    top = float(train_sigma_max)
+    if not math.isfinite(top) or top <= float(sigmas.min()):
+        raise ValueError(f"train_sigma_max must be a number above the smallest level {float(sigmas.min()):.4g}, "
+                         f"got {train_sigma_max!r}")
+    return sigmas[sigmas <= top]
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TrainingRun:
+    """The outcome of :func:`train_score_model`."""
+
+    model: ScoreUNet
+    """the EMA weights (the ones to sample with), in eval mode"""
+    raw_model: ScoreUNet
+    """the optimized weights themselves"""
+    sigmas: torch.Tensor
+    """``(L,)`` training noise levels"""
+    patches: object
+    """:class:`lgtutorial.score.patches.PatchSplit` used for training and testing"""
+    history: dict
+    """lists ``step``, ``train_loss``, ``test_loss`` (EMA weights on up to 256 test patches with fixed
+    noise), ``learning_rate``: one entry per evaluation, the first at step 0 (train loss NaN). The test
+    loss is measured with dropout off, as the samplers run the network, the training loss with it on:
+    a test loss that rises while the training loss falls can be the network leaning on its dropout
+    rather than over-fitting (``benchmarks/dropout_gap.py`` measures both modes on both patch sets)"""
+    checkpoint: Path | None
+    """the checkpoint file (None when no output folder was given)"""
+    stopped_at_time_limit: bool = False
+    """True when ``time_limit_s`` ran out before ``settings.steps`` (the weights are those of the last step)"""
+    wall_time_s: float = 0.0
+    """training wall time over every run of this checkpoint (resumed runs included), as the checkpoint records it"""
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """Seed of one step's randomness (batch, levels, noise, dropout): resumed runs repeat it exactly."""
+    return ((seed & 0x7FFFFFFF) << 32) + step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM after writing its checkpoint (``step``, ``checkpoint``)."""
+
+    def __init__(self, step: int, checkpoint):
+        super().__init__(f"training interrupted at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class _DeferredInterrupt:
+    """Turn the first Ctrl-C or SIGTERM into a flag checked between steps (a second Ctrl-C interrupts at once)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self.requested = True
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc):
+        import signal
+
+        for signum, previous in self._previous.items():
+            if not (self.requested and signum == signal.SIGINT):
+                signal.signal(signum, previous)
+        return False
+
+
+def _load_reference(reference) -> tuple[torch.Tensor, dict]:
+    from lgtutorial import data
+    from lgtutorial.microstructure import check_microstructure
+
+    if isinstance(reference, torch.Tensor):
+        micro = check_microstructure(reference.detach().cpu().float())
+        digest = hashlib.sha256(micro.numpy().tobytes()).hexdigest()
+        return micro, {"name": "in-memory tensor", "sha256": digest, "periodic": False, "shape": list(micro.shape)}
+    micro, meta = data.load(reference)
+    digest = hashlib.sha256(Path(meta["path"]).read_bytes()).hexdigest()
+    return micro, {"name": meta.get("name", Path(str(reference)).stem), "path": meta["path"], "sha256": digest,
+                   "periodic": bool(meta.get("periodic", False)), "shape": list(micro.shape)}
+
+
+@torch.no_grad()
+def _update_ema(ema: ScoreUNet, model: ScoreUNet, step: int, decay: float) -> None:
+    """``ema <- d ema + (1 - d) theta`` with the warm-up ``d = min(decay, (1 + step) / (10 + step))``."""
+    rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
+    for average, parameter in zip(ema.parameters(), model.parameters()):
+        average.lerp_(parameter.detach(), rate)
+
+
+def train_score_model(
+    reference,
+    *,
+    model_settings: UNetSettings,
+    training_settings: TrainingSettings,
+    output=None,
+    resume: bool = False,
+    periodic: bool | None = None,
+    progress: bool = True,
+    callback=None,
+    time_limit_s: float | None = None,
+) -> TrainingRun:
+    """Train a score U-Net on patches of one micrograph by denoising score matching (Section 3.2).
+
+    Adam (0.9, 0.999), a one-cycle cosine learning rate, gradient-norm clipping, an EMA of the
+    weights with warm-up; autocast to 16-bit floats on CUDA. Every step's randomness (batch, noise
+    levels, noise, dropout) is seeded from ``(seed, step)``, so a run interrupted and resumed from
+    its checkpoint ends with the same weights as an uninterrupted one.
+
+    Args:
+        reference: registry name, file path or one-hot tensor ``(1, N, H, W)``.
+        model_settings: the architecture; ``channels`` must be 1 for 2 phases, N otherwise.
+        training_settings: the recipe (:class:`~lgtutorial.score.settings.TrainingSettings`).
+        output: folder for ``checkpoint.pt`` (written atomically every ``checkpoint_every`` steps,
+            at the end and on Ctrl-C); None keeps everything in memory.
+        resume: ``True``: continue from ``output/checkpoint.pt`` (same settings required; an error when
+            there is none); ``"if-present"``: continue if there is one, else start.
+        periodic: cut patches across the edges (default: the registry's flag; tensors: False).
+        progress: show a tqdm progress bar.
+        callback: called after every step with ``{"step", "loss", "model", "ema"}``; raising
+            ``KeyboardInterrupt`` there stops the run cleanly (checkpoint written).
+        time_limit_s: wall-clock seconds this call may train (None: no limit). When they run out
+            the run stops after the current step, evaluates and saves, and returns with
+            ``stopped_at_time_limit=True``; resuming it continues the same plan. ``fit`` uses it so
+            that a budget holds even when the machine turns out slower than measured.
+    """
+    if time_limit_s is not None and not (isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s)
+                                         and time_limit_s > 0):
+        raise ValueError(f"time_limit_s: expected a positive number of seconds or None, got {time_limit_s!r}")
+    settings = training_settings
+    device = resolve_device(settings.device)
+    micro, source = _load_reference(reference)
+    n_phases = micro.shape[1]
+    wanted = 1 if n_phases == 2 else n_phases
+    if model_settings.channels != wanted:
+        raise ValueError(f"a {n_phases}-phase reference needs a model with {wanted} channel(s), "
+                         f"got channels={model_settings.channels}")
+    periodic = source["periodic"] if periodic is None else bool(periodic)
+    split = make_patch_datasets(micro, patch_size=settings.patch_size, n_patches=settings.n_patches,
+                                train_fraction=settings.train_fraction, seed=settings.seed, periodic=periodic,
+                                channels=model_settings.channels)
+    split.train.to(device)
+    split.test.to(device)
+    evaluation_set = split.test if len(split.test) else split.train
+    evaluation_clean = evaluation_set.batch(torch.arange(min(256, len(evaluation_set))), device=device)
+    sigmas = geometric_sigmas(settings.sigma_max, settings.sigma_min, settings.n_levels, device=device)
+    trained = trained_levels(sigmas, settings.train_sigma_max)
+
+    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(settings.seed)).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.initial_lr, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.peak_lr, total_steps=settings.steps, pct_start=settings.warmup_fraction,
+        anneal_strategy="cos", div_factor=settings.peak_lr / settings.initial_lr,
+        final_div_factor=settings.initial_lr / settings.final_lr, cycle_momentum=False)
+    use_amp = settings.mixed_precision and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    history = {"step": [], "train_loss": [], "test_loss": [], "learning_rate": []}
+    step, wall_before, loss_sum, loss_count = 0, 0.0, 0.0, 0
+    path = Path(output) / CHECKPOINT_NAME if output is not None else None
+    if resume and path is None:
+        raise ValueError("resume=True needs the output folder that holds the checkpoint")
+    if resume is True and path is not None and not path.exists():
+        raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {path.parent} (start without resume, "
+                                "or use resume='if-present')")
+    if path is not None and path.exists():
+        if not resume:
+            raise ValueError(f"{path} already exists; pass resume=True (CLI: --resume) to continue it, "
+                             "or choose a new output folder")
+        state = read_checkpoint(path)
+        check_same_run(state, model_settings, settings, source, path)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        history, step = state["history"], state["step"]
+        wall_before, loss_sum, loss_count = state["provenance"]["wall_time_s"], state["loss_sum"], state["loss_count"]
+    started = time.perf_counter()
+
+    def save() -> None:
+        if path is None:
+            return
+        from lgtutorial._version import __version__
+
+        provenance = {"reference": source, "seed": settings.seed, "steps_done": step,
+                      "wall_time_s": wall_before + time.perf_counter() - started, "device": str(device),
+                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                      "torch_version": str(torch.__version__), "lgtutorial_version": __version__,
+                      "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "periodic_patches": periodic}
+        save_checkpoint(path, step=step, model_settings=model_settings, settings=settings, sigmas=sigmas, model=model,
+                        ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history,
+                        loss_sum=loss_sum, loss_count=loss_count, provenance=provenance)
+
+    def evaluate() -> float:
+        generator = torch.Generator(device=device).manual_seed(settings.seed + 1)
+        chunks = evaluation_clean.split(max(settings.batch_size, 64))
+        with torch.no_grad():
+            return sum(float(denoising_score_matching_loss(ema, chunk, trained, generator=generator,
+                                                           log_normal=settings.noise_log_normal)) * len(chunk)
+                       for chunk in chunks) / len(evaluation_clean)
+
+    if step == 0 and not history["step"]:  # the untrained model's test loss, for comparison
+        history["step"].append(0)
+        history["train_loss"].append(math.nan)
+        history["test_loss"].append(evaluate())
+        history["learning_rate"].append(scheduler.get_last_lr()[0])
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="training", unit="step")
+    generator = torch.Generator(device=device)
+    consistent = True
+    last_saved = time.perf_counter()
+    out_of_time = False
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _DeferredInterrupt() as stop:
+            while step < settings.steps:
+                if stop.requested:
+                    raise KeyboardInterrupt
+                consistent = False
+                torch.manual_seed(_step_seed(settings.seed, step))  # dropout
+                generator.manual_seed(_step_seed(settings.seed, step))
+                index = torch.randint(len(split.train), (settings.batch_size,), generator=generator, device=device)
+                clean = split.train.batch(index, device=device)
+                if settings.augment:
+                    clean = dihedral_augment(clean, generator=generator)
+                model.train()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = denoising_score_matching_loss(model, clean, trained, generator=generator,
+                                                         log_normal=settings.noise_log_normal)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                _update_ema(ema, model, step, settings.ema_decay)
+                step += 1
+                loss_value = float(loss.detach())
+                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+                consistent = True
+                out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+                if step % settings.eval_every == 0 or step == settings.steps or out_of_time:
+                    history["step"].append(step)
+                    history["train_loss"].append(loss_sum / loss_count)
+                    history["test_loss"].append(evaluate())
+                    history["learning_rate"].append(scheduler.get_last_lr()[0])
+                    loss_sum, loss_count = 0.0, 0
+                    bar.set_postfix(loss=f"{history['train_loss'][-1]:.1f}", test=f"{history['test_loss'][-1]:.1f}")
+                if (step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time
+                        or time.perf_counter() - last_saved > 60 * settings.checkpoint_minutes):
+                    save()
+                    last_saved = time.perf_counter()
+                bar.update(1)
+                if callback is not None:
+                    callback({"step": step, "loss": loss_value, "model": model, "ema": ema})
+                if out_of_time and step < settings.steps:
+                    bar.write(f"time limit of {time_limit_s / 60:.1f} min reached at step {step:,} of "
+                              f"{settings.steps:,}; the weights of that step are kept")
+                    break
+    except KeyboardInterrupt:
+        if consistent:
+            save()
+        if path is not None and consistent:
+            raise TrainingInterrupted(step, path) from None
+        raise
+    finally:
+        bar.close()
+    model.eval()
+    return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps,
+                       wall_time_s=wall_before + time.perf_counter() - started)
+
+
+def steps_for_budget(model_settings: UNetSettings, training_settings: TrainingSettings, minutes: float, *,
+                     probe_steps: int = 6, share: float = 0.93) -> int:
+    """Optimizer steps that fit in ``minutes`` of training on this machine, measured.
+
+    Times ``probe_steps`` steps (after one warm-up step) of the same model, batch and patch size on
+    random data, with the threads torch has now, and keeps ``share`` of the budget for the steps
+    (the rest covers test-loss evaluations, checkpoints and patch cutting). The learning-rate
+    cycle then spans the budget.
+    """
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"the training budget must be a positive number of minutes, got {minutes!r}")
+    device = resolve_device(training_settings.device)
+    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(0)).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=training_settings.initial_lr)
+    size, channels = training_settings.patch_size, model_settings.channels
+    clean = torch.rand(training_settings.batch_size, channels, size, size, device=device)
+    sigmas = geometric_sigmas(training_settings.sigma_max, training_settings.sigma_min, 50, device=device)
+
+    def step():
+        loss = denoising_score_matching_loss(model, clean, sigmas)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(probe_steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_step = (time.perf_counter() - started) / probe_steps
+    return max(1, int(minutes * 60 * share / per_step))
