@@ -22,9 +22,10 @@ from _report import emit_table
 
 from lgtutorial import data
 from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.loss import denoising_score_matching_loss
 from lgtutorial.score.patches import make_patch_datasets
 from lgtutorial.score.settings import TrainingSettings
-from lgtutorial.score.training import denoising_score_matching_loss, trained_levels
+from lgtutorial.score.training import trained_levels
 
 
 def losses(path, *, n_patches: int = 256, seed: int = 1) -> dict:

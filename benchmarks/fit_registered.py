@@ -107,12 +107,12 @@ def main(argv=None) -> None:
 
 
 def _region_checks(name: str, row: dict) -> dict:
-    """The fit's connected-region checks (:func:`lgtutorial.fitting.fit.region_checks`) for a row fitted before
+    """The fit's connected-region checks (:func:`lgtutorial.fitting.checks.region_checks`) for a row fitted before
     the fit measured them, from the GRF and hybrid samples saved in its folder."""
     import numpy as np
 
     from lgtutorial import data
-    from lgtutorial.fitting.fit import region_checks
+    from lgtutorial.fitting.checks import region_checks
 
     folder = Path(row["output"])
     reference, meta = data.load(name)
@@ -132,7 +132,7 @@ def _noise_floor(name: str) -> list[float]:
 
 
 def _table(rows: dict, names: list[str], minutes: float, samples: int) -> str:
-    from lgtutorial.fitting.fit import FINE_FEATURE_PX
+    from lgtutorial.fitting.plan import FINE_FEATURE_PX
 
     lines = [f"`lgtutorial fit MICROGRAPH --minutes M` on each registered micrograph the case studies do "
              f"not use; {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "

@@ -33,7 +33,7 @@ def _baseline(folder: Path, reference, phases) -> dict:
     """What the fit measured with its own sampler, plus the region distances if its summary lacks them."""
     import numpy as np
 
-    from lgtutorial.fitting.fit import region_checks
+    from lgtutorial.fitting.checks import region_checks
 
     checks = json.loads((folder / "summary.json").read_text())["checks"]
     if "region_distances" not in checks:
@@ -61,7 +61,9 @@ def main() -> None:
     import numpy as np
 
     from lgtutorial import data
-    from lgtutorial.fitting.fit import _generate_and_report, finest_mean_chord, plan_fit
+    from lgtutorial.fitting.fit import _generate_and_report
+    from lgtutorial.fitting.inspect import finest_mean_chord
+    from lgtutorial.fitting.plan import plan_fit
 
     rows = []
     for name in args.folders:

@@ -46,7 +46,7 @@ from lgtutorial import load_reference
 from lgtutorial._checks import resolve_device
 from lgtutorial.grf.field import statistics_row
 from lgtutorial.sampling.hybrid import HybridGenerator
-from lgtutorial.sampling.samplers import SAMPLERS, default_volume_fraction_shift
+from lgtutorial.sampling.samplers import SAMPLERS
 from lgtutorial.sampling.samples import finalize
 from lgtutorial.score.registry import load_score_model
 from lgtutorial.statistics.chords import chord_distribution_distance, chord_lengths
@@ -104,8 +104,7 @@ def run_arm(name, configuration, row, model, sigmas, starts, *, seed, batch_size
     """Refine ``starts`` with one configuration; time it, count evaluations, track memory."""
     setup_started = time.perf_counter()
     generator = HybridGenerator.from_statistics(
-        row, model, shape=tuple(starts.shape[-2:]), sigmas=sigmas, sampler=configuration,
-        volume_fraction_shift=default_volume_fraction_shift(MODEL, configuration), device=device,
+        row, model, shape=tuple(starts.shape[-2:]), sigmas=sigmas, sampler=configuration, device=device,
     )
     side = (starts.shape[-2] + 2 * generator.padding, starts.shape[-1] + 2 * generator.padding)
     with torch.no_grad():  # warm-up (and compilation) at the working size

@@ -28,10 +28,8 @@ from _report import emit_table  # noqa: E402
 from lgtutorial import data  # noqa: E402
 from lgtutorial._io import atomic_write  # noqa: E402
 from lgtutorial.evaluation.compare import compare  # noqa: E402
-from lgtutorial.grf.field import (
-    segment_preserving_fractions,  # noqa: E402
-    statistics_row,  # noqa: E402
-)
+from lgtutorial.grf.field import statistics_row  # noqa: E402
+from lgtutorial.grf.segmentation import segment_preserving_fractions  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
 from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.score.registry import load_score_model  # noqa: E402

@@ -36,7 +36,8 @@ from _report import emit_table
 
 from lgtutorial import data
 from lgtutorial._io import atomic_write
-from lgtutorial.grf.field import segment_argmax, statistics_row
+from lgtutorial.grf.field import statistics_row
+from lgtutorial.grf.segmentation import segment_argmax
 from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.sampling.samplers import SAMPLERS, sampler_schedule
 from lgtutorial.score.registry import load_score_model

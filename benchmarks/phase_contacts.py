@@ -22,7 +22,7 @@ LAGS = (1, 2, 4, 8, 16)
 
 
 def main(argv=None) -> None:
-    from lgtutorial.fitting.fit import phase_contacts
+    from lgtutorial.fitting.checks import phase_contacts
 
     args, micro, meta, ensembles = load_fitted(__doc__.splitlines()[0], argv)
     folder = Path(args.folder)

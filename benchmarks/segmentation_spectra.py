@@ -28,33 +28,12 @@ import torch
 from _report import emit_table
 
 from lgtutorial import data
-from lgtutorial.grf.field import GaussianRandomField, segment_argmax, segment_preserving_fractions
-from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.grf.field import GaussianRandomField
+from lgtutorial.grf.segmentation import segment_argmax, segment_preserving_fractions
 from lgtutorial.statistics.two_point import two_point_statistics
+from lgtutorial.synthetic import blobs, ring_lamellae
 
 RULES = ("raw field", "preserve", "quantile", "argmax", "auto")
-
-
-def ring_lamellae(size: int, period: float, n_phases: int = 2, seed: int = 0) -> torch.Tensor:
-    """Fingerprint-like lamellae: a Gaussian field with a ring spectrum at 1/period, thresholded."""
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(size, dtype=torch.float64)
-    radius = (k[:, None] ** 2 + k[None, :] ** 2).sqrt()
-    ring = torch.exp(-0.5 * ((radius - 1.0 / period) / (0.12 / period)) ** 2)
-    noise = torch.randn(size, size, generator=generator, dtype=torch.float64)
-    field = torch.fft.ifft2(torch.fft.fft2(noise) * ring).real
-    edges = torch.quantile(field.flatten(), torch.linspace(0, 1, n_phases + 1, dtype=torch.float64)[1:-1])
-    return labels_to_one_hot(torch.bucketize(field, edges)[None])
-
-
-def blobs(size: int, width: float, n_phases: int, seed: int = 0) -> torch.Tensor:
-    """Isotropic coarse features: smoothed noise cut into ``n_phases`` equal quantiles."""
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(size, dtype=torch.float64)
-    low = torch.exp(-2 * math.pi**2 * width**2 * (k[:, None] ** 2 + k[None, :] ** 2))
-    field = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * low).real
-    edges = torch.quantile(field.flatten(), torch.linspace(0, 1, n_phases + 1, dtype=torch.float64)[1:-1])
-    return labels_to_one_hot(torch.bucketize(field, edges)[None])
 
 
 def autocovariance(m: torch.Tensor) -> torch.Tensor:
@@ -118,9 +97,9 @@ def main() -> None:
     cases = {
         "synthetic lamellae, period 3.5 px": ring_lamellae(256, 3.5),
         "synthetic lamellae, period 6 px": ring_lamellae(256, 6.0),
-        "synthetic lamellae, 3 phases, period 4 px": ring_lamellae(256, 4.0, n_phases=3),
-        "synthetic blobs, 3 phases, 4 px": blobs(256, 4.0, 3),
-        "synthetic blobs, 4 phases, 8 px": blobs(256, 8.0, 4),
+        "synthetic lamellae, 3 phases, period 4 px": ring_lamellae(256, 4.0, fractions=[1 / 3] * 3),
+        "synthetic blobs, 3 phases, 4 px": blobs(256, 4.0, fractions=[1 / 3] * 3),
+        "synthetic blobs, 4 phases, 8 px": blobs(256, 8.0, fractions=[1 / 4] * 4),
     }
     for entry in data.list_references("micrograph"):
         if entry.shipped:

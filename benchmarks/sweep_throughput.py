@@ -41,7 +41,8 @@ from lgtutorial.cli.generate import run_generate
 from lgtutorial.sampling.samplers import evaluations_at
 from lgtutorial.sampling.settings import HybridSettings
 from lgtutorial.score.registry import load_score_model
-from lgtutorial.sweep.design import load_sources, parse_design, point_row
+from lgtutorial.sweep.design import load_sources, point_row
+from lgtutorial.sweep.parsing import parse_design
 from lgtutorial.sweep.run import connect, run_sweep
 
 REFERENCES = ["nbsa-proxy", "ngrf-two-phase-elongated"]

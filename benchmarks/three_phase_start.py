@@ -33,7 +33,7 @@ from _report import emit_table  # noqa: E402
 from lgtutorial import data  # noqa: E402
 from lgtutorial._io import atomic_write  # noqa: E402
 from lgtutorial.evaluation.compare import compare  # noqa: E402
-from lgtutorial.fitting.fit import inspect_micrograph  # noqa: E402
+from lgtutorial.fitting.inspect import inspect_micrograph  # noqa: E402
 from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
 from lgtutorial.sampling.hybrid import HybridGenerator

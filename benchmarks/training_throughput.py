@@ -1,9 +1,10 @@
 """Training throughput of the score U-Net presets: optimizer steps per second.
 
-One step is what :func:`lgtutorial.score.training.train_score_model` does per batch: denoising score
-matching loss (forward), backward, gradient-norm clipping, Adam, the one-cycle learning-rate
-update and the EMA update, on random patches of the preset's size (no data needed). Mixed
-precision on CUDA as in the trainer.
+One step is the trainer's own (:class:`lgtutorial.score.step.TrainingStep`, timed by
+:func:`lgtutorial.score.step.seconds_per_step`, as the fitting planner times it): a batch cut from
+the patches, denoising score matching loss (forward), backward, gradient-norm clipping, Adam, the
+one-cycle learning-rate update and the EMA update, on random patches of the preset's size (no data
+needed). Mixed precision on CUDA as in the trainer.
 
 Run: python benchmarks/training_throughput.py [--batch-size 32] [--min-seconds 10] [--output FILE]
 Prints a Markdown table; timings, not assertions. On a shared machine, compare only runs made
@@ -13,58 +14,27 @@ under the same load (the load average is printed).
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import os
 import platform
-import time
 
 import torch
 from _report import emit_table
 
 from lgtutorial._checks import resolve_device
-from lgtutorial.score.schedules import geometric_sigmas
 from lgtutorial.score.settings import TRAINING_PRESETS, UNET_PRESETS
-from lgtutorial.score.training import _update_ema, denoising_score_matching_loss
+from lgtutorial.score.step import seconds_per_step
 from lgtutorial.score.unet import ScoreUNet
 
 
 def steps_per_second(preset: str, *, batch_size: int, device: torch.device, min_seconds: float,
                      max_steps: int = 10_000) -> tuple[float, int, int]:
     """Steps per second for ``preset`` after two warm-up steps; returns (rate, parameters, steps timed)."""
-    model_settings, settings = UNET_PRESETS[preset], TRAINING_PRESETS[preset]
-    generator = torch.Generator(device=device).manual_seed(0)
-    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(0)).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.initial_lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.peak_lr, total_steps=max_steps + 2,
-                                                    cycle_momentum=False)
-    sigmas = geometric_sigmas(settings.sigma_max, settings.sigma_min, settings.n_levels, device=device)
-    size = settings.patch_size
-    patches = (torch.rand(256, model_settings.channels, size, size, generator=generator, device=device) > 0.6).float()
-    use_amp = device.type == "cuda" and settings.mixed_precision
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-
-    def step(k: int) -> None:
-        index = torch.randint(len(patches), (batch_size,), generator=generator, device=device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            loss = denoising_score_matching_loss(model, patches[index], sigmas, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        _update_ema(ema, model, k, settings.ema_decay)
-        float(loss.detach())  # the trainer reads the loss every step (a device sync)
-
-    step(0)
-    step(1)
-    count, start = 0, time.perf_counter()
-    while count < max_steps:
-        step(count + 2)
-        count += 1
-        if time.perf_counter() - start >= min_seconds:
-            break
-    return count / (time.perf_counter() - start), model.n_parameters, count
+    model_settings = UNET_PRESETS[preset]
+    settings = dataclasses.replace(TRAINING_PRESETS[preset], batch_size=batch_size, device=str(device))
+    seconds, count = seconds_per_step(model_settings, settings, warmup=2, min_steps=1, min_seconds=min_seconds,
+                                      max_steps=max_steps)
+    return 1.0 / seconds, ScoreUNet(model_settings).n_parameters, count
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Quality per CPU-minute: train for fixed wall-clock budgets, then refine the same GRF starts.
 
 For each training preset (recipe) and each budget, a score model is trained for that many minutes
-(:func:`lgtutorial.score.training.steps_for_budget` turns minutes into steps on this machine, so the
+(:func:`lgtutorial.score.step.steps_for_budget` turns minutes into steps on this machine, so the
 learning-rate cycle spans the budget), then the hybrid generator refines the *same* GRF starts
 (same statistics, same seed, same sampler) with it. Reported per model and phase: volume-fraction
 error, total-variation distances between the chord-length distributions along x and y (whole
@@ -39,7 +39,8 @@ from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.score.checkpoints import load_checkpoint
 from lgtutorial.score.registry import load_score_model
 from lgtutorial.score.settings import TRAINING_PRESETS, UNET_PRESETS
-from lgtutorial.score.training import steps_for_budget, train_score_model
+from lgtutorial.score.step import steps_for_budget
+from lgtutorial.score.training import train_score_model
 
 
 def refine(model, sigmas, row, *, size, n_samples, sampler, seed, device):

@@ -42,7 +42,8 @@ def measure(side: int, sampler: str, scheme: str, n_volumes: int, device_name: s
     from lgtutorial import data
     from lgtutorial._checks import resolve_device
     from lgtutorial.score import registry as pretrained
-    from lgtutorial.volume.generator import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
+    from lgtutorial.volume.generator import VolumeGenerator
+    from lgtutorial.volume.settings import ANNEALED_PASSES, FINAL_SIGMA
     from lgtutorial.volume.slices import slice_statistics
     from lgtutorial.volume.statistics import isotropic_statistics
 

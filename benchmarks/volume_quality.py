@@ -54,13 +54,13 @@ def main() -> None:
     parser.add_argument("--sampler", default="fast")
     parser.add_argument("--scheme", default="passes", choices=["passes", "mean"])
     parser.add_argument("--annealed", action="store_true",
-                        help="annealed passes (lgtutorial.volume.generator.ANNEALED_PASSES) instead of two rounds at SIGMA_PASS")
+                        help="annealed passes (lgtutorial.volume.settings.ANNEALED_PASSES) instead of two rounds at VolumeSettings.sigma_pass")
     parser.add_argument("--levels", default=None, metavar="START:END:COUNT",
                         help="annealed passes with COUNT geometric levels from START to END (instead of ANNEALED_PASSES)")
     parser.add_argument("--final-sigma", type=float, default=None,
                         help="end with one denoising step of all three orientations from this noise level")
     parser.add_argument("--final-draws", type=int, default=None,
-                        help="noise draws averaged in the final step (default: lgtutorial.volume.generator.FINAL_DRAWS)")
+                        help="noise draws averaged in the final step (default: lgtutorial.volume.settings.FINAL_DRAWS)")
     parser.add_argument("--save-volumes", default=None, metavar="PATH", help="also save the volumes (torch.save)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -73,14 +73,10 @@ def main() -> None:
     from lgtutorial.grf.field import statistics_row
     from lgtutorial.sampling.hybrid import HybridGenerator
     from lgtutorial.score import registry as pretrained
+    from lgtutorial.score.schedules import annealed_levels
     from lgtutorial.statistics.two_point import volume_fractions
-    from lgtutorial.volume.generator import (
-        ANNEALED_PASSES,
-        FINAL_DRAWS,
-        SIGMA_PASS,
-        VolumeGenerator,
-        annealed_levels,
-    )
+    from lgtutorial.volume.generator import VolumeGenerator
+    from lgtutorial.volume.settings import ANNEALED_PASSES, FINAL_DRAWS, VolumeSettings
     from lgtutorial.volume.slices import slice_statistics
     from lgtutorial.volume.statistics import ORIENTATIONS, isotropic_statistics
 
@@ -92,7 +88,7 @@ def main() -> None:
 
     started = time.perf_counter()
     statistics = isotropic_statistics(micrograph, (side, side, side))
-    sigma_pass = ANNEALED_PASSES if args.annealed else SIGMA_PASS
+    sigma_pass = ANNEALED_PASSES if args.annealed else VolumeSettings.sigma_pass
     args.final_draws = FINAL_DRAWS if args.final_draws is None else args.final_draws
     if args.levels:
         try:

@@ -11,13 +11,9 @@ from lgtutorial.evaluation.compare import compare
 from lgtutorial.evaluation.training_report import sample_unconditional
 from lgtutorial.fitting.fit import fit
 from lgtutorial.generation import Generation, generate
-from lgtutorial.grf.field import (
-    GaussianRandomField,
-    interpolate_statistics,
-    segment_argmax,
-    segment_preserving_fractions,
-)
-from lgtutorial.grf.interpolation import interpolated_field
+from lgtutorial.grf.field import GaussianRandomField
+from lgtutorial.grf.interpolation import interpolate_statistics, interpolated_field
+from lgtutorial.grf.segmentation import segment_argmax, segment_preserving_fractions
 from lgtutorial.microstructure import check_microstructure, labels_to_one_hot, one_hot_to_labels
 from lgtutorial.sampling.conditioning import volume_fraction_posterior
 from lgtutorial.sampling.hybrid import HybridGenerator

@@ -3,8 +3,7 @@
 One function decides what the command line used to decide for itself: where the statistics come
 from (a ``.npy`` of 2-point statistics, a reference micrograph, or the statistics the model carries),
 which score model (the default model, or one chosen by the number of phases), whether that model fits
-the material (a warning, or an error unless ``force``), and the generator's keywords (sampler,
-volume-fraction shift, collapse guard) from :class:`~lgtutorial.sampling.settings.HybridSettings`. It writes
+the material (a warning, or an error unless ``force``), and hands the settings' refinement options to the generator whole. It writes
 nothing; ``lgtutorial generate`` (:func:`lgtutorial.cli.generate.run_generate`) is this plus files,
 figures and a summary.
 
@@ -106,7 +105,7 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
     from lgtutorial import data
     from lgtutorial.grf.field import statistics_row
     from lgtutorial.grf.interpolation import load_statistics_row
-    from lgtutorial.sampling.hybrid import HybridGenerator, generator_options
+    from lgtutorial.sampling.hybrid import HybridGenerator
     from lgtutorial.score.registry import default_model, load_score_model
 
     settings = settings or HybridSettings()
@@ -138,13 +137,11 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
         check_model_material(model_name, row, name, force=settings.force)
     phases = list(phases or [f"phase {n}" for n in range(row.shape[0])])
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
-    generator = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigmas=sigmas,
-                                                **generator_options(settings, model_name))
+    generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas)
     if on_ready is not None:
         on_ready(generator, model_name, name)
     started = time.perf_counter()
-    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
-                               return_grf=True, progress=progress)
+    samples = generator.sample(settings.n_samples, seed=settings.seed, return_grf=True, progress=progress)
     return Generation(samples=samples, generator=generator, settings=settings, model=model_name, name=name,
                       phases=phases, shape=shape, statistics_row=row, reference=reference, material=material,
                       device=device, seconds=time.perf_counter() - started)

@@ -59,3 +59,76 @@ def test_subpackages_hold_only_their_docstring_and_nothing_reexports_by_getattr(
     for module in PACKAGE.rglob("*.py"):
         names = {node.name for node in ast.parse(module.read_text()).body if isinstance(node, ast.FunctionDef)}
         assert "__getattr__" not in names, f"{module} has a module __getattr__"
+
+
+def _imports_of_lgtutorial(source: str):
+    """Every ``from lgtutorial... import name`` in ``source``, at any depth (magics and shell lines dropped)."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "lgtutorial":
+            for alias in node.names:
+                yield node.module, alias.name
+
+
+def test_every_import_of_the_package_in_the_repository_resolves():
+    """Benchmarks, tools, figure scripts and chapters name each thing by its one home (they are not all run
+    by the tests, so a moved name would otherwise break them silently)."""
+    import importlib
+    import json
+
+    sources = {str(path): path.read_text() for folder in ("benchmarks", "tools", "book/figures", "tests", "lgtutorial")
+               for path in (ROOT / folder).rglob("*.py")}
+    for notebook in (ROOT / "book").glob("*.ipynb"):
+        cells = json.loads(notebook.read_text())["cells"]
+        sources[str(notebook)] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    broken = []
+    for where, source in sources.items():
+        for module, name in _imports_of_lgtutorial(source):
+            try:
+                imported = importlib.import_module(module)
+            except ImportError as error:
+                broken.append(f"{where}: {module} ({error})")
+                continue
+            if not hasattr(imported, name):
+                try:
+                    importlib.import_module(f"{module}.{name}")
+                except ImportError:
+                    broken.append(f"{where}: from {module} import {name}")
+    assert not broken, "\n".join(broken)
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(path.relative_to(PACKAGE)): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def _repeated_blocks(sources: dict[str, str], size: int = 6) -> list[str]:
+    """Places where the same ``size`` code lines (blank lines, comments and imports skipped, white space
+    folded) stand twice."""
+    seen, repeats = {}, []
+    for where, source in sources.items():
+        lines = [(number, " ".join(line.split())) for number, line in enumerate(source.splitlines(), 1)]
+        code = [(n, text) for n, text in lines if text and not text.startswith(("#", "import ", "from ", '"""'))
+                and text not in (")", "]", "}", "):", "],", "},", "else:", "try:", "return", "continue")]
+        for k in range(len(code) - size + 1):
+            block = tuple(text for _, text in code[k:k + size])
+            here = f"{where}:{code[k][0]}"
+            if block in seen and not seen[block].startswith(f"{where}:") or block in seen and \
+                    abs(int(seen[block].rsplit(":", 1)[1]) - code[k][0]) >= size:
+                repeats.append(f"{seen[block]} ~ {here}")
+            seen.setdefault(block, here)
+    return repeats
+
+
+def test_no_block_of_six_lines_is_written_twice_in_the_package_or_across_chapters():
+    import json
+
+    package = {str(path.relative_to(ROOT)): path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
+    assert not _repeated_blocks(package), _repeated_blocks(package)[:10]
+    chapters = {}
+    for notebook in sorted((ROOT / "book").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        chapters[notebook.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    repeats = [r for r in _repeated_blocks(chapters) if r.split(":")[0] != r.split(" ~ ")[1].split(":")[0]]
+    assert not repeats, repeats[:10]

@@ -15,12 +15,13 @@ import torch
 from PIL import Image
 
 from lgtutorial.cli.main import COMMANDS, main
+from lgtutorial.synthetic import lamellae
 
 
 @pytest.fixture
 def files(tmp_path):
     """Small inputs: a good 2-phase micrograph, broken files of several kinds."""
-    labels = (np.add.outer(np.arange(48), np.arange(48)) // 5 % 2).astype(np.uint8)
+    labels = lamellae(48, period=7, angle=45).argmax(1)[0].numpy().astype(np.uint8)  # diagonal bands
     np.save(tmp_path / "good.npy", labels)
     Image.fromarray(labels * 255).save(tmp_path / "good.png")
     (tmp_path / "garbage.png").write_bytes(b"this is not an image")
@@ -49,7 +50,7 @@ CASES = [
     (["evaluate", "{d}/good.npy", "--ensemble", "nameless.npy"], 2, "--ensemble expects NAME=PATH"),
     (["evaluate", "{d}/good.npy", "--ensemble", "A={d}/missing.npy"], 2, "no such file"),
     (["evaluate", "{d}/good.npy", "--ensemble", "A={d}/good.npy", "--n-components", "0"], 2, "--n-components"),
-    (["generate", "--step-lr", "nan"], 2, "--step-lr (step_lr): expected a positive finite step size, got nan"),
+    (["generate", "--step-lr", "nan"], 2, "--step-lr (step_lr): expected a positive finite step size, or none, got nan"),
     (["generate", "--step-lr", "-1"], 2, "--step-lr (step_lr)"),
     (["generate", "--n-samples", "0"], 2, "--n-samples (n_samples)"),
     (["generate", "--sampler", "quick"], 2, "--sampler (sampler): expected one of faithful, fast"),
@@ -62,8 +63,14 @@ CASES = [
     (["train", "{d}/good.npy", "--resume", "--output", "{d}/never-trained"], 2, "nothing to resume"),
     (["pretrained", "export", "{d}/missing.pt", "x"], 2, "no checkpoint file"),
     (["pretrained", "export", "{d}/good.npy", "Bad Name"], 2, "name must be lower-case"),
-    (["fit", "{d}/good.npy", "--minutes", "0"], 2, "minutes must be a positive number"),
-    (["fit", "{d}/good.npy", "--samples", "0"], 2, "--samples must be a positive integer"),
+    (["train", "{d}/good.npy", "--report-levels", "1"], 2, "--report-levels (report_levels): expected an integer from 2"),
+    (["train", "{d}/good.npy", "--report-samples", "-1"], 2, "--report-samples (report_samples)"),
+    (["train", "{d}/good.npy", "--preset", "fast"], 2, "--preset (preset): expected one of case1, case2"),
+    (["fit", "{d}/good.npy", "--minutes", "0"], 2, "--minutes (minutes): expected a positive finite number"),
+    (["fit", "{d}/good.npy", "--samples", "0"], 2, "--samples (samples): expected a positive integer"),
+    (["fit", "{d}/good.npy", "--sampler", "bogus"], 2, "--sampler (sampler): expected one of faithful, fast"),
+    (["fit", "{d}/good.npy", "--size", "0"], 2, "--size (size): expected a side of at least 2 pixels"),
+    (["fit", "{d}/good.npy", "--patch-size", "96"], 2, "--patch-size (patch_size): the patch size must be between"),
     (["fit", "{d}/good.npy", "--resume", "--output", "{d}/nothing"], 2, "nothing to resume"),
     (["fit", "{d}/garbage.png"], 2, "could not read it"),
     (["sweep", "{d}/missing.yaml"], 2, "missing.yaml"),

@@ -59,6 +59,7 @@ def test_volume_settings_defaults_are_the_volume_generators():
     defaults = inspect.signature(VolumeGenerator.__init__).parameters
     for name in ("scheme", "rounds", "sigma_pass"):
         assert getattr(VolumeSettings(), name) == defaults[name].default, name
+    assert "sampler" not in defaults and "batch_size" not in defaults  # those come whole with the RefinementOptions
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lgtutorial.evaluation.compare import compare
-from lgtutorial.fitting.fit import regions_like_reference
+from lgtutorial.fitting.checks import regions_like_reference
 from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.statistics.clusters import (
     cluster_size_distance,

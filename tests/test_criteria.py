@@ -1,7 +1,6 @@
 """The case studies' chord checks and tables (lgtutorial.evaluation.criteria), against the code they replace."""
 
 import importlib.util
-import math
 from pathlib import Path
 
 import pytest
@@ -15,26 +14,19 @@ from lgtutorial.evaluation.criteria import (
     chords_closer,
     fine_phases,
 )
-from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.synthetic import blobs
 
 PHASES = ["yellow", "teal", "dark blue"]
 
 
-def _labels(seed: int, n: int, width: float) -> torch.Tensor:
-    """``(n, 32, 32)`` labels of three phases: smooth periodic noise cut at two quantiles."""
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(32, dtype=torch.float64)
-    low = torch.exp(-2 * math.pi**2 * width**2 * (k[:, None] ** 2 + k[None, :] ** 2))
-    f = torch.fft.ifft2(torch.fft.fft2(torch.randn(n, 32, 32, generator=generator, dtype=torch.float64)) * low).real
-    cuts = torch.quantile(f.flatten(1), torch.tensor([0.3, 0.7], dtype=torch.float64), dim=1).T
-    return (f > cuts[:, 0, None, None]).long() + (f > cuts[:, 1, None, None]).long()
+SHARES = (0.3, 0.4, 0.3)  # three phases of smooth periodic noise, cut at its 0.3 and 0.7 quantiles
 
 
 @pytest.fixture(scope="module")
 def comparison():
-    reference = labels_to_one_hot(_labels(0, 1, 2.0), n_phases=3)
-    ensembles = {"GRF": labels_to_one_hot(_labels(1, 3, 0.7), n_phases=3),  # finer: other chords
-                 "hybrid": labels_to_one_hot(_labels(2, 3, 2.0), n_phases=3)}  # the reference's kind
+    reference = blobs(32, 2.0, 0, fractions=SHARES)
+    ensembles = {"GRF": torch.cat([blobs(32, 0.7, seed, fractions=SHARES) for seed in (1, 2, 3)]),  # finer: other chords
+                 "hybrid": torch.cat([blobs(32, 2.0, seed, fractions=SHARES) for seed in (4, 5, 6)])}  # the reference's kind
     return compare(reference, ensembles, reference_periodic=True, phase_names=PHASES, three_point_cutoff=2,
                    n_components=2)
 

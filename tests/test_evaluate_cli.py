@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lgtutorial.cli.main import main
-from lgtutorial.evaluation.compare import COLUMNS
+from lgtutorial.evaluation.table import COLUMNS
 from lgtutorial.microstructure import labels_to_one_hot
 
 from .conftest import random_labels

@@ -6,7 +6,6 @@ import torch
 from lgtutorial.cli.main import build_parser
 from lgtutorial.cli.options import from_arguments
 from lgtutorial.grf.field import GaussianRandomField
-from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.sampling.integrators import reverse_diffusion, reverse_diffusion_evaluations
 from lgtutorial.sampling.samplers import (
@@ -16,8 +15,9 @@ from lgtutorial.sampling.samplers import (
     resolve_sampler,
     with_options,
 )
-from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.sampling.settings import HybridSettings, RefinementOptions
 from lgtutorial.score.schedules import geometric_sigmas
+from lgtutorial.synthetic import blobs
 
 
 def gaussian_score(mean: float, std: float):
@@ -39,10 +39,8 @@ class CountingScore:
 
 @pytest.fixture
 def field() -> GaussianRandomField:
-    noise = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    smooth = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(noise, (2, 2, 2, 2), mode="circular"), 5, 1)
-    labels = (smooth[:, 0] > smooth.quantile(0.65)).long()
-    return GaussianRandomField.from_microstructure(labels_to_one_hot(labels, n_phases=2))
+    # a periodic 2-phase structure: features about 3 px across, 35 % phase 1
+    return GaussianRandomField.from_microstructure(blobs(32, 1.4, fractions=(0.65, 0.35)))
 
 
 # -- reverse_diffusion ---------------------------------------------------------------------------
@@ -126,7 +124,7 @@ def test_a_stationary_gaussian_stays_put_under_initial_correctors():
 @pytest.mark.parametrize("name", ["faithful", "fast"])
 def test_the_generator_spends_the_evaluations_it_claims(field, name):
     counter = CountingScore()
-    generator = HybridGenerator(field, counter, sampler=name, padding=4, n_levels=120 if name == "faithful" else None)
+    generator = HybridGenerator(field, counter, sampler=name, padding=4, levels=120 if name == "faithful" else None)
     assert generator.evaluations == 0
     samples = generator.sample(3, seed=0, batch_size=2, progress=False)
     assert counter.evaluations == 3 * generator.evaluations_per_sample
@@ -154,7 +152,7 @@ def test_the_fast_sampler_spends_a_tenth_of_the_papers_evaluations_on_its_schedu
 
 
 def test_sampler_names_and_configurations_are_validated(field):
-    with pytest.raises(ValueError, match="unknown sampler 'quick'; expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-fine, fast-compiled"):
+    with pytest.raises(ValueError, match="--sampler \\(sampler\\): expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-fine, fast-compiled, got 'quick'"):
         HybridGenerator(field, CountingScore(), sampler="quick")
     with pytest.raises(TypeError, match="sampler must be a name"):
         resolve_sampler(3)
@@ -186,11 +184,11 @@ def test_one_default_sampler_for_the_api_the_cli_and_the_sweep_design(field):
     from lgtutorial.sweep.design import SamplerSettings
 
     assert DEFAULT_SAMPLER == "fast"
-    assert inspect.signature(HybridGenerator).parameters["sampler"].default == DEFAULT_SAMPLER
+    assert RefinementOptions().sampler == DEFAULT_SAMPLER and "sampler" not in inspect.signature(HybridGenerator).parameters
     assert HybridSettings().sampler == SamplerSettings().name == DEFAULT_SAMPLER
     # fit leaves the choice to its plan: the default, or "fast-fine" for thin two-phase features (test_fit.py)
     assert build_parser().parse_args(["fit", "micrograph.png"]).sampler is None
-    from lgtutorial.fitting.fit import FitPlan
+    from lgtutorial.fitting.plan import FitPlan
 
     assert inspect.signature(FitPlan).parameters["sampler"].default == DEFAULT_SAMPLER
     assert HybridGenerator(field, CountingScore()).sampler is SAMPLERS[DEFAULT_SAMPLER]
@@ -207,13 +205,13 @@ def test_the_cli_defaults_to_the_fast_sampler_and_offers_the_faithful_one_by_nam
 def test_fast_sampler_with_the_authors_model_reaches_the_target_volume_fraction():
     from lgtutorial.data import load_reference
     from lgtutorial.grf.field import statistics_row
-    from lgtutorial.sampling.samplers import default_volume_fraction_shift
+    from lgtutorial.sampling.samplers import model_volume_fraction_shift
     from lgtutorial.score.registry import load_score_model
 
     model, sigmas = load_score_model("nbsa-authors-checkpoint")
     reference, _ = load_reference("nbsa-proxy")
     # the fast sampler measures the volume fraction on the denoised estimate: no target shift needed
-    assert default_volume_fraction_shift("nbsa-authors-checkpoint", "fast") == 0.0
+    assert model.volume_fraction_shift == 0.0073 and model_volume_fraction_shift(model, "fast") == 0.0
     generator = HybridGenerator.from_statistics(
         statistics_row(reference), model, shape=(64, 64), sigmas=sigmas, sampler="fast",
     )

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from lgtutorial.cli.main import main
-from lgtutorial.fitting.fit import inspect_micrograph, plan_fit
-from lgtutorial.synthetic import blobs
+from lgtutorial.fitting.inspect import inspect_micrograph
+from lgtutorial.fitting.plan import plan_fit
+from lgtutorial.synthetic import blobs, lamellae
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def blobs_png(tmp_path):
 
 
 def test_the_plan_samples_thin_features_with_the_finer_sampler():
-    from lgtutorial.fitting.fit import FINE_FEATURE_PX
+    from lgtutorial.fitting.plan import FINE_FEATURE_PX
     from lgtutorial.microstructure import labels_to_one_hot
 
     grid = torch.zeros(128, 128, dtype=torch.long)  # cells of 14 px walled by lines 2 px wide
@@ -66,8 +67,7 @@ def test_the_plan_deepens_the_network_for_features_wider_than_it_sees():
     asked = plan_fit(labels_to_one_hot(discs[None], n_phases=2), minutes=1, device="cpu", measure_speed=False, depth=1)
     assert asked.model_settings.depth == 1 and "the depth given, D = 1" in asked.describe()
     # three phases keep the CPU variant's D = 2 (deeper measured no better), unless asked
-    field = blobs(128, 10.0)[0, 1] + 2 * blobs(128, 10.0, seed=1)[0, 1]
-    coarse3 = labels_to_one_hot(field.long().clamp_max(2)[None], n_phases=3)
+    coarse3 = blobs(128, 10.0, fractions=(0.25, 0.25, 0.5))
     assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False).model_settings.depth == 2
     assert plan_fit(coarse3, minutes=1, device="cpu", measure_speed=False, depth=3).model_settings.depth == 3
     with pytest.raises(ValueError, match="depth must be an integer from 0 to 6"):
@@ -154,9 +154,8 @@ def test_fit_resume_needs_something_to_resume(blobs_png, tmp_path, capsys):
 
 
 def test_generate_refuses_a_model_trained_on_another_material_unless_forced(tmp_path, capsys):
-    stripes = (np.arange(64)[None, :] // 2 % 2).repeat(64, axis=0).astype(np.uint8)  # 2 px laths, half and half
     path = tmp_path / "laths.npy"
-    np.save(path, stripes)
+    np.save(path, lamellae(64, period=4).argmax(1)[0].numpy().astype(np.uint8))  # 2 px laths, half and half
     options = ["--reference", str(path), "--n-samples", "1"]
     assert main(["generate", *options, "--output", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
@@ -189,9 +188,9 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # a fixed number of steps: what fits in 0.03 min depends on the machine's speed, and a 3-phase model of
     # 5 steps draws a sample where one of 6 collapsed (measured: the fit then rightly exits 1)
-    from lgtutorial.fitting import fit as fitting
+    from lgtutorial.fitting import plan as fitting_plan
 
-    monkeypatch.setattr(fitting, "_steps_for", lambda model, training, minutes: 5)
+    monkeypatch.setattr(fitting_plan, "_steps_for", lambda model, training, minutes: 5)
     fields = torch.stack([blobs(48, 2.0, seed=s)[0, 1] for s in (1, 2)])
     labels = (fields[0] + 2 * fields[1]).clamp_max(2).long()  # 0, 1, 2
     path = tmp_path / "three.npy"
@@ -210,7 +209,8 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
 
 
 def test_the_report_says_which_phases_the_reference_keeps_apart():
-    from lgtutorial.fitting.fit import _contact_lines, phase_contacts
+    from lgtutorial.fitting.checks import phase_contacts
+    from lgtutorial.fitting.report import _contact_lines
     from lgtutorial.microstructure import labels_to_one_hot
 
     apart = labels_to_one_hot([[[0, 0, 1, 1, 0, 0, 2, 2] * 2] * 16])  # 1 and 2 never neighbours
@@ -224,7 +224,7 @@ def test_the_report_says_which_phases_the_reference_keeps_apart():
 
 
 def test_the_chord_check_turns_to_the_mean_chord_only_where_the_distributions_resolve_nothing():
-    from lgtutorial.fitting.fit import chord_verdicts
+    from lgtutorial.fitting.checks import chord_verdicts
 
     means = {"reference": {"x": 110.0, "y": 120.0}, "GRF": {"x": 85.0, "y": 90.0}, "hybrid": {"x": 100.0, "y": 70.0}}
     # both distances within the halves' spread: the mean chord decides, along the worse axis (y: 0.42 > 0.25)

@@ -1,35 +1,21 @@
 """Invariants of the multi-output Gaussian random field (SPEC section 2)."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
-from lgtutorial.grf.field import (
-    GaussianRandomField,
-    gaussian_smooth,
-    interpolate_statistics,
-    segment_argmax,
-    segment_preserving_fractions,
-)
-from lgtutorial.microstructure import labels_to_one_hot
+from lgtutorial.grf.field import GaussianRandomField
+from lgtutorial.grf.interpolation import interpolate_statistics
+from lgtutorial.grf.segmentation import segment_preserving_fractions
 from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
+from lgtutorial.synthetic import blobs, lamellae, ring_lamellae
 
-
-def blobs(shape, n_phases, *, sigma=2.0, seed=0, spatial_dims=2):
-    """A one-hot microstructure with correlated features: argmax of smoothed noise, skewed fractions."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((1, n_phases, *shape), generator=generator, dtype=torch.float64)
-    noise = gaussian_smooth(noise, sigma) + torch.linspace(0, 0.3, n_phases, dtype=torch.float64).view(
-        1, -1, *([1] * spatial_dims)
-    )
-    return segment_argmax(noise)
+SKEWED = (0.27, 0.33, 0.4)  # three phases' volume fractions, the largest last
 
 
 @pytest.fixture(scope="module")
 def three_phase():
-    return blobs((32, 40), 3)
+    return blobs((32, 40), 2.0, fractions=SKEWED).double()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +101,7 @@ def test_argmax_segmentation_and_filter(field):
 
 
 def test_three_dimensional_cube():
-    cube = blobs((12, 12, 12), 2, sigma=1.5, spatial_dims=3)
+    cube = blobs((12, 12, 12), 1.5, fractions=(0.4, 0.6)).double()
     field = GaussianRandomField.from_microstructure(cube, dtype=torch.float64)
     samples = field.sample(4, generator=torch.Generator().manual_seed(0))
     assert samples.raw.shape == (4, 2, 12, 12, 12)
@@ -143,7 +129,7 @@ def test_invalid_statistics_are_rejected(three_phase):
 
 
 def test_round_off_negatives_are_clipped_and_reported():
-    stripes = labels_to_one_hot((torch.arange(16) % 4 == 0).long().repeat(16, 1), dtype=torch.float64)
+    stripes = lamellae(16, period=4, share=0.25).double()
     row = two_point_statistics(stripes)[0, 0].clone()
     tiny = 1e-9  # far below the error threshold, far above float64 round-off
     row[0, 1, 0] -= tiny
@@ -167,7 +153,7 @@ def test_segmentation_rejects_bad_targets():
 
 def test_interpolated_statistics_feed_the_field(three_phase):
     a = two_point_statistics(three_phase)[0, 0]
-    b = two_point_statistics(blobs((32, 40), 3, sigma=3.0, seed=7)[:, [2, 1, 0]])[0, 0]
+    b = two_point_statistics(blobs((32, 40), 3.0, 7, fractions=SKEWED).double()[:, [2, 1, 0]])[0, 0]
     assert torch.equal(interpolate_statistics(a, b, 0.0), a)
     assert torch.allclose(interpolate_statistics(a, b, 1.0), b)
     middle = interpolate_statistics(a, b, 0.4)
@@ -193,27 +179,9 @@ def test_float32_default_and_device(three_phase):
 
 
 # -- segmentation rules: which one keeps the 2-point statistics -------------------------------------
-def _ring_lamellae(size, period, seed=0):
-    """Fingerprint-like 2-phase lamellae of the given period: a ring-spectrum Gaussian field, thresholded."""
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(size, dtype=torch.float64)
-    radius = (k[:, None] ** 2 + k[None, :] ** 2).sqrt()
-    ring = torch.exp(-0.5 * ((radius - 1.0 / period) / (0.12 / period)) ** 2)
-    field = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * ring).real
-    return labels_to_one_hot((field > field.median()).long()[None])
-
-
-def _coarse_blobs(size, width, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(size, dtype=torch.float64)
-    low = torch.exp(-2 * math.pi**2 * width**2 * (k[:, None] ** 2 + k[None, :] ** 2))
-    field = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * low).real
-    return labels_to_one_hot((field > field.quantile(0.6)).long()[None])
-
-
 @pytest.mark.parametrize("case, expected", [("fine", "quantile"), ("coarse", "preserve")])
 def test_auto_segmentation_keeps_the_statistics_of_fine_and_coarse_features(case, expected):
-    micro = _ring_lamellae(128, 3.5) if case == "fine" else _coarse_blobs(128, 5.0)
+    micro = ring_lamellae(128, 3.5) if case == "fine" else blobs(128, 5.0, fractions=(0.6, 0.4))
     field = GaussianRandomField.from_microstructure(micro)
     assert field.choose_segmentation() == expected
     errors = {}

@@ -17,9 +17,11 @@ from lgtutorial.sampling.conditioning import (
     volume_fraction_posterior,
 )
 from lgtutorial.sampling.hybrid import HybridGenerator
-from lgtutorial.sampling.integrators import annealed_langevin, interior_mask, truncated_schedule
+from lgtutorial.sampling.integrators import annealed_langevin, interior_mask
 from lgtutorial.sampling.samples import finalize
+from lgtutorial.score.schedules import truncated_schedule
 from lgtutorial.statistics.two_point import volume_fractions
+from lgtutorial.synthetic import blobs
 
 
 def gaussian_score(mean: float, std: float):
@@ -43,20 +45,10 @@ class ToyModel(torch.nn.Module):
         return (self.conv(x) - x) / (0.05 + sigma**2)
 
 
-def two_phase_microstructure(size: int = 32, seed: int = 0) -> torch.Tensor:
-    """A periodic 2-phase structure: thresholded smooth noise, about 35 % phase 1."""
-    noise = torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(seed))
-    for _ in range(3):
-        noise = torch.nn.functional.avg_pool2d(
-            torch.nn.functional.pad(noise, (1, 1, 1, 1), mode="circular"), 3, 1
-        )
-    labels = (noise[:, 0] > noise.quantile(0.65)).long()
-    return labels_to_one_hot(labels, n_phases=2)
-
-
 @pytest.fixture
 def field() -> GaussianRandomField:
-    return GaussianRandomField.from_microstructure(two_phase_microstructure())
+    # a periodic 2-phase structure: features about 3 px across, 35 % phase 1
+    return GaussianRandomField.from_microstructure(blobs(32, 1.4, fractions=(0.65, 0.35)))
 
 
 # -- the posterior wrapper ---------------------------------------------------------------------
@@ -140,7 +132,7 @@ def test_posterior_rejects_bad_targets_and_shapes():
 
 # -- statistics on another grid ------------------------------------------------------------------
 def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
-    micro = two_phase_microstructure(48)
+    micro = blobs(48, 1.4, fractions=(0.65, 0.35))
     row = statistics_row(micro)
     assert statistics_row_for_shape(row, (48, 48)) is not None
     torch.testing.assert_close(statistics_row_for_shape(row, (48, 48)), row)
@@ -158,7 +150,7 @@ def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
 
 # -- the generator -------------------------------------------------------------------------------
 def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(field):
-    generator = HybridGenerator(field, ToyModel(), sampler="faithful", n_levels=60, padding=4)
+    generator = HybridGenerator(field, ToyModel(), sampler="faithful", levels=60, padding=4)
     first = generator.sample(3, seed=1, return_grf=True, progress=False, batch_size=2)
     again = generator.sample(3, seed=1, progress=False, batch_size=2)  # same seed and batches: same samples
     other = generator.sample(3, seed=2, progress=False)
@@ -183,7 +175,7 @@ def test_conditioning_brings_a_biased_model_to_the_target(field):
             field,
             gaussian_score(0.2, 0.1),
             sampler="faithful",
-            n_levels=200,
+            levels=200,
             padding=0,
             periodic="none",
             condition_volume_fraction=condition,
@@ -196,7 +188,7 @@ def test_conditioning_brings_a_biased_model_to_the_target(field):
 def test_more_than_two_phases_refine_the_raw_field():
     labels = torch.arange(24).view(1, 24).expand(24, 24) // 8  # three stripes, periodic
     field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
-    samples = HybridGenerator(field, ToyModel(channels=3), sampler="faithful", n_levels=40, padding=4).sample(
+    samples = HybridGenerator(field, ToyModel(channels=3), sampler="faithful", levels=40, padding=4).sample(
         2, seed=0, return_grf=True, progress=False
     )
     assert samples.microstructures.shape == (2, 3, 24, 24)
@@ -221,7 +213,7 @@ def test_the_fast_samplers_segment_the_start_for_three_phases_too():
 
 def test_circular_mode_uses_a_periodic_copy_of_the_model(field):
     model = ToyModel()
-    generator = HybridGenerator(field, model, sampler="faithful", n_levels=30, periodic="circular")
+    generator = HybridGenerator(field, model, sampler="faithful", levels=30, periodic="circular")
     assert generator.model.conv.padding_mode == "circular" and model.conv.padding_mode == "zeros"
     assert generator.padding == 0
     assert generator.sample(1, seed=0, progress=False).microstructures.shape == (1, 2, 32, 32)
@@ -242,8 +234,10 @@ def test_bad_combinations_give_clear_errors(field):
     HybridGenerator(field, ToyModel(depth=3), padding=4)  # 40 is fine
     with pytest.raises(ValueError, match="sigma_c=30.0 lies outside"):
         HybridGenerator(field, ToyModel(), sigma_c=30.0)
-    with pytest.raises(ValueError, match="periodic must be one of"):
+    with pytest.raises(ValueError, match="--periodic \\(periodic\\): expected 'embedding', 'circular' or 'none'"):
         HybridGenerator(field, ToyModel(), periodic="mirror")
+    with pytest.raises(TypeError, match="unknown refinement option\\(s\\) \\['n_levels'\\]"):
+        HybridGenerator(field, ToyModel(), n_levels=30)
     with pytest.raises(ValueError, match="needs a torch.nn.Module"):
         HybridGenerator(field, gaussian_score(0, 1), periodic="circular")
     with pytest.raises(ValueError, match="n_samples must be a positive integer"):
@@ -259,7 +253,7 @@ def test_authors_model_refines_a_grf_sample():
     model, sigmas = load_score_model("nbsa-authors-checkpoint")
     reference, _ = load_reference("nbsa-proxy")
     generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(32, 32), sampler="faithful",
-                                               n_levels=40)
+                                               levels=40)
     samples = generator.sample(1, seed=0, return_grf=True, progress=False)
     assert samples.microstructures.shape == (1, 2, 32, 32)
     assert torch.all(samples.microstructures.sum(1) == 1)
@@ -270,17 +264,9 @@ def test_authors_model_refines_a_grf_sample():
 
 
 # -- the collapse guard ----------------------------------------------------------------------------
-def _blob_field(size=32, seed=0):
-    import math
-
-    from lgtutorial.grf.field import GaussianRandomField
-    from lgtutorial.microstructure import labels_to_one_hot
-
-    generator = torch.Generator().manual_seed(seed)
-    k = torch.fft.fftfreq(size, dtype=torch.float64)
-    low = torch.exp(-2 * math.pi**2 * 9 * (k[:, None] ** 2 + k[None, :] ** 2))
-    f = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=generator, dtype=torch.float64)) * low).real
-    return GaussianRandomField.from_microstructure(labels_to_one_hot((f > f.quantile(0.6)).long()[None]))
+def _blob_field():
+    """The statistics of coarser features (6 px across), 40 % phase 1."""
+    return GaussianRandomField.from_microstructure(blobs(32, 3.0, fractions=(0.6, 0.4)))
 
 
 def _overconfident(x, sigma):
@@ -316,5 +302,5 @@ def test_samples_that_fail_even_the_faithful_sampler_are_listed_as_degenerate():
     assert out.degenerate == [0, 1, 2] and out.recovered == []
     assert torch.isfinite(out.refined).all()  # what is returned is still a valid array
     assert "DEGENERATE" in out.report()
-    with pytest.raises(ValueError, match="guard must be None"):
+    with pytest.raises(ValueError, match="--guard \\(guard\\): expected a volume-fraction error in \\(0, 1\\], or none"):
         HybridGenerator(field, broken, channels=1, guard=0.0)

@@ -17,28 +17,18 @@ from lgtutorial import data
 from lgtutorial.cli.main import main
 from lgtutorial.grf.field import statistics_row
 from lgtutorial.grf.material import MaterialStatistics
-from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.score import registry as pretrained
 from lgtutorial.score.checkpoints import load_checkpoint
 from lgtutorial.score.export import attach_statistics
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
 from lgtutorial.score.training import train_score_model, trained_levels
-
-
-def _blobs(n_phases=3, size=48, seed=0):
-    """A smooth random labelling with n_phases phases (thresholded filtered noise)."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(1, 1, size, size, generator=generator)
-    kernel = torch.ones(1, 1, 5, 5) / 25
-    smooth = torch.nn.functional.conv2d(torch.nn.functional.pad(noise, (2, 2, 2, 2), mode="circular"), kernel)[0, 0]
-    edges = torch.quantile(smooth.flatten(), torch.linspace(0, 1, n_phases + 1)[1:-1])
-    return labels_to_one_hot(torch.bucketize(smooth, edges))
+from lgtutorial.synthetic import blobs
 
 
 @pytest.mark.parametrize("n_phases", [2, 3, 4])
 def test_statistics_round_trip_and_rebuild_the_row(n_phases, tmp_path):
-    micro = _blobs(n_phases)
+    micro = blobs(48, 1.5, fractions=[1 / n_phases] * n_phases)
     stats = MaterialStatistics.from_microstructure(micro, name="blobs", periodic=True,
                                                    provenance={"source": "synthetic"})
     assert stats.row.shape == (n_phases - 1, 48, 48)  # the last channel is implied, not stored
@@ -57,7 +47,8 @@ def test_bad_statistics_files_are_refused(tmp_path):
     torch.save({"format": "something else"}, tmp_path / "y.pt")
     with pytest.raises(ValueError, match="not lgtutorial material statistics"):
         MaterialStatistics.load(tmp_path / "y.pt")
-    payload = MaterialStatistics.from_microstructure(_blobs(3), name="b", periodic=True).to_payload()
+    payload = MaterialStatistics.from_microstructure(blobs(48, 1.5, fractions=[1 / 3] * 3), name="b",
+                                                     periodic=True).to_payload()
     payload["row"] = payload["row"][:1, :10]
     with pytest.raises(ValueError, match="does not fit"):
         MaterialStatistics.from_payload(payload)
@@ -97,7 +88,7 @@ def test_generate_with_no_arguments_needs_no_data_files(tmp_path, monkeypatch):
 def test_attach_statistics_rewrites_hash_index_and_card(tmp_path):
     shutil.copytree(pretrained.pretrained_directory(), tmp_path / "shipped")
     directory = tmp_path / "shipped"
-    stats = MaterialStatistics.from_microstructure(_blobs(2, size=32), name="blobs", periodic=True)
+    stats = MaterialStatistics.from_microstructure(blobs(32, 1.5), name="blobs", periodic=True)
     attach_statistics("lgtutorial-case1", stats, directory=directory)
     again = pretrained.load_statistics("lgtutorial-case1", directory=directory)  # hash-checked load
     assert again.name == "blobs" and again.shape == (32, 32)
@@ -122,7 +113,7 @@ def test_trained_levels_keep_only_the_hybrid_range():
 
 def test_a_hybrid_range_model_records_its_range_and_refuses_to_start_above_it(tmp_path):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    micro = _blobs(2, size=40)
+    micro = blobs(40, 1.5)
     tiny = UNetSettings(channels=1, latent_channels=6, depth=1, num_blocks=1)
     settings = TrainingSettings(patch_size=16, n_patches=60, batch_size=4, steps=4, eval_every=4, checkpoint_every=4,
                                 device="cpu", train_sigma_max=1.0)

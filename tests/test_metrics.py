@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lgtutorial.evaluation.compare import COLUMNS, compare
+from lgtutorial.evaluation.compare import compare
+from lgtutorial.evaluation.table import COLUMNS
 from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.statistics.chords import chord_lengths
 from lgtutorial.statistics.higher_order import (

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import lgtutorial
+from lgtutorial.synthetic import lamellae
 
 
 class _Payload:
@@ -44,7 +45,7 @@ def test_fit_resume_does_not_run_code_from_the_output_folder(evil, tmp_path):
     path.rename(folder / "checkpoint.pt")
     (folder / "plan.json").write_text(json.dumps({"minutes": 1, "periodic": True, "patch_size": 32, "steps": 2,
                                                   "batch_size": 2, "depth": 1, "sampler": "fast"}))
-    stripes = (np.arange(64)[None, :] // 4 % 2).repeat(64, axis=0).astype(np.uint8) * 255
+    stripes = (lamellae(64, period=8).argmax(1)[0].numpy() * 255).astype(np.uint8)
     Image.fromarray(stripes).save(tmp_path / "stripes.png")
     with pytest.raises(ValueError, match="could not read it as a checkpoint"):
         lgtutorial.fit(tmp_path / "stripes.png", output=folder, resume=True, device="cpu", progress=False)

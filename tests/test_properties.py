@@ -9,7 +9,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lgtutorial.grf.field import GaussianRandomField, segment_preserving_fractions
+from lgtutorial.grf.field import GaussianRandomField
+from lgtutorial.grf.segmentation import segment_preserving_fractions
 from lgtutorial.grf.settings import GRFSettings
 from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.sampling.settings import HybridSettings

@@ -9,11 +9,10 @@ from lgtutorial.sampling.integrators import (
     interior_mask,
     periodic_embed,
     refresh_embedding,
-    truncated_schedule,
     with_circular_padding,
 )
 from lgtutorial.score.channels import from_model_channels, to_model_channels
-from lgtutorial.score.schedules import geometric_sigmas
+from lgtutorial.score.schedules import geometric_sigmas, truncated_schedule
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

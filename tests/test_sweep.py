@@ -13,8 +13,10 @@ import yaml
 import zarr
 
 from lgtutorial.cli.main import main
-from lgtutorial.sweep.design import load_design, parse_design, sample_seed
-from lgtutorial.sweep.run import check_store, generate_sample, run_sweep
+from lgtutorial.sweep.design import sample_seed
+from lgtutorial.sweep.parsing import load_design, parse_design
+from lgtutorial.sweep.run import generate_sample, run_sweep
+from lgtutorial.sweep.store import check_store
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep_small.yaml"
 # two 2-phase references with clearly different volume fractions (0.35 and 0.66 for phase 1)
@@ -128,18 +130,16 @@ def test_bad_designs_name_the_field_and_what_was_expected(changes, message):
         parse_design(tiny(**changes))
 
 
-def test_a_sweep_sampler_block_makes_the_generator_keywords_generate_makes():
-    from lgtutorial.sampling.hybrid import generator_options
-    from lgtutorial.sampling.settings import HybridSettings
+def test_a_sweep_sampler_block_makes_the_refinement_options_generate_makes():
+    from lgtutorial.sampling.settings import HybridSettings, RefinementOptions
 
     design = parse_design(tiny(model="nbsa-authors-checkpoint", sampler={"name": "faithful", "n_levels": 30,
                                                                          "sigma_c": 0.5, "padding": 8}))
     settings = HybridSettings(sampler="faithful", levels=30, sigma_c=0.5, padding=8)
-    assert design.sampler.hybrid_settings() == settings
-    options = generator_options(design.sampler.hybrid_settings(), design.model)
-    assert options == generator_options(settings, "nbsa-authors-checkpoint")
-    assert options["sampler"] == "faithful" and options["n_levels"] == 30 and options["guard"] == HybridSettings.guard
-    assert options["volume_fraction_shift"] == 0.0073  # the authors' model under the paper's sampler
+    options = design.sampler.refinement()
+    assert options == RefinementOptions.of(settings)
+    assert options.sampler == "faithful" and options.levels == 30 and options.guard == RefinementOptions.guard
+    assert options.volume_fraction_shift is None and options.step_lr is None  # what the model and sampler say
 
 
 def test_design_files(tmp_path):
@@ -322,22 +322,20 @@ def test_local_gpu_workers_are_pinned_one_gpu_each(monkeypatch):
 
 def test_a_sweep_sample_uses_the_named_sampler(monkeypatch, tmp_path):
     """A design's sampler.name reaches the generator (default 'fast', as for generate)."""
-    import torch
 
     import lgtutorial.sampling.hybrid as hybrid
     from lgtutorial.grf.material import MaterialStatistics
     from lgtutorial.sweep.run import generate_sample
+    from lgtutorial.synthetic import lamellae
 
-    stats = MaterialStatistics.from_microstructure(
-        torch.nn.functional.one_hot((torch.arange(32 * 32).view(32, 32) // 3 % 2)[None]).movedim(-1, 1).float(),
-        name="stripes", periodic=True)
+    stats = MaterialStatistics.from_microstructure(lamellae(32, period=6), name="stripes", periodic=True)
     np.save(tmp_path / "row.npy", stats.statistics_row().numpy())
     used = []
     original = hybrid.HybridGenerator.__init__
 
     def spy(self, *args, **kwargs):
-        used.append(kwargs.get("sampler"))
         original(self, *args, **kwargs)
+        used.append(self.sampler_name)
 
     monkeypatch.setattr(hybrid.HybridGenerator, "__init__", spy)
     for sampler, expected in ((None, "fast"), ({"name": "faithful", "n_levels": 30}, "faithful")):

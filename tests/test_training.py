@@ -8,11 +8,14 @@ import math
 import pytest
 import torch
 
-from lgtutorial.evaluation.training_report import sample_unconditional, shortened_schedule, training_report
+from lgtutorial.evaluation.training_report import sample_unconditional, training_report
 from lgtutorial.score.channels import segment_model_output
 from lgtutorial.score.checkpoints import load_checkpoint
+from lgtutorial.score.loss import denoising_score_matching_loss
+from lgtutorial.score.schedules import shortened_schedule
 from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
-from lgtutorial.score.training import _update_ema, denoising_score_matching_loss, train_score_model
+from lgtutorial.score.step import _update_ema
+from lgtutorial.score.training import train_score_model
 from lgtutorial.score.unet import ScoreUNet
 
 TINY_MODEL = UNetSettings(channels=1, latent_channels=6, depth=1, num_blocks=1)
@@ -206,7 +209,7 @@ def test_cli_train_writes_checkpoint_and_report(tmp_path):
 
 
 def test_dihedral_augmentation_draws_every_symmetry_and_keeps_each_patch_whole():
-    from lgtutorial.score.training import dihedral_augment
+    from lgtutorial.score.step import dihedral_augment
 
     patches = torch.rand(4000, 3, 5, 5)
     out = dihedral_augment(patches, generator=torch.Generator().manual_seed(0))

@@ -4,13 +4,7 @@ import torch
 
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
 from lgtutorial.score.training import train_score_model
-
-
-def _micro(size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    field = torch.nn.functional.avg_pool2d(torch.randn(1, 1, size, size, generator=g), 5, 1, 2, count_include_pad=False)
-    phase = (field > field.median()).float()
-    return torch.cat([1 - phase, phase], dim=1)
+from lgtutorial.synthetic import blobs
 
 
 def _settings(steps):
@@ -22,7 +16,7 @@ def _settings(steps):
 
 def test_time_limit_stops_early_saves_and_resumes(tmp_path):
     model, training = _settings(100_000)
-    run = train_score_model(_micro(), model_settings=model, training_settings=training, output=tmp_path,
+    run = train_score_model(blobs(32, 1.5), model_settings=model, training_settings=training, output=tmp_path,
                             progress=False, time_limit_s=0.5)
     assert run.stopped_at_time_limit
     done = run.history["step"][-1]
@@ -34,7 +28,7 @@ def test_time_limit_stops_early_saves_and_resumes(tmp_path):
 
 def test_no_limit_runs_the_plan(tmp_path):
     model, training = _settings(3)
-    run = train_score_model(_micro(), model_settings=model, training_settings=training, progress=False)
+    run = train_score_model(blobs(32, 1.5), model_settings=model, training_settings=training, progress=False)
     assert not run.stopped_at_time_limit
     assert run.history["step"][-1] == 3
 
@@ -44,4 +38,4 @@ def test_bad_limit_is_refused():
 
     model, training = _settings(3)
     with pytest.raises(ValueError, match="time_limit_s"):
-        train_score_model(_micro(), model_settings=model, training_settings=training, progress=False, time_limit_s=-1)
+        train_score_model(blobs(32, 1.5), model_settings=model, training_settings=training, progress=False, time_limit_s=-1)

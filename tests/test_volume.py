@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from lgtutorial import synthetic
 from lgtutorial.grf.field import GaussianRandomField, statistics_row
 from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.sampling.integrators import with_circular_padding
 from lgtutorial.score.settings import UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 from lgtutorial.volume.export import load_tiff_stack, plot_orthogonal_slices, save_tiff_stack
-from lgtutorial.volume.generator import ANNEALED_PASSES, VolumeGenerator
+from lgtutorial.volume.generator import VolumeGenerator
+from lgtutorial.volume.settings import ANNEALED_PASSES
 from lgtutorial.volume.slice_score import SliceScore, slice_score
 from lgtutorial.volume.slices import slice_statistics, volume_slices
 from lgtutorial.volume.statistics import (
@@ -25,15 +27,11 @@ from lgtutorial.volume.statistics import (
 
 
 def blobs(size: int = 64, seed: int = 0, *, stretch: int = 1) -> torch.Tensor:
-    """A periodic 2-phase micrograph (1, 2, size, size): thresholded smooth noise, 35 % phase 1.
+    """This file's periodic 2-phase micrograph (1, 2, size, size): features about 3 px across, 35 % phase 1.
 
-    ``stretch`` > 1 elongates the features along the first (height) axis.
+    ``stretch`` > 1 elongates the features as many times along the first (height) axis.
     """
-    noise = torch.randn(1, 1, size // stretch, size, generator=torch.Generator().manual_seed(seed))
-    for _ in range(3):
-        noise = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(noise, (1, 1, 1, 1), mode="circular"), 3, 1)
-    noise = noise.repeat_interleave(stretch, dim=2)
-    return labels_to_one_hot((noise[:, 0] > noise.quantile(0.65)).long(), n_phases=2)
+    return synthetic.blobs(size, (1.4 * stretch, 1.4), seed, fractions=(0.65, 0.35))
 
 
 def tiny_model(seed: int = 0, channels: int = 1) -> ScoreUNet:
@@ -88,7 +86,7 @@ def test_isotropic_statistics_make_a_valid_row_that_keeps_the_micrograph_statist
 def test_an_extension_that_is_not_a_valid_covariance_is_projected_and_says_so():
     # stripes: their radially averaged 2D autocorrelation oscillates like J0, far below what a 3D
     # isotropic covariance allows, so most frequencies need clipping
-    stripes = labels_to_one_hot((torch.arange(64) // 4 % 2).view(1, 64).expand(64, 64), n_phases=2)
+    stripes = synthetic.lamellae(64, period=8)
     statistics = isotropic_statistics(stripes, (16, 16, 16))
     assert statistics.clipped_fraction > 0.1 and statistics.clipped_frequencies > 100
     assert_valid_row(statistics.row, torch.tensor([0.5, 0.5], dtype=torch.float64))
@@ -190,7 +188,7 @@ def test_an_untrained_tiny_model_refines_a_32_cube_without_nans(scheme, sampler)
     micrograph = blobs()
     levels = {"faithful": 60}.get(sampler)  # a coarse Langevin schedule keeps the test short
     generator = VolumeGenerator.from_micrograph(micrograph, tiny_model(), shape=(32, 32, 32), scheme=scheme,
-                                                sampler=sampler, n_levels=levels)
+                                                sampler=sampler, levels=levels)
     samples = generator.sample(1, seed=0, return_grf=True, progress=False)
     assert samples.volumes.shape == (1, 2, 32, 32, 32) and samples.grf.shape == (1, 2, 32, 32, 32)
     assert torch.isfinite(samples.volumes).all() and torch.all(samples.volumes.sum(1) == 1)

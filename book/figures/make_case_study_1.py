@@ -36,10 +36,6 @@ from lgtutorial._io import save_figure, save_text  # noqa: E402
 from lgtutorial.evaluation.criteria import chord_table, chords_closer, fine_phases  # noqa: E402
 from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import show_microstructures  # noqa: E402
-from lgtutorial.sampling.samplers import (
-    default_volume_fraction_shift,
-    sampler_from_noise,  # noqa: E402
-)
 from lgtutorial.score.registry import load_score_model  # noqa: E402
 
 #: Case study 1 as the paper reports it (Robertson et al. 2023, Section 5.1.1 and Appendix B; SPEC section 6).
@@ -51,10 +47,10 @@ PAPER = {
 
 
 def generator_options(sigmas, levels, sampler) -> dict:
-    """Schedule options for HybridGenerator: the sampler, and ``n_levels`` when given (else the sampler's)."""
+    """Schedule options for HybridGenerator: the sampler, and ``levels`` when given (else the sampler's)."""
     options = {"sigmas": sigmas, "sampler": sampler}
     if levels:
-        options["n_levels"] = levels
+        options["levels"] = levels
     return options
 
 
@@ -123,14 +119,11 @@ def main() -> None:
     row, shape = statistics_row(reference), (args.size, args.size)
     model, sigmas = load_score_model(args.model, device=device)
     options = generator_options(sigmas, args.levels, args.sampler)
-    shift = default_volume_fraction_shift(args.model, options["sampler"])  # the authors' model, iterate-measuring samplers
-    hybrid = HybridGenerator.from_statistics(row, model, shape=shape, device=device, volume_fraction_shift=shift,
-                                             **options)
-    sbg_options = {**options, "sampler": sampler_from_noise(options["sampler"])}  # see samplers.FROM_NOISE
+    # the model carries its volume-fraction shift (the authors': 0.0073 under iterate-measuring samplers)
+    hybrid = HybridGenerator.from_statistics(row, model, shape=shape, device=device, **options)
+    # from noise the generator runs the sampler's from-noise variant (samplers.FROM_NOISE)
     sbg = HybridGenerator.from_statistics(row, model, shape=shape, device=device, sigma_c=None,
-                                          volume_fraction_estimate="mean",
-                                          volume_fraction_shift=default_volume_fraction_shift(args.model, sbg_options["sampler"]),
-                                          **sbg_options)
+                                          volume_fraction_estimate="mean", **options)
     seconds, ensembles = {}, {}
 
     started = time.perf_counter()
@@ -147,8 +140,7 @@ def main() -> None:
     if args.authors:
         authors, authors_sigmas = load_score_model("nbsa-authors-checkpoint", device=device)
         other = HybridGenerator.from_statistics(
-            row, authors, shape=shape, device=device, volume_fraction_shift=default_volume_fraction_shift("nbsa-authors-checkpoint", args.sampler),
-            **generator_options(authors_sigmas, args.levels, args.sampler))
+            row, authors, shape=shape, device=device, **generator_options(authors_sigmas, args.levels, args.sampler))
         started = time.perf_counter()
         ensembles["hybrid (authors' model)"] = other.sample(args.samples, seed=args.seed,
                                                             batch_size=args.batch_size).microstructures.cpu()

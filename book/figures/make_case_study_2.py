@@ -48,7 +48,7 @@ from lgtutorial._io import fresh_directory, save_figure, save_text  # noqa: E402
 from lgtutorial.evaluation.criteria import chord_table_by_phase, chords_closer  # noqa: E402
 from lgtutorial.grf.field import statistics_row  # noqa: E402
 from lgtutorial.plotting import full_resolution_dpi, show_microstructures  # noqa: E402
-from lgtutorial.sampling.samplers import SAMPLERS, sampler_from_noise  # noqa: E402
+from lgtutorial.sampling.samplers import SAMPLERS  # noqa: E402
 from lgtutorial.score.checkpoints import load_checkpoint  # noqa: E402
 from lgtutorial.score.registry import load_score_model  # noqa: E402
 
@@ -85,7 +85,7 @@ def load_model(name_or_path: str, *, device):
 def sampling_options(sampler: str, levels: int | None) -> dict:
     """Keyword arguments of the hybrid generator that choose the sampler (and, optionally, its
     number of levels over the model's whole noise range)."""
-    return {"sampler": sampler} if levels is None else {"sampler": sampler, "n_levels": int(levels)}
+    return {"sampler": sampler} if levels is None else {"sampler": sampler, "levels": int(levels)}
 
 
 def rows_by_model(comparison) -> dict:
@@ -177,8 +177,7 @@ def main(argv=None) -> Path:
     options = dict(shape=shape, sigmas=sigmas, device=device, **sampling_options(args.sampler, args.levels))
     # the segmented start (see above); checks the size against 2**depth
     hybrid = HybridGenerator.from_statistics(row, model, segment_grf=True, **options)
-    sbg_options = {**options, "sampler": sampler_from_noise(options["sampler"])}  # see samplers.FROM_NOISE
-    sbg = HybridGenerator.from_statistics(row, model, sigma_c=None, condition_volume_fraction=False, **sbg_options)
+    sbg = HybridGenerator.from_statistics(row, model, sigma_c=None, condition_volume_fraction=False, **options)  # the generator runs the sampler's from-noise variant
     output = fresh_directory(args.output, overwrite=args.overwrite)
 
     started = time.perf_counter()

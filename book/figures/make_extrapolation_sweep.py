@@ -47,7 +47,7 @@ HERE = Path(__file__).parent
 def options_for(config: str) -> dict:
     """Constructor options of ``HybridGenerator`` for a configuration name."""
     if config.startswith("levels"):
-        return {"n_levels": int(config.removeprefix("levels"))}
+        return {"levels": int(config.removeprefix("levels"))}
     if config.startswith("sampler:"):
         return {"sampler": config.removeprefix("sampler:")}
     raise ValueError(f"a configuration is 'levelsN' or 'sampler:NAME', got {config!r}")
@@ -63,21 +63,14 @@ def label_for(config: str) -> str:
 
 def run_theta(config: str, theta: float, row, model, sigmas, *, seed: int, device) -> dict:
     """One GRF sample for ``theta`` and its refinement by one configuration."""
+    # the paper's runs, without the authors' undocumented volume-fraction shift (chapter 6 does the same)
     generator = HybridGenerator.from_statistics(
-        row, model, sigmas=sigmas, sigma_c=0.75, device=device, **options_for(config)
+        row, model, sigmas=sigmas, sigma_c=0.75, volume_fraction_shift=0.0, device=device, **options_for(config)
     )
-    calls = 0
-    prior = generator.prior_score
-
-    def counted(x, sigma):
-        nonlocal calls
-        calls += 1
-        return prior(x, sigma)
-
-    generator.prior_score = counted
     start = time.perf_counter()
     samples = generator.sample(1, seed=seed, return_grf=True, progress=False)
     seconds = time.perf_counter() - start
+    calls = generator.evaluations
     print(f"{config} theta={theta:.1f}: {seconds:.0f} s, {calls} evaluations", flush=True)
     return {"grf": samples.grf[0].cpu(), "hybrid": samples.microstructures[0].cpu(), "seconds": seconds,
             "evaluations": calls}

@@ -269,7 +269,7 @@ def _add_sweep(subparsers) -> None:
 
 
 def _run_sweep(args) -> int:
-    from lgtutorial.sweep.design import load_design
+    from lgtutorial.sweep.parsing import load_design
     from lgtutorial.sweep.run import run_sweep
 
     if args.workers is not None and args.workers < 1:

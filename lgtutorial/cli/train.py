@@ -1,20 +1,91 @@
 """``lgtutorial train``, ``pretrained`` and ``fit``: score models from a micrograph, and shipping them.
 
-:func:`run_train` trains as a preset says and writes the checkpoint, ``summary.json`` and the
-training report; ``pretrained`` lists and exports shipped models (:mod:`lgtutorial.score.registry`);
-``fit`` is :func:`lgtutorial.fitting.fit` on the command line.
+:func:`run_train` trains as a :class:`TrainSettings` says and writes the checkpoint, ``summary.json``
+and the training report; ``pretrained`` lists and exports shipped models (:mod:`lgtutorial.score.registry`);
+``fit`` is :func:`lgtutorial.fitting.fit.fit` on the command line. The options of ``train`` and ``fit``
+are generated from :class:`TrainSettings` and :class:`lgtutorial.fitting.settings.FitSettings`
+(:mod:`lgtutorial.cli.options`), which check every option when the object is made, before any work.
+
+>>> TrainSettings("nbsa-proxy", steps=2).training_settings().steps
+2
+>>> TrainSettings("nbsa-proxy", report_levels=1)
+Traceback (most recent call last):
+...
+ValueError: --report-levels (report_levels): expected an integer from 2 to 1000 (the preset's noise levels), or none (all), got 1
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from lgtutorial._checks import check_settings, is_int, non_negative_int, optional, positive_int
 from lgtutorial._io import OUTPUT_ROOT, save_figure, save_text
+from lgtutorial.cli.options import add_arguments, from_arguments
+from lgtutorial.fitting.settings import FitSettings
 from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
 
-__all__ = ["run_train"]
+__all__ = ["TrainSettings", "run_train"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training a score U-Net on patches of one micrograph, then its training report (``lgtutorial train``).
+
+    The preset gives the model and the training (:data:`lgtutorial.score.settings.TRAINING_PRESETS`);
+    ``steps``, ``batch_size``, ``seed`` and ``device`` override its fields. Everything is checked when the
+    object is made, before any training: the report's options too.
+    """
+
+    reference: str | Path
+    """registry name (see 'lgtutorial data list') or a micrograph file"""
+    preset: str = "case1-cpu"
+    """model and training settings (see the description above)"""
+    steps: int | None = None
+    """optimizer steps; none: the preset's"""
+    batch_size: int | None = None
+    """patches per step; none: the preset's"""
+    seed: int | None = None
+    """seed of the patches, the weights and the training; none: the preset's, 0"""
+    device: str | None = None
+    """'auto' (GPU when there is one), 'cpu', 'cuda', ...; none: the preset's, auto"""
+    resume: bool = False
+    """continue the checkpoint in --output (the same settings are required)"""
+    output: Path | None = None
+    """output folder; none: lgtutorial-output/train-REFERENCE-PRESET"""
+    report_samples: int = 16
+    """unconditional samples for the training report; 0 skips it"""
+    report_levels: int | None = None
+    """noise levels used to draw them (fewer take larger steps); none: all of the preset's"""
+
+    def __post_init__(self):
+        check_settings(self, {
+            "reference": (lambda v: isinstance(v, (str, Path)) and str(v) != "", "a registry name or a file"),
+            "preset": (lambda v: v in TRAINING_PRESETS, "one of " + ", ".join(TRAINING_PRESETS)),
+            "steps": (optional(positive_int), "a positive integer, or none (the preset's)"),
+            "batch_size": (optional(positive_int), "a positive integer, or none (the preset's)"),
+            "seed": (optional(non_negative_int), "a non-negative integer, or none (the preset's)"),
+            "resume": (lambda v: isinstance(v, bool), "true or false"),
+            "output": (optional(lambda v: isinstance(v, (str, Path)) and str(v) != ""), "a folder, or none"),
+            "report_samples": (non_negative_int, "a non-negative integer (0 skips the report)"),
+        })
+        levels = self.training_settings().n_levels  # the preset's with the overrides: checks those too
+        check_settings(self, {
+            "report_levels": (optional(lambda v: is_int(v) and 2 <= v <= levels),
+                              f"an integer from 2 to {levels} (the preset's noise levels), or none (all)"),
+        })
+
+    def model_settings(self) -> UNetSettings:
+        """The preset's network."""
+        return UNetSettings.preset(self.preset)
+
+    def training_settings(self) -> TrainingSettings:
+        """The preset's training with this job's overrides (``steps``, ``batch_size``, ``seed``, ``device``)."""
+        overrides = {"steps": self.steps, "batch_size": self.batch_size, "seed": self.seed, "device": self.device}
+        return dataclasses.replace(TrainingSettings.preset(self.preset),
+                                   **{key: value for key, value in overrides.items() if value is not None})
 
 
 def _add_train(subparsers) -> None:
@@ -22,47 +93,33 @@ def _add_train(subparsers) -> None:
         "train", help="train a score U-Net on patches of one micrograph (resumable)",
         description="Presets: case1 / case2 are the paper's settings (GPU: 500 k / 750 k steps at batch "
                     "128); case1-cpu / case2-cpu fit two CPU cores (batch 32, 20 k / 10 k steps, case2-cpu "
-                    "with L_c = 48, D = 2 and 48 px patches).")
+                    "with L_c = 48, D = 2 and 48 px patches); case1-hybrid-cpu / case2-hybrid-cpu train only the "
+                    "noise levels the hybrid visits (they cannot sample from pure noise). All: "
+                    + ", ".join(TRAINING_PRESETS) + ".")
     parser.add_argument("reference", help="registry name (see 'lgtutorial data list') or a micrograph file")
-    parser.add_argument("--preset", choices=list(TRAINING_PRESETS), default="case1-cpu",
-                        help="model and training settings (default: case1-cpu)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's, 0)")
-    parser.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', ... (default: auto)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the checkpoint in --output (the same settings are required)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="output folder (default: lgtutorial-output/train-REFERENCE-PRESET)")
-    parser.add_argument("--report-samples", type=int, default=16,
-                        help="unconditional samples for the training report; 0 skips it (default: 16)")
-    parser.add_argument("--report-levels", type=int, default=None,
-                        help="noise levels used to draw them (default: all; fewer take larger steps)")
+    add_arguments(parser, TrainSettings, skip=("reference",))
 
 
-def run_train(reference: str, preset: str, *, overrides: dict | None = None, output: Path | None = None,
-              resume: bool = False, report_samples: int = 16, report_levels: int | None = None) -> Path:
-    """Train as the preset says (with ``overrides`` of TrainingSettings fields); write checkpoint and report."""
-    import dataclasses
-
+def run_train(settings: TrainSettings) -> Path:
+    """Train as ``settings`` say; write the checkpoint, ``summary.json`` and the training report."""
     import torch
 
     from lgtutorial._io import fresh_directory
-    from lgtutorial.evaluation.training_report import shortened_schedule, training_report
+    from lgtutorial.evaluation.training_report import training_report
     from lgtutorial.plotting import show_microstructures
+    from lgtutorial.score.schedules import shortened_schedule
     from lgtutorial.score.training import train_score_model
 
-    model_settings = UNetSettings.preset(preset)
-    settings = dataclasses.replace(TrainingSettings.preset(preset),
-                                   **{k: v for k, v in (overrides or {}).items() if v is not None})
+    preset, reference = settings.preset, settings.reference
+    model_settings, training = settings.model_settings(), settings.training_settings()
     default = OUTPUT_ROOT / f"train-{Path(str(reference)).stem}-{preset}"
-    if resume:
-        out = Path(output or default)
+    if settings.resume:
+        out = Path(settings.output or default)
         out.mkdir(parents=True, exist_ok=True)
     else:
-        out = fresh_directory(output or default)
-    run = train_score_model(reference, model_settings=model_settings, training_settings=settings, output=out,
-                            resume=resume)
+        out = fresh_directory(settings.output or default)
+    run = train_score_model(reference, model_settings=model_settings, training_settings=training, output=out,
+                            resume=settings.resume)
     state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     summary = {"checkpoint": str(run.checkpoint), "preset": preset, "model_settings": state["model_settings"],
                "training_settings": state["training_settings"], "provenance": state["provenance"],
@@ -70,12 +127,13 @@ def run_train(reference: str, preset: str, *, overrides: dict | None = None, out
     save_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"trained {run.history['step'][-1]} steps; test loss {run.history['test_loss'][0]:.2f} -> "
           f"{run.history['test_loss'][-1]:.2f}; wrote {run.checkpoint}")
-    if report_samples > 0 and settings.train_sigma_max is not None:
-        print(f"no unconditional training report: the model was trained on sigma <= {settings.train_sigma_max} only "
+    report_samples, report_levels = settings.report_samples, settings.report_levels
+    if report_samples > 0 and training.train_sigma_max is not None:
+        print(f"no unconditional training report: the model was trained on sigma <= {training.train_sigma_max} only "
               "(hybrid range) and cannot sample from pure noise; judge it by 'lgtutorial generate --model'")
     elif report_samples > 0:
         levels, step_sizes = (run.sigmas, None) if not report_levels else shortened_schedule(run.sigmas, report_levels)
-        generator = torch.Generator(device=run.sigmas.device).manual_seed(settings.seed)
+        generator = torch.Generator(device=run.sigmas.device).manual_seed(training.seed)
         report = training_report(run.model, run.patches.train, sigmas=levels, step_sizes=step_sizes,
                                  n_samples=report_samples, test_patches=run.patches.test, generator=generator)
         save_text(out / "report.md", report.markdown() + "\n")
@@ -90,9 +148,7 @@ def run_train(reference: str, preset: str, *, overrides: dict | None = None, out
 
 
 def _run_train(args) -> int:
-    overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "device": args.device}
-    run_train(args.reference, args.preset, overrides=overrides, output=args.output, resume=args.resume,
-              report_samples=args.report_samples, report_levels=args.report_levels)
+    run_train(from_arguments(TrainSettings, args))
     return 0
 
 
@@ -129,9 +185,6 @@ def _run_pretrained(args) -> int:
 
 # -- fit ----------------------------------------------------------------------------------------
 def _add_fit(subparsers) -> None:
-    from lgtutorial.fitting.fit import FINE_FEATURE_PX
-    from lgtutorial.sampling.samplers import DEFAULT_SAMPLER, sampler_help
-
     parser = subparsers.add_parser(
         "fit", help="your own micrograph: check it, train a score model within a time budget, generate, report",
         description="Checks the micrograph (phases, size, periodicity), picks a patch size and a network from its "
@@ -140,31 +193,15 @@ def _add_fit(subparsers) -> None:
                     "and writes report.md with figures.")
     parser.add_argument("micrograph", help="a segmented image (.png, .tif, .npy, .pt; one grey level or colour per "
                                            "phase) or a registry name")
-    parser.add_argument("--minutes", type=float, default=15.0,
-                        help="training budget on this machine (default: 15; on a GPU the same minutes go much further)")
-    parser.add_argument("--name", default=None, help="the model's name (default: from the file name)")
-    parser.add_argument("--samples", type=int, default=4, help="GRF and hybrid samples for the report (default: 4)")
-    parser.add_argument("--size", type=int, default=None, help="side of the samples (default: the micrograph's size)")
-    parser.add_argument("--sampler", default=None,
-                        help=f"the hybrid's sampler ({sampler_help()}; default: chosen from the feature sizes, "
-                             f"{DEFAULT_SAMPLER}, or fast-fine for two phases with features under {FINE_FEATURE_PX:g} px)")
-    parser.add_argument("--patch-size", type=int, default=None, help="override the chosen patch size (px)")
-    parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
-                        help="override the periodicity check")
-    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the training in --output")
-    parser.add_argument("--output", type=Path, default=None, help="folder (default: lgtutorial-output/fit-NAME)")
+    add_arguments(parser, FitSettings)
 
 
 def _run_fit(args) -> int:
     from lgtutorial.fitting.fit import fit
 
-    if args.samples < 1:
-        raise ValueError(f"--samples must be a positive integer, got {args.samples}")
-    result = fit(args.micrograph, name=args.name, minutes=args.minutes, output=args.output, resume=args.resume,
-                 n_samples=args.samples, size=args.size, sampler=args.sampler, device=args.device, seed=args.seed,
-                 periodic=args.periodic, patch_size=args.patch_size)
+    options = dataclasses.asdict(from_arguments(FitSettings, args))  # checked here, before anything is loaded
+    options["n_samples"] = options.pop("samples")
+    result = fit(args.micrograph, **options)
     checks = result.checks
     print(f"wrote {result.output}/report.md; model bundle {result.model_path}")
     print(f"largest volume-fraction error {checks['largest_volume_fraction_error']:.4f}; hybrid chord distributions "

@@ -5,18 +5,14 @@ a reference (``--reference``, or the micrograph the model was trained on), exten
 grid under isotropy (:func:`lgtutorial.volume.statistics.isotropic_statistics`), refines 3D GRF
 volumes with the 2D score model on their slices (:class:`lgtutorial.volume.generator.VolumeGenerator`) and
 measures the result by its sections in each orientation against the reference
-(:func:`lgtutorial.volume.slices.slice_statistics`). It writes
-
-* ``samples.npy`` and ``grf.npy``: one-hot ``(n_samples, n_phases, D, H, W)`` float32, the refined
-  volumes and the GRF volumes they started from;
-* ``sample_K.tif``: one phase-label TIFF stack per volume (Fiji, ParaView), slices along z;
-* ``sample_K_slices.png`` and ``grf_0_slices.png``: three orthogonal sections through the centre;
-* ``summary.json``: the settings, the 3D statistics' projection (``clipped_fraction``), volume
-  fractions, cost, and the slice statistics of the volumes and of their GRF starts per orientation,
-  also printed as a table.
-
-Only two-phase materials: the refinement has been checked on them (book chapter 10), and the one
-shipped three-phase model (Ti-6Al-4V laths) is a material the isotropy assumption does not fit.
+(:func:`lgtutorial.volume.slices.slice_statistics`). It writes ``samples.npy`` and ``grf.npy`` (one-hot
+``(n_samples, n_phases, D, H, W)`` float32: the refined volumes and their GRF starts), ``sample_K.tif``
+(one phase-label TIFF stack per volume for Fiji or ParaView, slices along z), ``sample_K_slices.png`` and
+``grf_0_slices.png`` (three orthogonal sections through the centre) and ``summary.json`` (the settings,
+the 3D statistics' ``clipped_fraction``, volume fractions, cost and the slice statistics of the volumes
+and their GRF starts per orientation, also printed as a table). Only two-phase materials: the refinement
+has been checked on them (book chapter 10), and the one shipped three-phase model (Ti-6Al-4V laths) is
+a material the isotropy assumption does not fit.
 """
 
 from __future__ import annotations
@@ -117,11 +113,11 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
 
     from lgtutorial import data
     from lgtutorial._io import fresh_directory
-    from lgtutorial.sampling.samplers import default_volume_fraction_shift
     from lgtutorial.score.registry import default_model, load_score_model
     from lgtutorial.statistics.two_point import volume_fractions
     from lgtutorial.volume.export import plot_orthogonal_slices, save_tiff_stack
-    from lgtutorial.volume.generator import ANNEALED_PASSES, FINAL_SIGMA, VolumeGenerator
+    from lgtutorial.volume.generator import VolumeGenerator
+    from lgtutorial.volume.settings import ANNEALED_PASSES, FINAL_SIGMA
     from lgtutorial.volume.slices import slice_statistics
     from lgtutorial.volume.statistics import isotropic_statistics
 
@@ -169,15 +165,11 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
     if (message := size_warning(side)) is not None:
         print(f"warning: {message}", file=sys.stderr)
     statistics = isotropic_statistics(source, (side, side, side))
-    shift = settings.volume_fraction_shift
-    shift = default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift
     recipe = ({"sigma_pass": ANNEALED_PASSES, "final_sigma": FINAL_SIGMA} if volume.annealed
               else {"rounds": volume.rounds, "sigma_pass": volume.sigma_pass})
-    generator = VolumeGenerator.from_statistics(
-        statistics, model, sigmas=sigmas, device=device, sampler=settings.sampler, scheme=volume.scheme, **recipe,
-        n_levels=settings.levels, sigma_c=settings.sigma_c,
-        step_lr=settings.step_lr, condition_volume_fraction=settings.condition_volume_fraction,
-        volume_fraction_estimate=settings.volume_fraction_estimate, volume_fraction_shift=shift, guard=settings.guard)
+    generator = VolumeGenerator.from_statistics(statistics, model, settings, sigmas=sigmas, device=device,
+                                                scheme=volume.scheme, **recipe)
+    shift = generator.volume_fraction_shift
     out = fresh_directory(output or OUTPUT_ROOT / f"generate3d-{name}")
     scheme = (f"{volume.rounds} round(s) of xy, xz, yz passes" if volume.scheme == "passes"
               else "the mean of the three orientations' scores")
@@ -189,8 +181,7 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
           f"{generator.evaluations_per_sample} score evaluations and {generator.slices_per_sample:,} 2D slices "
           f"through the network per volume), score model {model_name}, on {device}")
     started = time.perf_counter()
-    samples = generator.sample(settings.n_samples, seed=settings.seed, batch_size=settings.batch_size,
-                               return_grf=True)
+    samples = generator.sample(settings.n_samples, seed=settings.seed, return_grf=True)
     seconds = time.perf_counter() - started
     final, grf = samples.volumes.cpu(), samples.grf.cpu()
     save_npy(out / "samples.npy", final.numpy())

@@ -4,18 +4,13 @@ Robertson et al. 2023 judge the hybrid by its chord lengths (Table 1, Section 5)
 1- and 2-point statistics, so the mean chord of a periodic 2-phase structure is already fixed, but
 the shapes are not; the local layer should bring the chord length *distributions* of the fine
 phases (those whose features fit in a training patch) closer to the reference's than the GRF's.
-These functions are what the chapters, the render scripts and ``lgtutorial fit`` need for that, so
-each is written once:
-
-* :func:`chord_distance`: total-variation distance between a model's chord length distribution
-  and the reference's (:func:`lgtutorial.statistics.chords.chord_distribution_distance`);
-* :func:`fine_phases`: the phases whose reference mean chord is at most half the patch;
-* :func:`chords_closer`: per phase and axis, is one model closer to the reference than another
-  (by distribution distance or by mean chord length);
-* :func:`chord_table` (one row per model and phase) and :func:`chord_table_by_phase` (Table 1's
-  layout: one row per model, one column per phase) as Markdown.
-
-Each is also a method of :class:`~lgtutorial.evaluation.compare.Comparison` (``comparison.chord_table()``).
+What the chapters, the render scripts and ``lgtutorial fit`` need for that, written once:
+:func:`chord_distance` (total-variation distance to the reference's distribution, by
+:func:`lgtutorial.statistics.chords.chord_distribution_distance`), :func:`fine_phases` (reference
+mean chord at most half the patch), :func:`chords_closer` (per phase and axis, is one model closer
+than another, by distribution distance or mean chord), and :func:`chord_table` (one row per model
+and phase) and :func:`chord_table_by_phase` (Table 1's layout) as Markdown. Each is also a method of
+:class:`~lgtutorial.evaluation.compare.Comparison` (``comparison.chord_table()``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from lgtutorial.score.patches import PatchDataset
 from lgtutorial.score.schedules import STEP_LR, langevin_step_sizes
 from lgtutorial.score.unet import ScoreUNet
 
-__all__ = ["sample_unconditional", "shortened_schedule", "TrainingReport", "training_report"]
+__all__ = ["sample_unconditional", "TrainingReport", "training_report"]
 
 
 def sample_unconditional(
@@ -83,25 +83,6 @@ def sample_unconditional(
         model.train(was_training)
     result = torch.cat(outputs)
     return segment_model_output(result) if segment else result
-
-
-def shortened_schedule(sigmas: torch.Tensor, n_levels: int, *, step_lr: float = STEP_LR,
-                       max_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A cheaper sampling schedule: ``n_levels`` of ``sigmas`` with proportionally larger steps.
-
-    Every kept level gets ``len(sigmas) / n_levels`` times the paper's step
-    ``step_lr (sigma_i / sigma_L)^2``, capped so that ``eps_i / sigma_i^2 <= max_ratio`` (larger
-    ratios overshoot). For the paper's schedule (20 -> 0.01, step_lr 2e-5) the cap is a factor 5.
-
-    Returns:
-        ``(levels, step_sizes)``, both ``(n_levels,)``.
-    """
-    from lgtutorial.score.schedules import subsample
-
-    levels = subsample(sigmas, n_levels)
-    ratio = step_lr / float(sigmas[-1]) ** 2
-    factor = min(len(sigmas) / n_levels, max_ratio / ratio) if n_levels < len(sigmas) else 1.0
-    return levels, langevin_step_sizes(levels, step_lr) * max(factor, 1.0)
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
 """The global layer: the Gaussian random field, interpolated and resized statistics, the statistics a model carries.
 
-Modules: ``field``, ``interpolation``, ``material``, ``settings``. Import names from the module that defines them.
+Modules: ``field``, ``interpolation``, ``material``, ``segmentation``, ``settings``. Import names from the module that defines them.
 """

@@ -10,7 +10,8 @@ costs a handful of FFTs: ``O(N S log S)`` for N phases on S pixels, no training,
 
 One complex draw gives two independent samples (its real and imaginary parts), and because the
 transfer functions are the Fourier transforms of real functions, one complex inverse FFT per phase
-turns both into N-phase fields at once.
+turns both into N-phase fields at once. The samples are segmented by the rules of
+:mod:`lgtutorial.grf.segmentation`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
+from lgtutorial.grf.segmentation import SEGMENTATIONS, segment_argmax, segment_preserving_fractions
 from lgtutorial.microstructure import as_tensor, check_microstructure
 from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
 
 __all__ = [
     "GaussianRandomField",
     "GRFSamples",
-    "segment_argmax",
-    "segment_preserving_fractions",
     "gaussian_smooth",
-    "interpolate_statistics",
     "statistics_row",
 ]
 
@@ -303,10 +302,6 @@ class GaussianRandomField:
         return GRFSamples(raw, filtered, segmented, self.target_volume_fractions)
 
 
-#: Volume-fraction-preserving segmentations: ``"preserve"`` (3x3 local mean first) and ``"quantile"`` (none).
-SEGMENTATIONS = ("preserve", "quantile")
-
-
 def statistics_row(microstructure, *, reference_phase: int = 0) -> torch.Tensor:
     """Periodic 2-point statistics row ``f_pn`` averaged over samples, ``(N, *spatial)``, float64.
 
@@ -338,84 +333,3 @@ def gaussian_smooth(fields: torch.Tensor, sigma: float) -> torch.Tensor:
     dims = tuple(range(2, fields.ndim))
     kernel = _gaussian_transfer(spatial, sigma, fields.device, fields.dtype)
     return torch.fft.ifftn(torch.fft.fftn(fields, dim=dims) * kernel, dim=dims).real
-
-
-def segment_argmax(fields: torch.Tensor) -> torch.Tensor:
-    """One-hot segmentation that gives every pixel its largest phase."""
-    fields = as_tensor(fields)
-    labels = fields.argmax(1)
-    return torch.nn.functional.one_hot(labels, fields.shape[1]).movedim(-1, 1).to(fields.dtype)
-
-
-def _local_mean(fields: torch.Tensor) -> torch.Tensor:
-    """Periodic 3x3 (or 3x3x3) box mean of every phase."""
-    n_spatial = fields.ndim - 2
-    pad = (1, 1) * n_spatial
-    flat = fields.reshape(-1, 1, *fields.shape[2:])
-    padded = torch.nn.functional.pad(flat, pad, mode="circular")
-    pool = torch.nn.functional.avg_pool2d if n_spatial == 2 else torch.nn.functional.avg_pool3d
-    return pool(padded, 3, stride=1).reshape(fields.shape)
-
-
-def segment_preserving_fractions(fields: torch.Tensor, target_volume_fractions, *, smooth: bool = True) -> torch.Tensor:
-    """Segmentation that hits the target volume fractions exactly (the "N-maximum" rule).
-
-    After a periodic 3x3 local mean (``smooth``; off: a plain quantile threshold of the field),
-    phases are visited from the smallest target fraction up; each takes the ``round(v_n S)``
-    still-unassigned pixels where its value is highest, and the largest phase takes what is left.
-
-    The 3x3 mean removes speckle but is a low-pass filter whose first zero lies at 1/3 cycles per
-    pixel: it erases features with a period near 3 px (fine lamellae), so the quantile rule keeps
-    the 2-point statistics of fine-featured materials better (``benchmarks/segmentation_spectra.py``).
-
-    Args:
-        fields: ``(n, N, *spatial)`` continuous fields.
-        target_volume_fractions: ``(N,)`` fractions summing to 1.
-        smooth: take the 3x3 local mean first.
-
-    Returns:
-        One-hot ``(n, N, *spatial)`` with exactly ``round(v_n S)`` pixels of every phase but the
-        largest.
-    """
-    fields = as_tensor(fields)
-    target = as_tensor(target_volume_fractions).to("cpu", torch.float64).flatten()
-    n, n_phases = fields.shape[:2]
-    if target.numel() != n_phases:
-        raise ValueError(f"expected {n_phases} target volume fractions, got {target.numel()}")
-    if (target < 0).any() or abs(float(target.sum()) - 1.0) > 1e-4:
-        raise ValueError(f"target volume fractions must be non-negative and sum to 1; got {target.tolist()}")
-    smooth = (_local_mean(fields) if smooth else fields).flatten(2)  # (n, N, S)
-    size = smooth.shape[-1]
-    order = torch.argsort(target).tolist()
-    labels = torch.full((n, size), order[-1], dtype=torch.int64, device=fields.device)
-    free = torch.ones((n, size), dtype=torch.bool, device=fields.device)
-    lowest = torch.finfo(smooth.dtype).min
-    for phase in order[:-1]:
-        count = int(round(float(target[phase]) * size))
-        if count == 0:
-            continue
-        scores = torch.where(free, smooth[:, phase], torch.full_like(smooth[:, phase], lowest))
-        chosen = scores.topk(count, dim=-1).indices
-        labels.scatter_(1, chosen, phase)
-        free.scatter_(1, chosen, False)
-    one_hot = torch.nn.functional.one_hot(labels, n_phases).movedim(-1, 1)
-    return one_hot.reshape(fields.shape).to(fields.dtype)
-
-
-def interpolate_statistics(statistics_a, statistics_b, theta: float) -> torch.Tensor:
-    """Convex combination ``(1 - theta) f_A + theta f_B`` of two sets of 2-point statistics.
-
-    Both must have the same shape (same phases, same domain). A convex combination of valid
-    statistics is valid, so the result can feed :class:`GaussianRandomField` (Section 5.2 of
-    Robertson et al. 2023). When the two references have different volume fractions, the field's
-    volume fractions follow the zero-frequency content of the mixture,
-    ``v_n = sum_r f_pn(r) / (S f_pp(0))``, a weighted average of the references' fractions.
-    """
-    a, b = as_tensor(statistics_a), as_tensor(statistics_b)
-    if a.shape != b.shape:
-        raise ValueError(
-            f"statistics must have the same shape (same phases and domain); got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta must lie in [0, 1] for a convex combination, got {theta}")
-    return (1.0 - theta) * a + theta * b.to(a.dtype)

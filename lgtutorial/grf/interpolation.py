@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from lgtutorial.grf.field import GaussianRandomField, interpolate_statistics, statistics_row
-from lgtutorial.microstructure import check_microstructure
+from lgtutorial.grf.field import GaussianRandomField, statistics_row
+from lgtutorial.microstructure import as_tensor, check_microstructure
 from lgtutorial.statistics.two_point import two_point_statistics
 
 __all__ = [
+    "interpolate_statistics",
     "resize_microstructure",
     "interpolated_field",
     "local_volume_fractions",
@@ -28,6 +29,25 @@ __all__ = [
     "statistics_row_for_shape",
     "load_statistics_row",
 ]
+
+
+def interpolate_statistics(statistics_a, statistics_b, theta: float) -> torch.Tensor:
+    """Convex combination ``(1 - theta) f_A + theta f_B`` of two sets of 2-point statistics.
+
+    Both must have the same shape (same phases, same domain). A convex combination of valid
+    statistics is valid, so the result can feed :class:`GaussianRandomField` (Section 5.2 of
+    Robertson et al. 2023). When the two references have different volume fractions, the field's
+    volume fractions follow the zero-frequency content of the mixture,
+    ``v_n = sum_r f_pn(r) / (S f_pp(0))``, a weighted average of the references' fractions.
+    """
+    a, b = as_tensor(statistics_a), as_tensor(statistics_b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"statistics must have the same shape (same phases and domain); got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta must lie in [0, 1] for a convex combination, got {theta}")
+    return (1.0 - theta) * a + theta * b.to(a.dtype)
 
 
 def resize_microstructure(microstructure, shape: tuple[int, ...]) -> torch.Tensor:

@@ -1,18 +1,14 @@
 """What a generator needs to know of a micrograph without the micrograph: its 1- and 2-point statistics.
 
-A shipped score model carries a :class:`MaterialStatistics` of the micrograph it was trained on, so
-that the model alone is enough to generate its material (``lgtutorial generate`` with no arguments,
-offline) and to compare the result with the reference (volume fractions, chord lengths). The
-statistics are computed by this package from the micrograph; the micrograph itself is not stored.
-
-Stored: the volume fractions (float64), row 0 of the periodic 2-point statistics ``f_0n(r)`` on the
-micrograph's own grid (float32, FFT order; the last channel is implied by ``sum_n f_0n(r) = v_0`` and
-is not stored), and per phase and axis the mean chord length and the chord-length distribution.
+A shipped score model carries the :class:`MaterialStatistics` of the micrograph it was trained on
+(measured by this package; the micrograph itself is not stored), so that the model alone is enough to
+generate its material offline (``lgtutorial generate`` with no arguments) and to compare the result
+with the reference: volume fractions, a row of the periodic 2-point statistics, chord lengths.
 
 >>> import torch
->>> from lgtutorial.microstructure import labels_to_one_hot
->>> labels = (torch.arange(64).view(8, 8) % 4 < 2).long()          # stripes, 2 px wide
->>> stats = MaterialStatistics.from_microstructure(labels_to_one_hot(labels), name="stripes", periodic=True)
+>>> from lgtutorial.synthetic import lamellae
+>>> stripes = lamellae(8, period=4)                                 # stripes, 2 px wide
+>>> stats = MaterialStatistics.from_microstructure(stripes, name="stripes", periodic=True)
 >>> stats.volume_fractions.tolist(), stats.mean_chord_lengths["x"]
 ([0.5, 0.5], [2.0, 2.0])
 >>> bool(torch.allclose(stats.statistics_row().sum(0), torch.tensor(0.5, dtype=torch.float64)))
@@ -44,7 +40,8 @@ class MaterialStatistics:
         shape: ``(H, W)`` of the micrograph (and of the statistics grid).
         periodic: whether the micrograph is periodic (chords wrap around its edges).
         volume_fractions: ``(N,)`` float64.
-        row: ``(N - 1, H, W)`` float32, ``f_0n`` for ``n < N - 1`` in FFT order (zero lag at ``[0, 0]``).
+        row: ``(N - 1, H, W)`` float32, ``f_0n`` for ``n < N - 1`` in FFT order (zero lag at ``[0, 0]``);
+            the last channel is implied by ``sum_n f_0n(r) = v_0`` and is not stored.
         mean_chord_lengths: ``{"x": [N floats], "y": [N floats]}`` in pixels (NaN: no chords).
         chord_distributions: ``{"x": (N, L) float32, "y": ...}``: fraction of chords of length ``1..L``.
         provenance: plain facts: source, its SHA-256 and licence, package version, date.

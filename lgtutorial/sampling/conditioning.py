@@ -6,19 +6,12 @@ same value ``-(vf(m) - v) / (S sigma_mu^2)`` to every pixel of a channel: a unif
 whole field toward the target volume fraction, on top of the learned prior score.
 
 :func:`volume_fraction_posterior` takes any ``score_fn(x, sigma)`` and returns the posterior's score
-function with the same signature, so every sampler accepts it unchanged. Two estimates of the
-current volume fraction are offered, both as the authors used them:
-
-* ``"mean"``: the plain mean of each channel;
-* ``"segmented"``: the fraction of pixels that an argmax segmentation gives to each phase (the
-  quantity that is finally measured). For models with one channel per phase (N > 2) an extra
-  "uncertain" channel ``1 - sum_n m_n`` joins the argmax; pixels it wins count in the total but in
-  no phase. For a one-channel 2-phase model this is the threshold ``m > 0.5``.
-
-The likelihood width ``sigma_mu`` is annealed with the noise: geometric over the same levels as
-sigma, from ``sigma_mu`` at ``sigma_max`` to ``sigma_mu`` at ``sigma_min`` (:func:`likelihood_widths`
-gives the authors' values), each scaled by ``sqrt(256^2 / S)`` so that the pull per pixel does not
-depend on the domain size.
+function with the same signature, so every sampler accepts it unchanged. The current volume fraction
+is estimated as the authors did: the plain mean of each channel (:func:`mean_volume_fractions`) or
+the fractions of an argmax segmentation (:func:`segmented_volume_fractions`). The likelihood width
+``sigma_mu`` is annealed geometrically with the noise (:func:`likelihood_width`; the authors' values:
+:func:`likelihood_widths`), scaled by ``sqrt(256^2 / S)`` so that the pull per pixel does not depend
+on the domain size.
 """
 
 from __future__ import annotations
@@ -35,7 +28,6 @@ from lgtutorial.score.schedules import SIGMA_MAX, SIGMA_MIN
 MEASURES = ("iterate", "denoised")
 
 __all__ = [
-    "VOLUME_FRACTION_SHIFTS",
     "LIKELIHOOD_WIDTHS",
     "likelihood_widths",
     "likelihood_width",
@@ -146,7 +138,9 @@ def volume_fraction_posterior(
         score_fn: prior score ``score_fn(x, sigma)`` on ``(n, C, H, W)`` model channels.
         target_volume_fractions: ``(C,)`` or ``(n, C)`` target fractions of the model channels (for
             a one-channel 2-phase model: the fraction of phase 1).
-        estimate: ``"segmented"`` or ``"mean"`` (see the module docstring).
+        estimate: ``"segmented"``: the fractions of an argmax segmentation, the quantity that is
+            finally measured (:func:`segmented_volume_fractions`); ``"mean"``: the plain mean of
+            each channel (:func:`mean_volume_fractions`).
         sigma_max, sigma_min: the range of the noise schedule over which ``sigma_mu`` is annealed.
         widths: ``(sigma_mu at sigma_max, sigma_mu at sigma_min)``; default
             :func:`likelihood_widths` for ``S`` pixels and this ``estimate``.
@@ -212,8 +206,3 @@ def volume_fraction_posterior(
     posterior.measure_on = measure_on
     return posterior
 
-
-#: Offsets added to the target volume fraction of the likelihood for known models: the authors'
-#: sampling script for case study 1 raises the target by 0.0073 to cancel the model's persistent
-#: undershoot (the paper does not mention it).
-VOLUME_FRACTION_SHIFTS = {"nbsa-authors-checkpoint": 0.0073}

@@ -5,19 +5,11 @@ score model, run from a low noise level ``sigma_c`` with the GRF sample as the s
 the volume-fraction posterior of Eq. (12) as its score, adds the local features. A periodic
 embedding (or circular convolutions) keeps the periodic GRF sample periodic throughout.
 
-The paper segments the GRF sample (volume-fraction preserving) before refinement for 2-phase models
-and refines the continuous GRF output for N > 2 phases; the fast samplers segment it for any number
-of phases (``SamplerConfiguration.segment_start``: from the continuous start their volume-fraction
-pull tipped 3-phase samples into one phase). After the last level the iterate is clamped to
-``[-3, 3]`` and segmented by argmax (one-channel models: threshold 0.5).
-
-:class:`HybridSamples`, :func:`finalize` and the collapse guard live in :mod:`lgtutorial.sampling.samples`,
-:func:`statistics_row_for_shape` in :mod:`lgtutorial.grf.interpolation` and :func:`load_score_model` in
-:mod:`lgtutorial.score.registry`; all are re-exported here.
-
-The authors' sampling script raises the likelihood's target by 0.0073 for their case-study-1 model
-(:data:`VOLUME_FRACTION_SHIFTS`). Without it, 256 x 256 hybrid samples of the nbsa-proxy statistics
-end about 0.008 below the target volume fraction; with it, within 0.001.
+The GRF start is segmented (volume-fraction preserving) for 2-phase models and, with the fast
+samplers (``SamplerConfiguration.segment_start``), for any number of phases; otherwise the
+continuous GRF output is refined. After the last level the iterate is clamped to ``[-3, 3]`` and
+segmented by argmax (one-channel models: threshold 0.5). Why, and what the authors' target shift
+(:data:`~lgtutorial.score.authors.VOLUME_FRACTION_SHIFTS`, carried by the loaded model) does: ``benchmarks/results/hybrid_notes.md``.
 """
 
 from __future__ import annotations
@@ -38,36 +30,16 @@ from lgtutorial.sampling.integrators import (
     with_circular_padding,
 )
 from lgtutorial.sampling.samplers import (
-    DEFAULT_SAMPLER,
-    SamplerConfiguration,
-    default_volume_fraction_shift,
     prepare_model,
-    resolve_sampler,
+    resolve_refinement,
     sampler_schedule,
 )
-from lgtutorial.sampling.samples import HybridSamples, batch_sizes, degenerate_samples, finalize, redo_failed
+from lgtutorial.sampling.samples import HybridSamples, degenerate_samples, finalize, redo_failed, run_batches
+from lgtutorial.sampling.settings import RefinementOptions
 from lgtutorial.score.channels import from_model_channels, to_model_channels
-from lgtutorial.score.schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
+from lgtutorial.score.schedules import N_LEVELS, SIGMA_MAX, SIGMA_MIN
 
-__all__ = ["HybridGenerator", "generator_options"]
-
-PERIODIC_MODES = ("embedding", "circular", "none")
-
-def generator_options(settings, model_name) -> dict:
-    """:class:`HybridGenerator` keywords from :class:`~lgtutorial.sampling.settings.HybridSettings` (``lgtutorial
-    generate``, and a sweep design's ``sampler`` block through ``SamplerSettings.hybrid_settings()``):
-    the sampler and its schedule, the conditioning, the periodic frame and the guard. An unset
-    ``volume_fraction_shift`` is the model's default under that sampler (:func:`default_volume_fraction_shift`).
-    """
-    shift = settings.volume_fraction_shift
-    return dict(
-        sampler=settings.sampler, n_levels=settings.levels, sigma_c=settings.sigma_c, step_lr=settings.step_lr,
-        condition_volume_fraction=settings.condition_volume_fraction,
-        volume_fraction_estimate=settings.volume_fraction_estimate,
-        volume_fraction_shift=default_volume_fraction_shift(model_name, settings.sampler) if shift is None else shift,
-        periodic=settings.periodic, padding=settings.padding, guard=settings.guard,
-    )
-
+__all__ = ["HybridGenerator"]
 
 class HybridGenerator:
     """GRF-conditioned sampling with a score model (Section 3.3 and Eq. (12), Robertson et al. 2023).
@@ -77,37 +49,22 @@ class HybridGenerator:
         score_model: a module with ``.score(x, sigma)`` (e.g. :class:`~lgtutorial.score.unet.ScoreUNet`;
             moved to ``device`` and put in eval mode) or a plain ``score_fn(x, sigma)``.
         sigmas: the model's training noise levels ``(L,)``; only their range is used. Default 20 -> 0.01.
-        sampler: ``"fast"`` (the default, :data:`~lgtutorial.sampling.samplers.DEFAULT_SAMPLER`: reverse-SDE
-            predictor-corrector on a coarse schedule, 49 evaluations per 2-phase sample), ``"faithful"``
-            (the paper's annealed Langevin, 568), ``"fast-compiled"`` or a
-            :class:`~lgtutorial.sampling.samplers.SamplerConfiguration`; see :data:`lgtutorial.sampling.samplers.SAMPLERS`
-            (:func:`lgtutorial.sampling.samplers.evaluations_at` gives each one's count).
-        n_levels: levels of the geometric schedule over that range at sampling time (default: the
-            sampler's; for ``"faithful"`` ``L``, 1000 for the paper's models); those from ``sigma_c``
-            down are run. Fewer levels give cheaper, coarser runs.
-        sigma_c: noise level at which refinement starts (0.75 in the paper); ``None`` samples the
-            score model alone from noise at ``sigma_max`` over the whole schedule (the SBG baseline).
-        step_lr: base Langevin step size, ``eps_i = step_lr (sigma_i / sigma_L)^2`` (default: the
-            sampler's, 2e-5; Langevin samplers only).
-        condition_volume_fraction: use the volume-fraction posterior score (Eq. (12)).
-        volume_fraction_estimate: ``"segmented"`` or ``"mean"`` (see :mod:`lgtutorial.sampling.conditioning`).
+        options: the :class:`~lgtutorial.sampling.settings.RefinementOptions` (sampler, levels,
+            ``sigma_c``, step size, conditioning, shift, periodic frame, guard, batch size); a
+            :class:`~lgtutorial.sampling.settings.HybridSettings` gives its refinement part. Default: their
+            defaults. ``sigma_c=None`` samples the score model alone from noise at ``sigma_max`` over the
+            whole schedule (the SBG baseline) with the sampler's from-noise variant
+            (:func:`~lgtutorial.sampling.samplers.sampler_from_noise`). An unset step size is the sampler's,
+            an unset volume-fraction shift what the model carries (its ``volume_fraction_shift``, set by
+            the loader) for samplers that measure on the iterate, else 0.
+        **changes: fields of the options to change, e.g. ``sampler="faithful", levels=200``.
         likelihood_widths: ``(sigma_mu start, end)``; default the authors' values for the estimate,
             scaled by the domain size.
-        volume_fraction_shift: added to every channel's target in the likelihood only (the authors
-            use 0.0073 with their case-study-1 model, see ``VOLUME_FRACTION_SHIFTS``); reported
-            targets are unchanged.
-        periodic: ``"embedding"`` (periodic frame of ``padding`` pixels, re-copied after every step),
-            ``"circular"`` (circular convolutions in a copy of the model) or ``"none"``.
-        padding: width of the periodic embedding in pixels.
         segment_grf: segment the GRF sample (volume-fraction preserving) before refinement;
             default: the sampler's ``segment_start`` (``"fast"`` and its variants: always), else as
             in the paper, yes for 2 phases and no for more.
         channels: channels of a plain score function (default 1 for 2 phases, else N).
         device: where to sample (default: the field's device); must be the field's device.
-        guard: a sample whose volume fraction misses the target by more than this (a collapse into
-            one phase, say) or whose iterate is not finite is redone with the ``"faithful"`` sampler
-            from the same GRF start; what still fails is listed in ``HybridSamples.degenerate``.
-            ``None`` turns the check off (it never applies to sampling from noise).
 
     Raises:
         ValueError: a model whose channels do not fit the phases of the statistics, a domain the
@@ -119,46 +76,32 @@ class HybridGenerator:
         self,
         field: GaussianRandomField,
         score_model,
+        options: RefinementOptions | None = None,
         *,
         sigmas: torch.Tensor | None = None,
-        sampler: str | SamplerConfiguration = DEFAULT_SAMPLER,
-        n_levels: int | None = None,
-        sigma_c: float | None = SIGMA_C,
-        step_lr: float | None = None,
-        condition_volume_fraction: bool = True,
-        volume_fraction_estimate: str = "segmented",
         likelihood_widths: tuple[float, float] | None = None,
-        volume_fraction_shift: float = 0.0,
-        periodic: str = "embedding",
-        padding: int = 16,
         segment_grf: bool | None = None,
         channels: int | None = None,
         device=None,
-        guard: float | None = 0.1,
+        **changes,
     ):
-        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "field", "score_model", "__class__")}
+        options = RefinementOptions.of(options, **changes)
+        self.options = options
+        self._arguments = dict(sigmas=sigmas, likelihood_widths=likelihood_widths, segment_grf=segment_grf,
+                               channels=channels, device=device)
         self._score_model = score_model
-        if guard is not None and not (isinstance(guard, (int, float)) and 0 < guard <= 1):
-            raise ValueError(f"guard must be None or a volume-fraction error in (0, 1], got {guard!r}")
-        self.guard = guard
+        sigma_c, periodic = options.sigma_c, options.periodic
+        self.guard = options.guard
         if not isinstance(field, GaussianRandomField) or len(field.shape) != 2:
             raise TypeError("field must be a 2-D GaussianRandomField")
-        self.sampler = resolve_sampler(sampler)
-        self.sampler_name = sampler if isinstance(sampler, str) else "custom"
+        # sampler (from noise: its variant that can start there), step size, conditioning, shift, start rule
+        vars(self).update(resolve_refinement(options, score_model, field.n_phases, segment_grf))
         self.field = field
         self.device = torch.device(device) if device is not None else field.device
         if self.device != field.device:
             raise ValueError(f"the field lives on {field.device} but sampling was asked on {self.device}")
         self.n_phases = field.n_phases
-        if periodic not in PERIODIC_MODES:
-            raise ValueError(f"periodic must be one of {PERIODIC_MODES}, got {periodic!r}")
-        if volume_fraction_estimate not in ("segmented", "mean"):
-            raise ValueError(
-                f"volume_fraction_estimate must be 'segmented' or 'mean', got {volume_fraction_estimate!r}"
-            )
-        if not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
-        self.padding = padding if periodic == "embedding" else 0
+        self.padding = options.padding if periodic == "embedding" else 0
         self.periodic = periodic
 
         trained_top = getattr(score_model, "trained_sigma_max", None)
@@ -210,27 +153,20 @@ class HybridGenerator:
             )
 
         sigma_max, sigma_min = (SIGMA_MAX, SIGMA_MIN) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
-        if n_levels is None:
-            n_levels = self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
-        if not isinstance(n_levels, int) or n_levels < 2:
-            raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
+        n_levels = options.levels or self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
         self.sigma_max, self.sigma_min, self.sigma_c = sigma_max, sigma_min, sigma_c
         self.sigmas = sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, sigma_c, device=self.device)
-        self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
-        self.condition_volume_fraction = condition_volume_fraction
-        self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
-        self.volume_fraction_shift = float(volume_fraction_shift)
-        self.segment_grf = self.sampler.segments_start(self.n_phases) if segment_grf is None else bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
         self._evaluations = 0
 
     @classmethod
     def from_statistics(
-        cls, statistics_row, score_model, *, shape=None, reference_phase: int = 0, device=None, **options
+        cls, statistics_row, score_model, options: RefinementOptions | None = None, *, shape=None,
+        reference_phase: int = 0, device=None, **keywords
     ) -> HybridGenerator:
         """Build from a periodic statistics row ``(N, H, W)``; ``shape`` moves it to another grid
-        (:func:`statistics_row_for_shape`). ``options`` go to the constructor."""
+        (:func:`statistics_row_for_shape`). ``options`` and ``keywords`` go to the constructor."""
         import warnings
 
         from lgtutorial._checks import resolve_device
@@ -243,18 +179,19 @@ class HybridGenerator:
             if resized:  # the windowed row's spectrum is non-negative up to round-off
                 warnings.filterwarnings("ignore", message="clipped")
             field = GaussianRandomField(row, reference_phase=reference_phase, device=resolve_device(device))
-        return cls(field, score_model, **options)
+        return cls(field, score_model, options, **keywords)
 
     @classmethod
     def from_reference(
-        cls, microstructure, score_model, *, shape=None, reference_phase: int = 0, device=None, **options
+        cls, microstructure, score_model, options: RefinementOptions | None = None, *, shape=None,
+        reference_phase: int = 0, device=None, **keywords
     ) -> HybridGenerator:
         """Build from one-hot reference microstructure(s) ``(n, N, H, W)`` (their periodic statistics)."""
         from lgtutorial.grf.field import statistics_row
 
         row = statistics_row(microstructure, reference_phase=reference_phase)
         return cls.from_statistics(
-            row, score_model, shape=shape, reference_phase=reference_phase, device=device, **options
+            row, score_model, options, shape=shape, reference_phase=reference_phase, device=device, **keywords
         )
 
     @property
@@ -345,7 +282,7 @@ class HybridGenerator:
         *,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        batch_size: int | None = 8,
+        batch_size: int | None = None,
         return_grf: bool = False,
         progress: bool = True,
         callback: Callable[[dict], None] | None = None,
@@ -356,7 +293,7 @@ class HybridGenerator:
             n_samples: how many samples.
             seed: seed of a fresh ``torch.Generator`` on the device (ignored when ``generator`` is given).
             generator: a ``torch.Generator`` on the device, for GRF draws and Langevin noise.
-            batch_size: samples refined at once (``None``: all).
+            batch_size: samples refined at once (default: the options' ``batch_size``).
             return_grf: keep the starting GRF samples in the result.
             progress: show a tqdm progress bar over the score evaluations.
             callback: called after every step (one per score evaluation) with the sampler's dict
@@ -365,48 +302,28 @@ class HybridGenerator:
         The same seed and ``batch_size`` give the same samples; another ``batch_size`` draws the
         random numbers in another order and gives other (equally valid) samples.
         """
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if generator is None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(0 if seed is None else seed)
-        batches = batch_sizes(n_samples, batch_size)
-        from tqdm.auto import tqdm
+        def draw(size: int, generator: torch.Generator, step, first: int):
+            start = self.starting_points(size, generator=generator)
+            x = self.refine(start, generator=generator, callback=step)
+            final = finalize(x.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
+            redone, failed = [], []
+            if self.guard is not None and self.sigma_c is not None:
+                x, final, redone, failed = redo_failed(self, start, x, final, generator)
+            grf = from_model_channels(start, self.n_phases) if return_grf else None
+            return final, x.nan_to_num(0.0).clamp(-3.0, 3.0), grf, [first + k for k in redone], [first + k for k in failed]
 
-        bar = tqdm(
-            total=len(batches) * self.evaluations_per_sample, desc="hybrid sampling", unit="step", disable=not progress
-        )
-        finals, refined, starts, recovered, degenerate = [], [], [], [], []
-        try:
-            for index, size in enumerate(batches):
-
-                def step(info: dict, index=index) -> None:
-                    bar.update(1)
-                    if callback is not None:
-                        callback({**info, "batch": index})
-
-                start = self.starting_points(size, generator=generator)
-                x = self.refine(start, generator=generator, callback=step)
-                final = finalize(x.nan_to_num(0.0).clamp(-3.0, 3.0), self.n_phases)
-                if self.guard is not None and self.sigma_c is not None:
-                    x, final, redone, failed = redo_failed(self, start, x, final, generator)
-                    offset = sum(batches[:index])
-                    recovered += [offset + k for k in redone]
-                    degenerate += [offset + k for k in failed]
-                x = x.nan_to_num(0.0).clamp(-3.0, 3.0)
-                finals.append(final)
-                refined.append(x)
-                if return_grf:
-                    starts.append(from_model_channels(start, self.n_phases))
-        finally:
-            bar.close()
+        batches = run_batches(draw, n_samples, self.options.batch_size if batch_size is None else batch_size,
+                              device=self.device, seed=seed, generator=generator, progress=progress,
+                              callback=callback, steps_per_batch=self.evaluations_per_sample,
+                              description="hybrid sampling")
+        finals, refined, starts, recovered, degenerate = (list(part) for part in zip(*batches))
         return HybridSamples(
             microstructures=torch.cat(finals),
             refined=torch.cat(refined),
             grf=torch.cat(starts) if return_grf else None,
             target_volume_fractions=self.target_volume_fractions,
-            recovered=recovered,
-            degenerate=degenerate,
+            recovered=sum(recovered, []),
+            degenerate=sum(degenerate, []),
         )
 
     def degenerate(self, x: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
@@ -419,6 +336,7 @@ class HybridGenerator:
         """The generator that redoes failed samples: this one with the faithful sampler (the paper's
         small steps) and no guard; built once, on the first failure."""
         if getattr(self, "_fallback", None) is None:
-            self._fallback = HybridGenerator(self.field, self._score_model, **{
-                **self._arguments, "sampler": "faithful", "n_levels": None, "step_lr": None, "guard": None})
+            options = RefinementOptions.of(self.options, sampler="faithful", levels=None, step_lr=None, guard=None,
+                                           volume_fraction_shift=self.volume_fraction_shift)
+            self._fallback = HybridGenerator(self.field, self._score_model, options, **self._arguments)
         return self._fallback

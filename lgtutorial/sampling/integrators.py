@@ -1,13 +1,15 @@
-"""Annealed Langevin sampling of score models, and the tools the hybrid sampler wraps around it.
+"""Integrators for score models, and the tools the hybrid sampler wraps around them.
 
-Samplers share one signature (as in k-diffusion): ``sampler(score_fn, x, sigmas, *, generator=None,
+Integrators share one signature (as in k-diffusion): ``sampler(score_fn, x, sigmas, *, generator=None,
 callback=None, ...)`` with ``score_fn(x, sigma) -> score`` of the same shape as ``x``. They run under
-``torch.no_grad()`` and do not modify ``x`` in place.
+``torch.no_grad()`` and do not modify ``x`` in place: :func:`annealed_langevin` (the paper's) and
+:func:`reverse_diffusion` (the reverse variance-exploding SDE with optional Langevin correctors).
 
-Also here: the truncated schedule that starts refinement at ``sigma_c`` (Section 3.2 of Robertson et
-al. 2023, after Meng et al.'s SDEdit), the periodic embedding that keeps a periodic GRF sample
-periodic while a network trained on non-periodic patches refines it (Section 3.3), and the
-alternative of circular convolutions.
+Also here: the truncated schedule that starts refinement at ``sigma_c`` (:func:`truncated_schedule`;
+Section 3.2 of Robertson et al. 2023, after Meng et al.'s SDEdit), the periodic embedding that keeps
+a periodic GRF sample periodic while a network trained on non-periodic patches refines it
+(:func:`periodic_embed` and its helpers; Section 3.3), and the alternative of circular convolutions
+(:func:`with_circular_padding`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,8 @@ from collections.abc import Callable
 import torch
 
 from lgtutorial.score.schedules import (
-    N_LEVELS,
-    SIGMA_C,
-    SIGMA_MAX,
-    SIGMA_MIN,
     STEP_LR,
-    geometric_sigmas,
     langevin_step_sizes,
-    truncate,
 )
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -59,7 +55,9 @@ def annealed_langevin(
         step_lr: base step size.
         steps_per_level: Langevin steps at each level.
         generator: ``torch.Generator`` on ``x``'s device for reproducible noise.
-        callback: called after every step with ``{"i", "sigma", "x", "step_size"}``.
+        callback: called after every step with ``{"i", "sigma", "x", "step_size", "denoised"}``
+            (as k-diffusion's samplers: ``denoised`` is the Tweedie estimate ``x + sigma^2 score`` of
+            the iterate the score was evaluated at).
         step_sizes: ``(L,)`` step sizes; default from ``step_lr`` and ``sigmas[-1]``.
         project: applied to ``x`` after every step (e.g. re-copying a periodic embedding).
         noise_scale: factor on the injected noise; 1 is Langevin dynamics, 0 plain score ascent
@@ -81,12 +79,13 @@ def annealed_langevin(
     for i in range(len(sigmas)):
         for _ in range(steps_per_level):
             score = score_fn(x, sigmas[i])
+            denoised = x + sigmas[i] ** 2 * score if callback is not None else None
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + step_sizes[i] * score + noise_scales[i] * noise
             if project is not None:
                 x = project(x)
             if callback is not None:
-                callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_sizes[i]})
+                callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_sizes[i], "denoised": denoised})
     return x
 
 
@@ -145,8 +144,9 @@ def reverse_diffusion(
         x: initial iterate (noise at ``sigmas[0]`` or a GRF sample), any shape.
         sigmas: ``(L,)`` decreasing noise levels, ``L >= 2``.
         generator: ``torch.Generator`` on ``x``'s device for reproducible noise.
-        callback: called after every score evaluation with ``{"i", "sigma", "x", "step_size"}``
-            (``x`` is the live iterate: clone what you keep).
+        callback: called after every score evaluation with ``{"i", "sigma", "x", "step_size",
+            "denoised"}`` (``x`` is the live iterate: clone what you keep; ``denoised`` the Tweedie
+            estimate ``x + sigma^2 score`` of the iterate the score was evaluated at).
         project: applied to ``x`` after every step (e.g. re-copying a periodic embedding).
         corrector_steps: Langevin corrector steps after each predictor step.
         corrector_ratio: corrector step size over ``sigma^2``.
@@ -174,29 +174,34 @@ def reverse_diffusion(
     corrector_sizes = (corrector_ratio * variances).tolist()
     noise = torch.empty_like(x)
 
-    def report(i: int, step_size: float) -> None:
+    def tweedie(i: int, score: torch.Tensor) -> torch.Tensor | None:
+        return x + float(variances[i]) * score if callback is not None else None
+
+    def report(i: int, step_size: float, denoised: torch.Tensor | None) -> None:
         if callback is not None:
-            callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_size})
+            callback({"i": i, "sigma": sigmas[i], "x": x, "step_size": step_size, "denoised": denoised})
 
     def correct(i: int) -> None:
         nonlocal x
         score = score_fn(x, sigmas[i])
+        denoised = tweedie(i, score)
         noise.normal_(generator=generator)
         step = corrector_sizes[i]
         x.add_(score, alpha=step).add_(noise, alpha=noise_scale * (2.0 * step) ** 0.5)
         if project is not None:
             x = project(x)
-        report(i, step)
+        report(i, step, denoised)
 
     for _ in range(initial_correctors):
         correct(0)
     for i in range(len(sigmas) - 1):
         score = score_fn(x, sigmas[i])
+        denoised = tweedie(i, score)
         noise.normal_(generator=generator)
         x.add_(score, alpha=drops[i]).add_(noise, alpha=noise_scale * drops[i] ** 0.5)
         if project is not None:
             x = project(x)
-        report(i, drops[i])
+        report(i, drops[i], denoised)
         for _ in range(corrector_steps):
             correct(i + 1)
     if denoise:
@@ -204,42 +209,8 @@ def reverse_diffusion(
         x.add_(score_fn(x, sigmas[-1]), alpha=last)
         if project is not None:
             x = project(x)
-        report(len(sigmas) - 1, last)
+        report(len(sigmas) - 1, last, x)  # the Tweedie step's result is its own denoised estimate
     return x
-
-
-def truncated_schedule(
-    sigma_max: float = SIGMA_MAX,
-    sigma_min: float = SIGMA_MIN,
-    *,
-    n_levels: int = N_LEVELS,
-    sigma_c: float | None = SIGMA_C,
-    device=None,
-) -> torch.Tensor:
-    """The noise levels of GRF-conditioned refinement (Section 3.2, Robertson et al. 2023).
-
-    A geometric schedule of ``n_levels`` levels from ``sigma_max`` to ``sigma_min`` (the one the
-    model was trained on when ``n_levels`` is the training value, 1000 in the paper), cut so that
-    it starts at the level closest to ``sigma_c``. Fewer ``n_levels`` give a cheaper, coarser run
-    over the same range of sigma. ``sigma_c=None`` keeps the whole schedule (sampling from noise).
-
-    >>> len(truncated_schedule(20.0, 0.01, n_levels=1000, sigma_c=0.75))
-    568
-    >>> len(truncated_schedule(20.0, 0.01, n_levels=100, sigma_c=0.75))
-    57
-
-    Raises:
-        ValueError: ``sigma_c`` outside ``[sigma_min, sigma_max]`` or fewer than 2 levels.
-    """
-    sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels, device=device)
-    if sigma_c is None:
-        return sigmas
-    if not sigma_min <= sigma_c <= sigma_max:
-        raise ValueError(
-            f"sigma_c={sigma_c} lies outside the model's noise schedule [{sigma_min:.4g}, {sigma_max:.4g}]; "
-            f"choose a starting level inside it (the paper uses {SIGMA_C})"
-        )
-    return truncate(sigmas, sigma_c)
 
 
 def _check_width(x: torch.Tensor, width: int) -> None:

@@ -2,57 +2,17 @@
 
 The paper refines a GRF sample by annealed Langevin dynamics over the levels of the 1000-level
 training schedule below ``sigma_c = 0.75``: 568 network evaluations per 2-phase sample (Section
-3.3 of Robertson et al. 2023). :data:`SAMPLERS` names that configuration ``"faithful"`` and sets a
-``"fast"`` one beside it, chosen by measurement (``benchmarks/hybrid_fast_vs_faithful.py`` times the
-named ones; the table "What was tried" of chapter 5 lists every alternative tried and what it measured):
-
-* a predictor-corrector scheme (Song et al. 2021): the reverse-VE-SDE predictor
-  (:func:`lgtutorial.sampling.integrators.reverse_diffusion`) on a geometric schedule of 61 levels over the
-  model's range, run from the level closest to ``sigma_c`` (0.74 for the 20 -> 0.01 schedule) down
-  to 0.1 -- 17 levels -- each predictor step followed by two Langevin corrector steps of size
-  ``0.3 sigma^2`` (1.5 times the paper's step relative to ``sigma^2``), then one Tweedie denoising
-  step ``x + sigma^2 score(x, sigma)`` from 0.1: 16 x 3 + 1 = 49 evaluations;
-* the volume fraction of Eq. (12) measured on the denoised (Tweedie) estimate of the iterate
-  instead of the noisy iterate itself (``likelihood_on="denoised"``, no extra evaluation), with the
-  likelihood twice as strong (``sigma_mu / sqrt 2``);
-* the GRF start is refined as it is (no noise added first).
-
-What the measurements said (256 x 256, the authors' case-study-1 model):
-
-* measuring on the noisy iterate leaves coarse samplers' volume fractions low (0.368 for the first
-  fast sampler, ``"fast-v1"``, target 0.3726): while sigma is large, thresholding the noisy iterate
-  counts noise as phase and the pull holds the clean structure below the target. The authors'
-  +0.0073 target shift (:data:`lgtutorial.sampling.conditioning.VOLUME_FRACTION_SHIFTS`) compensates the same
-  bias for the paper's sampler; measured on the denoised estimate, the fast sampler lands on the
-  target with no shift (0.3726 +- 0.0004);
-* the structure is settled by sigma = 0.1: stopping there (and jumping to the posterior mean) gives
-  the same segmented samples as running on to 0.01, for a third fewer evaluations;
-* what the evaluations buy is resolution where the features form, between sigma_c and 0.1: the
-  first fast sampler took 5 coarse steps there (21 levels) and left slivers and over-long chords of
-  the GRF (precipitate chord-distribution distance 0.12-0.14 against the faithful run's 0.085);
-  16 finer steps with two correctors each bring it to 0.075 with corrector steps of ``0.5 sigma^2``
-  (``"fast-sharp"``) and to about 0.10 with ``0.3 sigma^2``;
-* the corrector step is bounded by the weakest model: with this project's young 3-phase model
-  (``lgtutorial-case2``) steps of ``0.5 sigma^2`` on this schedule made some samples collapse into
-  one phase, ``0.4 sigma^2`` one in three, ``0.3 sigma^2`` none of nine; ``"fast"`` uses 0.3.
-  Langevin steps at the first level before the first predictor step, and noise added to the GRF
-  start (SDEdit), did not help;
-* the start, for three phases: the paper refines the continuous GRF field. From it, with this
-  sampler, a model fitted for 60 CPU minutes to ``ngrf-three-phase-elongated`` tipped 4 of 4 samples
-  towards one phase (largest volume-fraction error 0.33); from the segmented field none (0.0007,
-  chord-distribution distances 0.52, 0.47, 0.46 against the GRF's 0.53, 0.76, 0.67). On the Ti
-  micrograph (4 samples of 400 x 512) the two starts ended within 0.011 of each other in chord
-  distance with the interim ``lgtutorial-case2`` weights (1,482 steps); with the finished model
-  (4,000 steps) the continuous start turned 1 of 4 samples into one phase (error 0.18) and the
-  segmented one none (0.0017). ``"fast"`` and its variants segment
-  the start for any number of phases (``segment_start``; ``benchmarks/results/three_phase_start_cpu*.md``).
-
-The network runs on channels-last tensors (a copy of the model); ``"fast-compiled"`` also compiles
-it (``torch.compile``).
+3.3 of Robertson et al. 2023). :data:`SAMPLERS` names that configuration ``"faithful"`` and sets
+beside it a ``"fast"`` one of 49 evaluations: the reverse-SDE predictor
+(:func:`lgtutorial.sampling.integrators.reverse_diffusion`) from ``sigma_c`` down to 0.1 with two
+Langevin corrector steps per level and one Tweedie denoising step at the end, the volume fraction of
+Eq. (12) measured on the denoised estimate, and the GRF start segmented (``segment_start``). The
+network runs on channels-last tensors; ``"fast-compiled"`` also compiles it (``torch.compile``).
 
 ``HybridGenerator(..., sampler="faithful")`` (or ``"fast"``, :data:`DEFAULT_SAMPLER`, or any
-:class:`SamplerConfiguration`) selects one; ``lgtutorial generate --sampler``, ``lgtutorial fit
---sampler`` and a sweep design's ``sampler.name`` do the same, with the same default.
+:class:`SamplerConfiguration`) selects one, as do ``lgtutorial generate --sampler``, ``lgtutorial fit
+--sampler`` and a sweep design's ``sampler.name``. How ``"fast"`` was chosen and what each
+alternative measured: ``benchmarks/results/sampler_notes.md`` and chapter 5's "What was tried".
 """
 
 from __future__ import annotations
@@ -63,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from lgtutorial.sampling.conditioning import MEASURES, VOLUME_FRACTION_SHIFTS
+from lgtutorial.sampling.conditioning import MEASURES
 from lgtutorial.sampling.integrators import (
     ScoreFunction,
     annealed_langevin,
@@ -72,7 +32,7 @@ from lgtutorial.sampling.integrators import (
 )
 from lgtutorial.score.schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN, STEP_LR
 
-__all__ = ["default_volume_fraction_shift", "SamplerConfiguration", "SAMPLERS", "DEFAULT_SAMPLER", "resolve_sampler", "prepare_model",
+__all__ = ["model_volume_fraction_shift", "resolve_refinement", "SamplerConfiguration", "SAMPLERS", "DEFAULT_SAMPLER", "resolve_sampler", "prepare_model",
            "sampler_from_noise", "evaluations_at", "sampler_help"]
 
 METHODS = ("langevin", "reverse-sde")
@@ -172,17 +132,9 @@ class SamplerConfiguration:
             initial_correctors=self.initial_correctors,
         )
 
-    def run(
-        self,
-        score_fn: ScoreFunction,
-        x: torch.Tensor,
-        sigmas: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        callback: Callable[[dict], None] | None = None,
-        project: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        step_lr: float | None = None,
-    ) -> torch.Tensor:
+    def run(self, score_fn: ScoreFunction, x: torch.Tensor, sigmas: torch.Tensor, *,
+            generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+            project: Callable[[torch.Tensor], torch.Tensor] | None = None, step_lr: float | None = None) -> torch.Tensor:
         """Integrate ``x`` over the levels ``sigmas`` (``step_lr`` overrides the configuration's)."""
         if self.start_noise:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -339,8 +291,7 @@ def sampler_schedule(configuration: SamplerConfiguration, sigma_max: float, sigm
                      sigma_c, *, device=None) -> torch.Tensor:
     """The levels a sampler runs: ``n_levels`` geometric levels over ``[sigma_min, sigma_max]`` from the
     one closest to ``sigma_c`` down, cut at the level closest to ``configuration.sigma_end`` (at least 2)."""
-    from lgtutorial.sampling.integrators import truncated_schedule
-    from lgtutorial.score.schedules import truncation_index
+    from lgtutorial.score.schedules import truncated_schedule, truncation_index
 
     sigmas = truncated_schedule(sigma_max, sigma_min, n_levels=n_levels, sigma_c=sigma_c, device=device)
     if configuration.sigma_end is not None:  # stop early, at the level closest to sigma_end
@@ -370,26 +321,42 @@ def sampler_help() -> str:
             f"{SIGMA_C:g}: {costs}")
 
 
-def default_volume_fraction_shift(model_name, sampler=None) -> float:
-    """The likelihood-target offset to use for a model (by registry name) under a sampler (default:
-    :data:`lgtutorial.sampling.samplers.DEFAULT_SAMPLER`).
+def model_volume_fraction_shift(model, sampler) -> float:
+    """The likelihood-target offset a model carries (its loader sets ``model.volume_fraction_shift``:
+    0.0073 for the authors' case-study-1 model, :data:`lgtutorial.score.authors.VOLUME_FRACTION_SHIFTS`),
+    as ``sampler`` applies it.
 
-    The authors' 0.0073 compensates a bias of measuring the volume fraction on the noisy iterate
+    The authors' offset compensates a bias of measuring the volume fraction on the noisy iterate
     (Eq. (12) as the paper writes it): while sigma is large, thresholding the iterate counts noise
     as phase, so the pull holds the clean structure below the target. Samplers that measure on the
-    denoised (Tweedie) estimate (``likelihood_on="denoised"``) do not have that bias and get no
-    offset.
+    denoised (Tweedie) estimate (``likelihood_on="denoised"``) do not have that bias and get none.
 
-    >>> default_volume_fraction_shift("nbsa-authors-checkpoint", "faithful")
-    0.0073
-    >>> default_volume_fraction_shift("nbsa-authors-checkpoint", "fast"), default_volume_fraction_shift("mine")
-    (0.0, 0.0)
+    >>> class Authors: volume_fraction_shift = 0.0073
+    >>> model_volume_fraction_shift(Authors(), "faithful"), model_volume_fraction_shift(Authors(), "fast")
+    (0.0073, 0.0)
+    >>> model_volume_fraction_shift(object(), "faithful")
+    0.0
     """
-    from lgtutorial.sampling.samplers import (  # samplers builds on this module
-        DEFAULT_SAMPLER,
-        resolve_sampler,
-    )
-
-    if resolve_sampler(DEFAULT_SAMPLER if sampler is None else sampler).likelihood_on != "iterate":
+    if resolve_sampler(sampler).likelihood_on != "iterate":
         return 0.0
-    return VOLUME_FRACTION_SHIFTS.get(str(model_name), 0.0)
+    return float(getattr(model, "volume_fraction_shift", 0.0))
+
+
+def resolve_refinement(options, score_model, n_phases: int, segment_grf: bool | None = None) -> dict:
+    """What both generators read from :class:`~lgtutorial.sampling.settings.RefinementOptions`, resolved
+    for ``score_model`` and ``n_phases`` phases: the sampler configuration (its from-noise variant when
+    ``sigma_c`` is None) and name, the step size (unset: the sampler's), the conditioning, the
+    volume-fraction shift (unset: what the model carries, :func:`model_volume_fraction_shift`) and
+    whether the GRF start is segmented (unset: the sampler's rule).
+    """
+    named = sampler_from_noise(options.sampler) if options.sigma_c is None else options.sampler
+    sampler = resolve_sampler(named)
+    shift = options.volume_fraction_shift
+    return {
+        "sampler": sampler, "sampler_name": named if isinstance(named, str) else "custom",
+        "step_lr": sampler.step_lr if options.step_lr is None else options.step_lr,
+        "condition_volume_fraction": options.condition_volume_fraction,
+        "volume_fraction_estimate": options.volume_fraction_estimate,
+        "volume_fraction_shift": model_volume_fraction_shift(score_model, sampler) if shift is None else shift,
+        "segment_grf": sampler.segments_start(n_phases) if segment_grf is None else bool(segment_grf),
+    }

@@ -116,5 +116,43 @@ def batch_sizes(n_samples: int, batch_size: int | None) -> list[int]:
     return [min(batch_size, n_samples - k) for k in range(0, n_samples, batch_size)]
 
 
+def run_batches(draw, n_samples: int, batch_size: int | None, *, device, seed: int | None = None,
+                generator: torch.Generator | None = None, steps_per_batch: int, description: str,
+                progress: bool = True, callback=None) -> list:
+    """The batch loop of both generators (2D and 3D): ``n_samples`` drawn ``batch_size`` at a time.
+
+    ``draw(size, generator, step, first)`` refines one batch of ``size`` samples whose first has index
+    ``first``; ``step(info)`` advances a tqdm bar over the score evaluations (``steps_per_batch`` a
+    batch) and hands ``info`` plus ``"batch"`` to ``callback``. Without ``generator`` a fresh one on
+    ``device`` is seeded with ``seed`` (0 when None). Returns what ``draw`` returned, batch by batch.
+
+    >>> run_batches(lambda size, generator, step, first: (first, size), 5, 2, device="cpu",
+    ...             steps_per_batch=1, description="demo", progress=False)
+    [(0, 2), (2, 2), (4, 1)]
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0 if seed is None else seed)
+    batches = batch_sizes(n_samples, batch_size)
+    bar = tqdm(total=len(batches) * steps_per_batch, desc=description, unit="step", disable=not progress)
+    results = []
+    try:
+        for index, size in enumerate(batches):
+
+            def step(info: dict, index=index) -> None:
+                bar.update(1)
+                if callback is not None:
+                    callback({**info, "batch": index})
+
+            results.append(draw(size, generator, step, sum(batches[:index])))
+    finally:
+        bar.close()
+    return results
+
+
 class DegenerateSamples(RuntimeError):
     """Some generated samples failed the guard (the command line writes the outputs all the same, then exits with 1)."""

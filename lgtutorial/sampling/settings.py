@@ -1,10 +1,22 @@
-"""Options of hybrid generation (``lgtutorial generate``, :func:`lgtutorial.generate`): frozen, checked once.
+"""Options of hybrid generation: :class:`RefinementOptions` (how a score model refines a GRF start),
+taken whole by :class:`~lgtutorial.sampling.hybrid.HybridGenerator` and
+:class:`~lgtutorial.volume.generator.VolumeGenerator`, and :class:`HybridSettings` (the whole
+``lgtutorial generate`` job: those options plus where the statistics and the model come from).
 
-The command-line options are generated from these dataclasses (:mod:`lgtutorial.cli.options`).
+Every default is written here once; the command line (:mod:`lgtutorial.cli.options`), a sweep
+design, ``fit`` and the Python API build these objects, and they check themselves when made.
+
+>>> RefinementOptions().sampler, RefinementOptions(sampler="faithful").step_lr is None
+('fast', True)
+>>> RefinementOptions(levels=1)
+Traceback (most recent call last):
+...
+ValueError: --levels (levels): expected an integer of at least 2, or none, got 1
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from lgtutorial._checks import (
@@ -17,12 +29,72 @@ from lgtutorial._checks import (
     positive_int,
     positive_number,
 )
-from lgtutorial.sampling.samplers import DEFAULT_SAMPLER
+from lgtutorial.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS, SamplerConfiguration
 from lgtutorial.score import schedules
+
+__all__ = ["RefinementOptions", "HybridSettings"]
 
 
 @dataclass(frozen=True)
-class HybridSettings:
+class RefinementOptions:
+    """How a score model refines a GRF start (Robertson et al. 2023, Section 3.3 and Eq. (12))."""
+
+    sampler: str = DEFAULT_SAMPLER
+    """the named sampler ({sampler_help}); in Python also a SamplerConfiguration"""
+    levels: int | None = None
+    """levels of the geometric noise schedule over the model's range (default: the sampler's: {levels_help}); those below sigma_c are run"""
+    sigma_c: float | None = schedules.SIGMA_C
+    """noise level at which refinement of the GRF sample starts (in Python None samples the score model alone from noise, the SBG baseline, with the sampler's from-noise variant)"""
+    step_lr: float | None = None
+    """base Langevin step size (default: the sampler's own)"""
+    condition_volume_fraction: bool = True
+    """use the volume-fraction posterior score (Eq. 12)"""
+    volume_fraction_estimate: str = "segmented"
+    """'segmented' (argmax) or 'mean' estimate of the current volume fraction"""
+    volume_fraction_shift: float | None = None
+    """offset of the likelihood's target (default: what the model carries, for samplers that measure the volume fraction on the iterate: 0.0073 for the authors' case-study-1 model, else 0)"""
+    periodic: str = "embedding"
+    """'embedding' (periodic frame), 'circular' (circular convolutions) or 'none'"""
+    padding: int = 16
+    """width (px) of the periodic embedding"""
+    guard: float | None = 0.1
+    """a sample whose volume fraction misses the target by more than this (e.g. a collapse into one phase) is redone with the faithful sampler; what still fails is reported and makes the command exit with 1"""
+    batch_size: int = 8
+    """samples refined at once"""
+
+    def __post_init__(self):
+        check_settings(self, {
+            "sampler": (lambda v: v in SAMPLERS or isinstance(v, SamplerConfiguration),
+                        "one of " + ", ".join(SAMPLERS)),
+            "levels": (optional(lambda v: is_int(v) and v >= 2), "an integer of at least 2, or none"),
+            "sigma_c": (optional(positive_number), "a positive finite noise level"),
+            "step_lr": (optional(positive_number), "a positive finite step size, or none"),
+            "condition_volume_fraction": (lambda v: isinstance(v, bool), "true or false"),
+            "volume_fraction_estimate": (one_of("segmented", "mean"), "'segmented' or 'mean'"),
+            "volume_fraction_shift": (optional(lambda v: is_number(v) and -1 < v < 1), "a number in (-1, 1), or none"),
+            "periodic": (one_of("embedding", "circular", "none"), "'embedding', 'circular' or 'none'"),
+            "padding": (non_negative_int, "a non-negative number of pixels"),
+            "guard": (optional(lambda v: is_number(v) and 0 < v <= 1), "a volume-fraction error in (0, 1], or none"),
+            "batch_size": (positive_int, "a positive integer"),
+        })
+
+    @classmethod
+    def of(cls, options: RefinementOptions | None = None, **changes) -> RefinementOptions:
+        """``options`` (or the defaults) as a plain :class:`RefinementOptions`, with ``changes`` applied.
+
+        A :class:`HybridSettings` gives its refinement part. An unknown change is a ``TypeError``
+        naming the fields expected.
+        """
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise TypeError(f"unknown refinement option(s) {unknown}; expected some of {', '.join(names)}")
+        base = {name: getattr(options, name) for name in names} if options is not None else {}
+        return cls(**{**base, **changes})
+
+
+@dataclass(frozen=True)
+class HybridSettings(RefinementOptions):
     """Hybrid sampling: a GRF sample refined by a score model (``lgtutorial generate``, Section 3.3)."""
 
     reference: str | None = None
@@ -35,52 +107,19 @@ class HybridSettings:
     """number of samples"""
     size: int | None = None
     """side (px) of the square samples (default: the size of the reference or statistics)"""
-    sigma_c: float = schedules.SIGMA_C
-    """noise level at which refinement of the GRF sample starts"""
-    levels: int | None = None
-    """levels of the geometric noise schedule over the model's range (default: the sampler's: {levels_help}); those below sigma_c are run"""
-    condition_volume_fraction: bool = True
-    """use the volume-fraction posterior score (Eq. 12)"""
-    volume_fraction_estimate: str = "segmented"
-    """'segmented' (argmax) or 'mean' estimate of the current volume fraction"""
-    volume_fraction_shift: float | None = None
-    """offset of the likelihood's target (default: 0.0073 for the authors' case-study-1 model, else 0)"""
-    periodic: str = "embedding"
-    """'embedding' (periodic frame), 'circular' (circular convolutions) or 'none'"""
-    padding: int = 16
-    """width (px) of the periodic embedding"""
-    step_lr: float = schedules.STEP_LR
-    """base Langevin step size"""
-    batch_size: int = 8
-    """samples refined at once"""
     seed: int = 0
     """seed of the torch.Generator"""
     device: str = "auto"
     """'auto' (GPU when there is one), 'cpu', 'cuda', ..."""
-    guard: float | None = 0.1
-    """a sample whose volume fraction misses the target by more than this (e.g. a collapse into one phase) is redone with the faithful sampler; what still fails is reported and makes the command exit with 1"""
     force: bool = False
     """generate even when the statistics differ grossly from those of the model's training micrograph"""
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
-    sampler: str = DEFAULT_SAMPLER
-    """the named sampler ({sampler_help})"""
 
     def __post_init__(self):
-        from lgtutorial.sampling.samplers import SAMPLERS
-
+        super().__post_init__()
         check_settings(self, {
             "n_samples": (positive_int, "a positive integer"),
             "size": (optional(lambda v: is_int(v) and v >= 2), "a side of at least 2 pixels, or none"),
-            "sigma_c": (positive_number, "a positive finite noise level"),
-            "levels": (optional(lambda v: is_int(v) and v >= 2), "an integer of at least 2, or none"),
-            "volume_fraction_estimate": (one_of("segmented", "mean"), "'segmented' or 'mean'"),
-            "volume_fraction_shift": (optional(lambda v: is_number(v) and -1 < v < 1), "a number in (-1, 1), or none"),
-            "periodic": (one_of("embedding", "circular", "none"), "'embedding', 'circular' or 'none'"),
-            "padding": (non_negative_int, "a non-negative number of pixels"),
-            "step_lr": (positive_number, "a positive finite step size"),
-            "batch_size": (positive_int, "a positive integer"),
             "seed": (non_negative_int, "a non-negative integer"),
-            "guard": (optional(lambda v: is_number(v) and 0 < v <= 1), "a volume-fraction error in (0, 1], or none"),
-            "sampler": (one_of(*SAMPLERS), "one of " + ", ".join(SAMPLERS)),
         })

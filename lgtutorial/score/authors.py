@@ -5,23 +5,8 @@ The authors of Robertson et al. 2023 published their EMA score models as plain s
 maps those weights onto :class:`~lgtutorial.score.unet.ScoreUNet`, reading the architecture (C, L_c, D,
 number of blocks) from the tensor shapes, so both case-study models of that family load. The
 converted model is numerically the same network; sample it with the package's own samplers.
-:func:`lgtutorial.score.registry.load_authors_checkpoint` finds the file and calls it.
-
-Key layout of the authors' files (after stripping the ``module.`` prefixes):
-
-==============================  =========================================
-authors                         :class:`~lgtutorial.score.unet.ScoreUNet`
-==============================  =========================================
-``initial.k.*``                 ``encoder.k.*``
-``skip_unit.k.model.{i,j}.*``   ``skips.k.first.*``, ``skips.k.second.*``
-``down_unit.k.*``               ``downs.k.*``
-``up_unit.k.*``                 ``ups.k.*``
-``combiner_unit.k.*``           ``merges.k.*``
-``final.k.*`` (k < blocks)      ``decoder.k.*``
-``final.<blocks>.conv.*``       ``output.*``
-``sigmas``                      returned beside the model
-``n_averaged``                  dropped (EMA bookkeeping)
-==============================  =========================================
+:func:`lgtutorial.score.registry.load_authors_checkpoint` finds the file and calls it. The key layout
+of the authors' files: :func:`convert_authors_state_dict`.
 """
 
 from __future__ import annotations
@@ -34,7 +19,14 @@ import torch
 from lgtutorial.score.settings import UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 
-__all__ = ["convert_authors_state_dict"]
+__all__ = ["convert_authors_state_dict", "VOLUME_FRACTION_SHIFTS"]
+
+#: What the authors' sampling script adds to the likelihood's target volume fraction for their
+#: published models, by registry name: 0.0073 for case study 1, to cancel the undershoot of
+#: measuring the volume fraction on the noisy iterate (the paper does not mention it). The loader
+#: sets it on the model as ``model.volume_fraction_shift``; samplers that measure on the iterate
+#: apply it (:func:`lgtutorial.sampling.samplers.model_volume_fraction_shift`).
+VOLUME_FRACTION_SHIFTS = {"nbsa-authors-checkpoint": 0.0073}
 
 _RENAMES = {"initial": "encoder", "down_unit": "downs", "up_unit": "ups", "combiner_unit": "merges"}
 _BLOCK_LEAVES = {"conv.weight", "conv.bias", "norm.alpha", "norm.gamma", "norm.beta", "activation.weight"}
@@ -70,6 +62,22 @@ def _not_authors(reason: str, state: dict) -> ValueError:
 
 def convert_authors_state_dict(state_dict: Mapping) -> tuple[ScoreUNet, torch.Tensor | None]:
     """Build a :class:`ScoreUNet` holding the weights of an authors' state dict.
+
+    Key layout of the authors' files (after stripping the ``module.`` prefixes):
+
+    ==============================  =========================================
+    authors                         :class:`~lgtutorial.score.unet.ScoreUNet`
+    ==============================  =========================================
+    ``initial.k.*``                 ``encoder.k.*``
+    ``skip_unit.k.model.{i,j}.*``   ``skips.k.first.*``, ``skips.k.second.*``
+    ``down_unit.k.*``               ``downs.k.*``
+    ``up_unit.k.*``                 ``ups.k.*``
+    ``combiner_unit.k.*``           ``merges.k.*``
+    ``final.k.*`` (k < blocks)      ``decoder.k.*``
+    ``final.<blocks>.conv.*``       ``output.*``
+    ``sigmas``                      returned beside the model
+    ``n_averaged``                  dropped (EMA bookkeeping)
+    ==============================  =========================================
 
     Args:
         state_dict: the loaded checkpoint (tensors under ``module.module.*`` keys, or unprefixed).

@@ -1,20 +1,18 @@
-"""Annealed Langevin sampling of score models, and the tools the hybrid sampler wraps around it.
+"""The model's channel convention: how one-hot microstructures become score-model channels and back.
 
-Samplers share one signature (as in k-diffusion): ``sampler(score_fn, x, sigmas, *, generator=None,
-callback=None, ...)`` with ``score_fn(x, sigma) -> score`` of the same shape as ``x``. They run under
-``torch.no_grad()`` and do not modify ``x`` in place.
-
-Also here: the truncated schedule that starts refinement at ``sigma_c`` (Section 3.2 of Robertson et
-al. 2023, after Meng et al.'s SDEdit), the periodic embedding that keeps a periodic GRF sample
-periodic while a network trained on non-periodic patches refines it (Section 3.3), and the
-alternative of circular convolutions.
+A score model for two phases has one channel (``C = 1``): the phase with label 1 (the precipitate in
+case study 1), the other being ``1 - m``; a model for N > 2 phases has N channels, one per phase.
+:func:`to_model_channels` turns one-hot ``(n, N, H, W)`` into model input ``(n, C, H, W)``,
+:func:`from_model_channels` turns model output back into continuous phases, and
+:func:`segment_model_output` clamps and segments model-channel samples into one-hot microstructures
+(threshold 0.5 for one channel, argmax for several; Section 3.3 of Robertson et al. 2023).
 """
 
 from __future__ import annotations
 
 import torch
 
-from lgtutorial.grf.field import segment_argmax
+from lgtutorial.grf.segmentation import segment_argmax
 
 
 def to_model_channels(microstructure: torch.Tensor, channels: int) -> torch.Tensor:

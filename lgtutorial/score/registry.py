@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lgtutorial.score.authors import convert_authors_state_dict
+from lgtutorial.score.authors import VOLUME_FRACTION_SHIFTS, convert_authors_state_dict
 from lgtutorial.score.settings import UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 
@@ -70,6 +70,7 @@ def load_authors_checkpoint(
         if entry.kind != "checkpoint":
             raise ValueError(f"{source!r} is a {entry.kind}, not a checkpoint")
         path = data.fetch(source)
+        registered = source
     else:
         path = Path(source)
         if not path.is_file():
@@ -91,10 +92,23 @@ def load_authors_checkpoint(
         model, sigmas = convert_authors_state_dict(state_dict)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    if source not in data.registry():  # a file: the registered checkpoint it is a copy of, if any
+        registered = _registered_checkpoint(path)
+    model.volume_fraction_shift = VOLUME_FRACTION_SHIFTS.get(registered, 0.0)
     if device is not None:
         model = model.to(device)
         sigmas = sigmas.to(device) if sigmas is not None else None
     return model, sigmas
+
+
+def _registered_checkpoint(path: Path) -> str | None:
+    """The registry name of the checkpoint whose SHA-256 ``path`` has, or None."""
+    import hashlib
+
+    from lgtutorial import data
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return next((e.name for e in data.list_references("checkpoint") if e.sha256 == digest), None)
 
 
 def load_score_model(name_or_path: str, *, device=None):

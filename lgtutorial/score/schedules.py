@@ -12,6 +12,7 @@ import math
 import torch
 
 __all__ = ["geometric_sigmas", "langevin_step_sizes", "truncation_index", "truncate", "subsample",
+           "truncated_schedule", "shortened_schedule", "annealed_levels",
            "SIGMA_MAX", "SIGMA_MAX_THREE_PHASE", "SIGMA_MIN", "N_LEVELS", "STEP_LR", "SIGMA_C",
            "HYBRID_TRAIN_SIGMA_MAX"]
 
@@ -85,3 +86,67 @@ def subsample(sigmas: torch.Tensor, n_levels: int) -> torch.Tensor:
         raise ValueError(f"n_levels must be in 2..{len(sigmas)}, got {n_levels}")
     index = torch.linspace(0, len(sigmas) - 1, n_levels).round().long().to(sigmas.device)
     return sigmas[index]
+
+
+def truncated_schedule(
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
+    *,
+    n_levels: int = N_LEVELS,
+    sigma_c: float | None = SIGMA_C,
+    device=None,
+) -> torch.Tensor:
+    """The noise levels of GRF-conditioned refinement (Section 3.2, Robertson et al. 2023).
+
+    A geometric schedule of ``n_levels`` levels from ``sigma_max`` to ``sigma_min`` (the one the
+    model was trained on when ``n_levels`` is the training value, 1000 in the paper), cut so that
+    it starts at the level closest to ``sigma_c``. Fewer ``n_levels`` give a cheaper, coarser run
+    over the same range of sigma. ``sigma_c=None`` keeps the whole schedule (sampling from noise).
+
+    >>> len(truncated_schedule(20.0, 0.01, n_levels=1000, sigma_c=0.75))
+    568
+    >>> len(truncated_schedule(20.0, 0.01, n_levels=100, sigma_c=0.75))
+    57
+
+    Raises:
+        ValueError: ``sigma_c`` outside ``[sigma_min, sigma_max]`` or fewer than 2 levels.
+    """
+    sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels, device=device)
+    if sigma_c is None:
+        return sigmas
+    if not sigma_min <= sigma_c <= sigma_max:
+        raise ValueError(
+            f"sigma_c={sigma_c} lies outside the model's noise schedule [{sigma_min:.4g}, {sigma_max:.4g}]; "
+            f"choose a starting level inside it (the paper uses {SIGMA_C})"
+        )
+    return truncate(sigmas, sigma_c)
+
+
+def shortened_schedule(sigmas: torch.Tensor, n_levels: int, *, step_lr: float = STEP_LR,
+                       max_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cheaper sampling schedule: ``n_levels`` of ``sigmas`` with proportionally larger steps.
+
+    Every kept level gets ``len(sigmas) / n_levels`` times the paper's step
+    ``step_lr (sigma_i / sigma_L)^2``, capped so that ``eps_i / sigma_i^2 <= max_ratio`` (larger
+    ratios overshoot). For the paper's schedule (20 -> 0.01, step_lr 2e-5) the cap is a factor 5.
+
+    Returns:
+        ``(levels, step_sizes)``, both ``(n_levels,)``.
+    """
+    levels = subsample(sigmas, n_levels)
+    ratio = step_lr / float(sigmas[-1]) ** 2
+    factor = min(len(sigmas) / n_levels, max_ratio / ratio) if n_levels < len(sigmas) else 1.0
+    return levels, langevin_step_sizes(levels, step_lr) * max(factor, 1.0)
+
+
+def annealed_levels(top: float, end: float, count: int) -> tuple[float, ...]:
+    """``count`` noise levels falling geometrically from ``top`` to ``end`` (one per later pass).
+
+    >>> annealed_levels(0.6, 0.15, 3)
+    (0.6, 0.3, 0.15)
+    """
+    if not (isinstance(count, int) and count >= 1) or not 0 < end <= top:
+        raise ValueError(f"annealed_levels: expected 0 < end <= top and a positive count, got {top}, {end}, {count}")
+    if count == 1:
+        return (float(top),)
+    return tuple(round(top * (end / top) ** (k / (count - 1)), 4) for k in range(count))

@@ -1,16 +1,14 @@
-"""Training the score model by denoising score matching.
+"""Training the score model by denoising score matching: the run around the step.
 
-Robertson et al. 2023, Section 3.2 (after Song & Ermon 2019): the network learns the score of
-the patch distribution blurred by Gaussian noise at every level of a geometric schedule.
-
-The checkpoint file lives in :mod:`lgtutorial.score.checkpoints` and judging a model by its unconditional
-samples in :mod:`lgtutorial.evaluation.training_report`; their names are re-exported here
-(``from lgtutorial.score.training import load_checkpoint, sample_unconditional`` keeps working).
+Robertson et al. 2023, Section 3.2 (after Song & Ermon 2019). :func:`train_score_model` cuts the
+patches, takes the steps (:class:`lgtutorial.score.step.TrainingStep`; the loss is in
+:mod:`lgtutorial.score.loss`), measures the test loss, writes and resumes checkpoints
+(:mod:`lgtutorial.score.checkpoints`) and stops cleanly on Ctrl-C, SIGTERM or a time limit.
+Judging a model by its unconditional samples is :mod:`lgtutorial.evaluation.training_report`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import math
@@ -27,72 +25,14 @@ from lgtutorial.score.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
+from lgtutorial.score.loss import denoising_score_matching_loss
 from lgtutorial.score.patches import make_patch_datasets
 from lgtutorial.score.schedules import geometric_sigmas
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.step import TrainingStep
 from lgtutorial.score.unet import ScoreUNet
 
-__all__ = [
-    "denoising_score_matching_loss",
-    "train_score_model",
-    "TrainingRun",
-    "trained_levels",
-    "steps_for_budget",
-    "TrainingInterrupted",
-]
-
-
-def denoising_score_matching_loss(
-    model: ScoreUNet, clean: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Generator | None = None,
-    log_normal: tuple[float, float] | None = None,
-) -> torch.Tensor:
-    """Denoising score matching with one random noise level per example (Eq. (4), Robertson et al. 2023).
-
-    ``l = (1/2) sigma_i^2 || s(x~, sigma_i) + (x~ - x) / sigma_i^2 ||^2`` with ``x~ = x + sigma_i z``.
-    Because the score is ``model(x~) / sigma_i``, this is ``(1/2) || model(x~) + z ||^2``: the
-    network predicts minus the (unit) noise. Summed over pixels, averaged over the batch.
-
-    Args:
-        model: the score network.
-        clean: ``(n, C, h, w)`` training patches.
-        sigmas: ``(L,)`` noise levels (on ``clean``'s device).
-        generator: ``torch.Generator`` on ``clean``'s device for the levels and the noise.
-        log_normal: ``(mean, std)`` of ``ln sigma``: draw each example's level from that log-normal
-            law, clamped to ``[min(sigmas), max(sigmas)]``, instead of uniformly from ``sigmas`` (the
-            paper). The network takes no noise level, so any level in the range is valid.
-    """
-    if log_normal is None:
-        levels = torch.randint(len(sigmas), (clean.shape[0],), generator=generator, device=clean.device)
-        sigma = sigmas[levels].view(-1, 1, 1, 1)
-    else:
-        mean, std = log_normal
-        log_sigma = mean + std * torch.randn((clean.shape[0], 1, 1, 1), generator=generator, device=clean.device)
-        sigma = log_sigma.exp().clamp(float(sigmas.min()), float(sigmas.max())).to(clean.dtype)
-    noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
-    output = model(clean + sigma * noise)
-    return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()
-
-
-def dihedral_augment(patches: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each square patch of ``(n, C, h, h)`` under its own random symmetry of the square (8 in all).
-
-    A transpose (drawn with probability 1/2) followed by independent flips of rows and columns
-    gives each of the 8 elements of the dihedral group with equal probability. Phase fractions,
-    chord lengths along the two axes taken together, and any feature's shape survive; a preferred
-    direction in the image frame does not.
-
-    >>> x = torch.arange(4.0).view(1, 1, 2, 2)
-    >>> sorted({tuple(dihedral_augment(x, generator=torch.Generator().manual_seed(s)).flatten().tolist())
-    ...         for s in range(64)}) == sorted({tuple(t.flatten().tolist()) for t in
-    ...     (x, x.flip(-1), x.flip(-2), x.flip(-1, -2), x.mT, x.mT.flip(-1), x.mT.flip(-2), x.mT.flip(-1, -2))})
-    True
-    """
-    if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2]:
-        raise ValueError(f"expected square patches (n, C, h, h), got {tuple(patches.shape)}")
-    ops = torch.randint(8, (patches.shape[0],), generator=generator, device=patches.device).view(-1, 1, 1, 1)
-    out = torch.where(ops >= 4, patches.transpose(-1, -2), patches)
-    out = torch.where(ops % 2 == 1, out.flip(-1), out)
-    return torch.where((ops // 2) % 2 == 1, out.flip(-2), out)
+__all__ = ["train_score_model", "TrainingRun", "trained_levels", "TrainingInterrupted"]
 
 
 def trained_levels(sigmas: torch.Tensor, train_sigma_max: float | None) -> torch.Tensor:
@@ -141,11 +81,6 @@ class TrainingRun:
     """True when ``time_limit_s`` ran out before ``settings.steps`` (the weights are those of the last step)"""
     wall_time_s: float = 0.0
     """training wall time over every run of this checkpoint (resumed runs included), as the checkpoint records it"""
-
-
-def _step_seed(seed: int, step: int) -> int:
-    """Seed of one step's randomness (batch, levels, noise, dropout): resumed runs repeat it exactly."""
-    return ((seed & 0x7FFFFFFF) << 32) + step
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -200,14 +135,6 @@ def _load_reference(reference) -> tuple[torch.Tensor, dict]:
     digest = hashlib.sha256(Path(meta["path"]).read_bytes()).hexdigest()
     return micro, {"name": meta.get("name", Path(str(reference)).stem), "path": meta["path"], "sha256": digest,
                    "periodic": bool(meta.get("periodic", False)), "shape": list(micro.shape)}
-
-
-@torch.no_grad()
-def _update_ema(ema: ScoreUNet, model: ScoreUNet, step: int, decay: float) -> None:
-    """``ema <- d ema + (1 - d) theta`` with the warm-up ``d = min(decay, (1 + step) / (10 + step))``."""
-    rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
-    for average, parameter in zip(ema.parameters(), model.parameters()):
-        average.lerp_(parameter.detach(), rate)
 
 
 def train_score_model(
@@ -268,16 +195,9 @@ def train_score_model(
     sigmas = geometric_sigmas(settings.sigma_max, settings.sigma_min, settings.n_levels, device=device)
     trained = trained_levels(sigmas, settings.train_sigma_max)
 
-    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(settings.seed)).to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.initial_lr, betas=(0.9, 0.999))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.peak_lr, total_steps=settings.steps, pct_start=settings.warmup_fraction,
-        anneal_strategy="cos", div_factor=settings.peak_lr / settings.initial_lr,
-        final_div_factor=settings.initial_lr / settings.final_lr, cycle_momentum=False)
-    use_amp = settings.mixed_precision and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    take_step = TrainingStep(model_settings, settings, trained, device)
+    model, ema, optimizer, scheduler, scaler = (take_step.model, take_step.ema, take_step.optimizer,
+                                                take_step.scheduler, take_step.scaler)
 
     history = {"step": [], "train_loss": [], "test_loss": [], "learning_rate": []}
     step, wall_before, loss_sum, loss_count = 0, 0.0, 0.0, 0
@@ -334,7 +254,6 @@ def train_score_model(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="training", unit="step")
-    generator = torch.Generator(device=device)
     consistent = True
     last_saved = time.perf_counter()
     out_of_time = False
@@ -344,26 +263,8 @@ def train_score_model(
                 if stop.requested:
                     raise KeyboardInterrupt
                 consistent = False
-                torch.manual_seed(_step_seed(settings.seed, step))  # dropout
-                generator.manual_seed(_step_seed(settings.seed, step))
-                index = torch.randint(len(split.train), (settings.batch_size,), generator=generator, device=device)
-                clean = split.train.batch(index, device=device)
-                if settings.augment:
-                    clean = dihedral_augment(clean, generator=generator)
-                model.train()
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = denoising_score_matching_loss(model, clean, trained, generator=generator,
-                                                         log_normal=settings.noise_log_normal)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                _update_ema(ema, model, step, settings.ema_decay)
+                loss_value = take_step(split.train, step)
                 step += 1
-                loss_value = float(loss.detach())
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 consistent = True
                 out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
@@ -396,39 +297,3 @@ def train_score_model(
     model.eval()
     return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps,
                        wall_time_s=wall_before + time.perf_counter() - started)
-
-
-def steps_for_budget(model_settings: UNetSettings, training_settings: TrainingSettings, minutes: float, *,
-                     probe_steps: int = 6, share: float = 0.93) -> int:
-    """Optimizer steps that fit in ``minutes`` of training on this machine, measured.
-
-    Times ``probe_steps`` steps (after one warm-up step) of the same model, batch and patch size on
-    random data, with the threads torch has now, and keeps ``share`` of the budget for the steps
-    (the rest covers test-loss evaluations, checkpoints and patch cutting). The learning-rate
-    cycle then spans the budget.
-    """
-    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
-        raise ValueError(f"the training budget must be a positive number of minutes, got {minutes!r}")
-    device = resolve_device(training_settings.device)
-    model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(0)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=training_settings.initial_lr)
-    size, channels = training_settings.patch_size, model_settings.channels
-    clean = torch.rand(training_settings.batch_size, channels, size, size, device=device)
-    sigmas = geometric_sigmas(training_settings.sigma_max, training_settings.sigma_min, 50, device=device)
-
-    def step():
-        loss = denoising_score_matching_loss(model, clean, sigmas)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    for _ in range(probe_steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    per_step = (time.perf_counter() - started) / probe_steps
-    return max(1, int(minutes * 60 * share / per_step))

@@ -9,7 +9,7 @@ two-conv skip branch is merged with the upsampled features by a 1x1 convolution.
 Because everything is convolutional, a model trained on 40x40 patches runs on 256x256 fields; the
 only constraint is that height and width be divisible by ``2**D``.
 
->>> from lgtutorial.settings import UNetSettings
+>>> from lgtutorial.score.settings import UNetSettings
 >>> model = ScoreUNet(UNetSettings(channels=1, latent_channels=8, depth=1))
 >>> model(torch.zeros(2, 1, 12, 12)).shape
 torch.Size([2, 1, 12, 12])

@@ -1,25 +1,17 @@
 """Connected regions of each phase: whether a phase forms closed cells, one network, or specks.
 
 Chord lengths and 2-point statistics look along lines and pairs of pixels; neither says whether the
-pieces of a phase join up. A grain-boundary network whose boundaries break off in loose ends has
-nearly the right chords (the boundaries are as thin, the grains nearly as wide) but its grains run
-into one another; particles that touch their neighbours look right along most lines but have merged
-into bigger ones; speckle has the right volume fraction and too many tiny regions. All three change
+pieces of a phase join up. Grain boundaries that break off in loose ends, particles merged with their
+neighbours and speckle can all have nearly the right chords and volume fraction; what they change is
 *which connected region a pixel belongs to, and how big that region is*.
 
 :func:`cluster_sizes` labels the connected regions of one phase (face connectivity: 4 neighbours in
 2D, 6 in 3D; scipy's labelling) and returns their sizes in pixels. The distribution compared is the
 one *a pixel of the phase sees*: the size of the region it belongs to, on a log scale (weighted by
-area, so a few large cells count as much as many small ones of the same total area).
-:func:`cluster_size_distance` is the earth mover's distance between two such distributions, in
-decades (0.3: regions about twice as large or small). :func:`halves_cluster_distance` is the same
-distance between a micrograph's own top and bottom halves: what two pieces of one material already
-differ by.
-
-Region sizes depend on the window: a region touching the edge is cut, and one that spans the whole
-image grows with it. Every comparison therefore cuts all images into windows of one common size
-(``window``; by default the smallest image's) and labels each window on its own, without wrapping
-around periodic edges, so a periodic sample and a non-periodic micrograph are treated alike.
+area). :func:`cluster_size_distance` is the earth mover's distance between two such distributions, in
+decades (0.3: regions about twice as large or small), on windows of one common size.
+:func:`halves_cluster_distance` is the same distance between a micrograph's own top and bottom
+halves: what two pieces of one material already differ by.
 """
 
 from __future__ import annotations
@@ -116,9 +108,12 @@ def cluster_size_distance(a, b, phase: int, *, window=None) -> float:
     """Earth mover's distance, in decades, between the region sizes that the pixels of ``phase`` see in
     ensembles ``a`` and ``b`` (log10 of the size of a pixel's region, area-weighted).
 
-    0 when the regions have the same sizes; 1 when they are ten times larger or smaller. Both
-    ensembles are cut into windows of one size (``window``; default :func:`common_window`). nan if
-    the phase is absent from either.
+    0 when the regions have the same sizes; 1 when they are ten times larger or smaller; nan if the
+    phase is absent from either. Region sizes depend on the window: a region touching the edge is
+    cut, and one that spans the whole image grows with it. Both ensembles are therefore cut into
+    windows of one size (``window``; default :func:`common_window`, the smallest image's) and each
+    window is labelled on its own, without wrapping around periodic edges, so that a periodic sample
+    and a non-periodic micrograph are treated alike.
 
     >>> from lgtutorial.microstructure import labels_to_one_hot
     >>> small = labels_to_one_hot(torch.tensor([[[1, 0] * 8] * 4]), n_phases=2)  # columns of 4 px

@@ -1,22 +1,18 @@
-"""Statistics beyond the 2-point level: chord lengths, a 3-point subset, feature size, patch statistics.
+"""Statistics beyond the 2-point level: a 3-point subset, feature size, patch statistics, coherence.
 
-These are the measures Robertson et al. 2023 (Section 5, Figs. 6 and 12, Table 1, Appendix C) use to
-show what a Gaussian random field cannot reproduce and the local (denoising) layer restores:
+Measures Robertson et al. 2023 (Section 5, Figs. 6 and 12, Table 1, Appendix C) use to show what a
+Gaussian random field cannot reproduce and the local (denoising) layer restores; chord lengths and
+connected regions have their own modules (:mod:`lgtutorial.statistics.chords`,
+:mod:`lgtutorial.statistics.clusters`). Here: the 3-point statistics ``f_a(r1, r2)`` whose first
+displacement has ``|r1| <= 1`` pixel, the cross-correlation of the "expanded state"
+``m_a(x) m_a(x + r1)`` with ``m_a`` (:func:`three_point_statistics`); the average feature size, from
+the slope at the origin of the radially averaged autocorrelation (:func:`feature_size`); non-periodic
+2-point statistics of small patches, the features of the patch PCA (:func:`patch_two_point_statistics`,
+:mod:`lgtutorial.statistics.pca`); and how well a phase's boundaries align (:func:`boundary_coherence`).
 
-* chord length distributions (CLD) per phase along x (the width axis) and y (the height axis),
-  computed by run-length encoding every row or column at once (:mod:`lgtutorial.statistics.chords`, re-exported
-  here);
-* (in :mod:`lgtutorial.statistics.clusters`) the sizes of the connected regions of each phase, which tell closed
-  cells from broken networks, separate particles from merged ones and features from speckle;
-* the 3-point statistics ``f_a(r1, r2)`` whose first displacement has ``|r1| <= 1`` pixel, i.e. the
-  cross-correlation of the "expanded state" ``m_a(x) m_a(x + r1)`` with ``m_a``;
-* the average feature size, from the slope at the origin of the radially averaged autocorrelation;
-* non-periodic 2-point statistics of small patches, the features of the patch PCA (see
-  :mod:`lgtutorial.statistics.pca`).
-
-Inputs are one-hot (or continuous, argmax-segmented for chords) ``(n_samples, n_phases, H, W)``
-arrays or tensors; the work runs on the input's device. Displacements are ``(dy, dx)`` pairs and lag
-axes follow :mod:`lgtutorial.statistics.two_point` (FFT order, zero lag at index 0).
+Inputs are one-hot (or continuous) ``(n_samples, n_phases, H, W)`` arrays or tensors; the work runs
+on the input's device. Displacements are ``(dy, dx)`` pairs and lag axes follow
+:mod:`lgtutorial.statistics.two_point` (FFT order, zero lag at index 0).
 """
 
 from __future__ import annotations
@@ -272,7 +268,8 @@ def boundary_coherence(
         ``(n,)`` float64 coherence per sample (NaN for a sample without boundaries of ``phase``).
 
     >>> from lgtutorial.microstructure import labels_to_one_hot
-    >>> stripes = labels_to_one_hot((torch.arange(32 * 32).view(32, 32) % 32 // 2 % 2)[None])
+    >>> from lgtutorial.synthetic import lamellae
+    >>> stripes = lamellae(32, period=4)  # bands 2 px wide
     >>> round(float(boundary_coherence(stripes, 1, periodic=True)[0]), 3)
     1.0
     >>> speckle = labels_to_one_hot(torch.randint(0, 2, (1, 32, 32), generator=torch.Generator().manual_seed(0)))

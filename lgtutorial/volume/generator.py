@@ -1,70 +1,17 @@
 """3D hybrid generation from one 2D micrograph: a 3D GRF refined by a 2D score model on its slices.
 
-The first piece of the 3D generation Robertson et al. 2023 name as future work. Two layers, as in 2D:
-
-* global: a 3D multi-output GRF (:class:`~lgtutorial.grf.field.GaussianRandomField` takes ``(N, D, H, W)``
-  rows) of statistics extended from the micrograph under an assumption stated in
-  :mod:`lgtutorial.volume.statistics` (isotropy: equiaxed or randomly oriented features);
-* local: the existing 2D score model on the volume's slices (:mod:`lgtutorial.volume.slice_score`), no
-  3D training, refining the GRF volume from ``sigma_c`` as the 2D hybrid does.
-
-Two schemes combine the orientations:
-
-* ``"passes"`` (the default): one orientation at a time. The first pass refines the GRF volume from
-  ``sigma_c`` with the xy slices' score; each later pass re-noises the segmented result to
-  ``sigma_pass`` and refines it with the next orientation's (xz, then yz, then the three again for
-  each further round): block-wise SDEdit, each pass making one orientation's slices look like the
-  micrograph while staying within about ``sigma_pass`` of the previous pass.
-* ``"mean"``: the three orientations' scores averaged in every evaluation. It does not converge to
-  a two-phase volume: where the orientations' denoisers disagree, their mean is a grey value, and
-  the grey regions spread as sigma falls (at sigma = 0.1 nearly every voxel lies within 0.25 of the
-  threshold). With the volume fraction measured on the denoised estimate (the ``"fast"`` sampler's
-  choice) the many voxels near the threshold make the likelihood's pull overshoot, and the volume
-  collapsed into one phase; the generator measures on the iterate for this scheme instead.
-
-Measured on one 32^3 volume of the nbsa-proxy statistics with the shipped ``lgtutorial-case1`` model
-and the ``"fast"`` sampler (seed 0, one CPU thread shared with other work): the slices' chord-length
-distribution distance to the micrograph (:func:`lgtutorial.volume.slices.slice_statistics`, mean over
-orientations, axes and phases) is 0.32 for the GRF start; 0.21 after one round of passes (27 s, 3,360
-slices through the network), 0.17 after two (the default; 36 s, 6,048 slices) and 0.25 with
-``"mean"`` (39 s, 4,704 slices). The slices' 2-point error stays at the GRF's (0.07-0.12 against
-0.09) with passes and grows to 0.19-0.32 with ``"mean"``; the volume fraction is 0.3732 with passes
-and 0.3632 with ``"mean"`` (target 0.3726). The last pass's orientation comes out best: after two
-rounds the chords along x (the normal of the last, yz, pass) are at 0.22, along y and z at 0.15.
-
-At 64^3 (``benchmarks/volume_quality.py``, two volumes, two CPU threads, about four minutes each) the
-slices of every orientation keep the volume fraction exactly and are closer to the micrograph than the
-3D GRF's, but their chord-length-distribution distances are 1.6-2.1 (matrix) and 2.3-3.2
-(precipitates) times those of 2D hybrid samples of 64 x 64 px from the same model: the passes end in a
-compromise between orientations. Tried on single 32^3 volumes, none closer: re-noising between passes
-to 0.15 or 0.5 instead of :data:`SIGMA_PASS`; switching the orientation at every score evaluation of
-one annealing run (the volume fraction drifted to 0.346 against 0.373 and the precipitate chords moved
-further off); a third round is slightly closer for 45 % more evaluations.
-
-Annealed passes (``sigma_pass=ANNEALED_PASSES``: eleven later passes, each re-noising less, 0.6 down to
-0.15) did help: at 64^3 (``benchmarks/results/volume_quality_cpu_annealed.md``, two volumes) the ratios
-to the 2D hybrid fall to 1.25-1.38 (matrix, within the 1.5 the 3D issue asks for) and 1.68-1.84
-(precipitates, not yet), the volume fraction within 0.001, for 1.8 times the time (444 s a volume).
-Measured on one material only, so not the default yet.
-
-What the annealed passes left was one-voxel disagreement between orientations: each pass decides the
-boundary voxels slice by slice, so a boundary that is smooth in the pass's own slices is ragged across
-them, and the slices of the other orientations see the ragged edge as slivers (precipitate chords of
-1-2 voxels: 18-21 % of the chords against 12 % in the micrograph, most along z) and bridges between
-precipitates. Averaging the three orientations' denoisers at a low level (0.05-0.2) changes nothing
-(each keeps a one-hot volume as it is); from 0.35-0.45 it decides those voxels by the orientations'
-mean. Hence the final step (``final_sigma=FINAL_SIGMA``): the segmented volume re-noised to 0.45, one
-Tweedie step under the mean of the three slice scores and the posterior, averaged over ``final_draws``
-noise draws, segmented at 0.5. On 48^3 (two volumes, ``benchmarks/volume_quality.py
---side 48``) the worst ratio to the 2D hybrid fell from 1.98 to 1.63 with 4 draws and to 1.58 with 8;
-from 0.6 it helped less (1.96), from 0.35 it helped the matrix more and the precipitates less; more,
-finer annealed passes instead (17 levels to 0.15 or 0.1) were worse (2.2-2.3). At 64^3 with 16 draws:
-``benchmarks/results/volume_quality_cpu_final.md``.
-
-The refinement reuses the 2D hybrid's pieces: the schedules and samplers of :mod:`lgtutorial.sampling.samplers`
-(they work on any shape) and the volume-fraction posterior of :mod:`lgtutorial.sampling.conditioning`, applied
-to the volume viewed as ``(n, C, D H, W)`` so that its reductions over the last two axes run over
-every voxel: one posterior for the whole volume, not one per slice.
+Two layers, as in 2D (3D generation is future work in Robertson et al. 2023): a 3D multi-output GRF
+(:class:`~lgtutorial.grf.field.GaussianRandomField` takes ``(N, D, H, W)`` rows) of statistics
+extended under isotropy (:mod:`lgtutorial.volume.statistics`), refined from ``sigma_c`` by the 2D
+score model on the volume's slices (:mod:`lgtutorial.volume.slice_score`), with no 3D training.
+``"passes"`` (the default) refines with one orientation's slices at a time: xy first, then each
+pass re-noises the segmented volume to ``sigma_pass`` (``ANNEALED_PASSES``: less each pass) and
+refines it with the next orientation's (xz, yz, again for each round); ``"mean"`` averages the three
+orientations' scores in every evaluation (volume fraction measured on the iterate). With
+``final_sigma=FINAL_SIGMA`` the volume ends with one Tweedie step from that level under the mean of
+the three slice scores, averaged over ``final_draws`` noise draws. The samplers and the posterior are
+the 2D hybrid's, on the volume viewed as ``(n, C, D H, W)``: one posterior for the whole volume.
+What each scheme and step measured: ``benchmarks/results/volume_notes.md``.
 """
 
 from __future__ import annotations
@@ -79,49 +26,20 @@ from lgtutorial.grf.field import GaussianRandomField
 from lgtutorial.sampling.conditioning import likelihood_widths as default_likelihood_widths
 from lgtutorial.sampling.conditioning import volume_fraction_posterior
 from lgtutorial.sampling.samplers import (
-    DEFAULT_SAMPLER,
-    SamplerConfiguration,
-    resolve_sampler,
+    resolve_refinement,
     sampler_schedule,
 )
-from lgtutorial.sampling.samples import batch_sizes
+from lgtutorial.sampling.samples import run_batches
+from lgtutorial.sampling.settings import RefinementOptions
 from lgtutorial.score.channels import from_model_channels, to_model_channels
-from lgtutorial.score.schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN
+from lgtutorial.score.schedules import N_LEVELS, SIGMA_MAX, SIGMA_MIN
 from lgtutorial.statistics.two_point import volume_fractions
+from lgtutorial.volume.settings import FINAL_DRAWS, SCHEMES, VolumeSettings
 from lgtutorial.volume.slice_score import finalize_volumes, slice_score
 from lgtutorial.volume.statistics import ORIENTATIONS, VolumeStatistics, isotropic_statistics
 
-__all__ = ["VolumeSamples", "VolumeGenerator", "SCHEMES", "SIGMA_PASS", "ANNEALED_PASSES", "WIDTH_VOXELS", "annealed_levels",
-           "FINAL_SIGMA", "FINAL_DRAWS"]
+__all__ = ["VolumeSamples", "VolumeGenerator", "WIDTH_VOXELS"]
 
-#: How the orientations are combined: one at a time (``"passes"``) or averaged in every evaluation (``"mean"``).
-SCHEMES = ("passes", "mean")
-#: Noise level each orientation pass after the first starts from (re-noising the previous pass's volume).
-SIGMA_PASS = 0.3
-
-
-def annealed_levels(top: float, end: float, count: int) -> tuple[float, ...]:
-    """``count`` noise levels falling geometrically from ``top`` to ``end`` (one per later pass).
-
-    >>> annealed_levels(0.6, 0.15, 3)
-    (0.6, 0.3, 0.15)
-    """
-    if not (isinstance(count, int) and count >= 1) or not 0 < end <= top:
-        raise ValueError(f"annealed_levels: expected 0 < end <= top and a positive count, got {top}, {end}, {count}")
-    if count == 1:
-        return (float(top),)
-    return tuple(round(top * (end / top) ** (k / (count - 1)), 4) for k in range(count))
-
-
-#: Levels for annealed passes (``sigma_pass=ANNEALED_PASSES``): eleven later passes, re-noising geometrically
-#: less from 0.6 to 0.15. At 64^3 closer to the micrograph than two rounds at :data:`SIGMA_PASS`, for
-#: about 1.9 times the time (``benchmarks/results/volume_quality_cpu_annealed.md``).
-ANNEALED_PASSES = annealed_levels(0.6, 0.15, 11)
-#: Where the final denoising step of all three orientations starts (``final_sigma=FINAL_SIGMA``), and how
-#: many noise draws it averages (``final_draws``): after annealed passes, one voxel the orientations
-#: disagree on is decided by their mean (``benchmarks/results/volume_quality_cpu_final.md``).
-FINAL_SIGMA = 0.45
-FINAL_DRAWS = 16
 #: The volume-fraction likelihood's default widths narrow as ``1/sqrt(voxels)`` up to this many voxels
 #: (64^3) and are held above it. Narrowed further, at 128^3, the first pass's volume-fraction pull
 #: overshot from step to step (the phase-1 fraction of the iterate 0.34 -> 0.63 -> 0.01 -> 0.11 ...) and
@@ -190,8 +108,9 @@ class VolumeGenerator:
         score_model: the 2D score model (a :class:`~lgtutorial.score.unet.ScoreUNet`, made periodic by
             circular convolutions in a copy) or a plain 2D ``score_fn(x, sigma)`` (then ``channels``).
         sigmas: the model's training noise levels; only their range is used (default 20 -> 0.01).
-        sampler: ``"fast"`` (default), ``"faithful"`` or any name/configuration of
-            :data:`lgtutorial.sampling.samplers.SAMPLERS`; it runs every pass.
+        options: the :class:`~lgtutorial.sampling.settings.RefinementOptions` shared with the 2D hybrid (its
+            sampler runs every pass; ``sigma_c`` must be a level; ``periodic`` and ``padding`` do not apply:
+            slices are made periodic by circular convolutions); ``**changes`` change some of them.
         scheme: ``"passes"`` or ``"mean"`` (module docstring).
         rounds: ``"passes"`` only: how many times the three orientations are visited (3 passes each;
             one round costs about 55 % of two, for chord distances about 20 % further from the micrograph's).
@@ -199,20 +118,12 @@ class VolumeGenerator:
             one per later pass (orientations cycling xz, yz, xy, ...; ``rounds`` is then not used), e.g.
             :data:`ANNEALED_PASSES`: each pass re-noises less than the one before, so the orientations
             settle on one volume.
-        n_levels: levels of the geometric schedule (default: the sampler's, else the model's).
-        sigma_c: where refinement of the GRF volume starts (0.75 as in the paper).
-        step_lr: Langevin base step (default: the sampler's).
-        condition_volume_fraction: add the volume-fraction posterior of Eq. (12) over the whole volume.
-        volume_fraction_estimate: ``"segmented"`` or ``"mean"``.
         likelihood_widths: ``(sigma_mu start, end)``; default the authors', scaled to ``D H W`` voxels
             up to :data:`WIDTH_VOXELS` and held there above.
-        volume_fraction_shift: added to the likelihood's targets only.
         segment_grf: segment the GRF start (volume-fraction preserving); default as in 2D, the
             sampler's ``segment_start`` (the fast samplers: always), else for 2 phases only.
         channels: channels of a plain score function.
         chunk_size: 2D slices per network call.
-        guard: volumes whose volume fraction misses the target by more than this are listed as
-            degenerate (``None``: no check).
         statistics: the :class:`~lgtutorial.volume.statistics.VolumeStatistics` the field came from, if any.
         final_sigma: end with one denoising step of all three orientations at once from this level
             (``None``: no such step), e.g. :data:`FINAL_SIGMA` after :data:`ANNEALED_PASSES`: the segmented
@@ -225,14 +136,18 @@ class VolumeGenerator:
             cannot take (each must be a multiple of ``2**depth``), unknown options.
     """
 
-    def __init__(self, field: GaussianRandomField, score_model, *, sigmas: torch.Tensor | None = None,
-                 sampler: str | SamplerConfiguration = DEFAULT_SAMPLER, scheme: str = "passes",
-                 rounds: int = 2, sigma_pass: float | tuple = SIGMA_PASS, n_levels: int | None = None, sigma_c: float = SIGMA_C,
-                 step_lr: float | None = None, condition_volume_fraction: bool = True,
-                 volume_fraction_estimate: str = "segmented", likelihood_widths: tuple[float, float] | None = None,
-                 volume_fraction_shift: float = 0.0, segment_grf: bool | None = None, channels: int | None = None,
-                 chunk_size: int = 128, guard: float | None = 0.1, statistics: VolumeStatistics | None = None,
-                 final_sigma: float | None = None, final_draws: int = FINAL_DRAWS):
+    def __init__(self, field: GaussianRandomField, score_model, options: RefinementOptions | None = None, *,
+                 sigmas: torch.Tensor | None = None, scheme: str = VolumeSettings.scheme,
+                 rounds: int = VolumeSettings.rounds, sigma_pass: float | tuple = VolumeSettings.sigma_pass,
+                 likelihood_widths: tuple[float, float] | None = None, segment_grf: bool | None = None,
+                 channels: int | None = None, chunk_size: int = 128, statistics: VolumeStatistics | None = None,
+                 final_sigma: float | None = None, final_draws: int = FINAL_DRAWS, **changes):
+        options = RefinementOptions.of(options, **changes)
+        self.options = options
+        sigma_c, guard = options.sigma_c, options.guard
+        if options.periodic == "none":
+            raise ValueError("periodic='none' does not apply to volumes: they are periodic along all three axes "
+                             "(circular convolutions on every slice)")
         if not isinstance(field, GaussianRandomField) or len(field.shape) != 3:
             raise TypeError("field must be a 3-D GaussianRandomField (a statistics row of shape (N, D, H, W))")
         if scheme not in SCHEMES:
@@ -245,22 +160,17 @@ class VolumeGenerator:
             pass_levels = tuple(float(v) for v in sigma_pass)
             if not pass_levels:
                 raise ValueError("sigma_pass: expected a number or a non-empty sequence of noise levels")
-        if volume_fraction_estimate not in ("segmented", "mean"):
-            raise ValueError(f"volume_fraction_estimate must be 'segmented' or 'mean', got {volume_fraction_estimate!r}")
         if sigma_c is None:
             raise ValueError("sigma_c=None (sampling from noise) is not offered for volumes; give a starting level")
         if final_sigma is not None and not (isinstance(final_sigma, (int, float)) and final_sigma > 0):
             raise ValueError(f"final_sigma must be None or a positive noise level, got {final_sigma!r}")
         if not isinstance(final_draws, int) or final_draws < 1:
             raise ValueError(f"final_draws must be a positive integer, got {final_draws!r}")
-        if guard is not None and not 0 < guard <= 1:
-            raise ValueError(f"guard must be None or a volume-fraction error in (0, 1], got {guard!r}")
         self.field, self.statistics, self.device = field, statistics, field.device
         self.n_phases, self.guard, self.scheme = field.n_phases, guard, scheme
-        self.sampler = resolve_sampler(sampler)
-        if scheme == "mean":  # see the module docstring: on the denoised estimate the pull overshoots
+        vars(self).update(resolve_refinement(options, score_model, field.n_phases, segment_grf))
+        if scheme == "mean":  # on the denoised estimate the pull overshoots (benchmarks/results/volume_notes.md)
             self.sampler = replace(self.sampler, likelihood_on="iterate")
-        self.sampler_name = sampler if isinstance(sampler, str) else "custom"
         trained_top = getattr(score_model, "trained_sigma_max", None)
         if trained_top is not None and max(sigma_c, *pass_levels, final_sigma or 0.0) > float(trained_top) * 1.001:
             raise ValueError(f"the score model was trained on noise levels up to sigma={float(trained_top):g} only; "
@@ -284,7 +194,7 @@ class VolumeGenerator:
         sigma_max, sigma_min = (SIGMA_MAX, SIGMA_MIN) if sigmas is None else (float(sigmas.max()), float(sigmas.min()))
         if not all(sigma_min < level <= sigma_max for level in pass_levels):
             raise ValueError(f"sigma_pass must lie in the model's range ({sigma_min:g}, {sigma_max:g}], got {sigma_pass}")
-        n_levels = n_levels or self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
+        n_levels = options.levels or self.sampler.levels or (N_LEVELS if sigmas is None else len(sigmas))
         self.sigma_max, self.sigma_min, self.sigma_c, self.sigma_pass = sigma_max, sigma_min, sigma_c, sigma_pass
         self.sigmas = sampler_schedule(self.sampler, sigma_max, sigma_min, n_levels, sigma_c, device=self.device)
         # one schedule per later pass, from its own level down
@@ -295,36 +205,32 @@ class VolumeGenerator:
         if final_sigma is not None and not sigma_min < final_sigma <= sigma_max:
             raise ValueError(f"final_sigma must lie in the model's range ({sigma_min:g}, {sigma_max:g}], got {final_sigma}")
         self.final_sigma, self.final_draws = (None if final_sigma is None else float(final_sigma)), final_draws
-        self.step_lr = self.sampler.step_lr if step_lr is None else step_lr
-        self.condition_volume_fraction = condition_volume_fraction
-        self.volume_fraction_estimate = volume_fraction_estimate
         self.likelihood_widths = likelihood_widths
-        self.volume_fraction_shift = float(volume_fraction_shift)
-        self.segment_grf = self.sampler.segments_start(self.n_phases) if segment_grf is None else bool(segment_grf)
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
 
     @classmethod
-    def from_statistics(cls, statistics, score_model, *, reference_phase: int = 0, device=None,
-                        **options) -> VolumeGenerator:
-        """Build from a 3D statistics row ``(N, D, H, W)`` or a :class:`VolumeStatistics`; ``options`` go to the constructor."""
+    def from_statistics(cls, statistics, score_model, options: RefinementOptions | None = None, *,
+                        reference_phase: int = 0, device=None, **keywords) -> VolumeGenerator:
+        """Build from a 3D statistics row ``(N, D, H, W)`` or a :class:`VolumeStatistics`; ``options`` and
+        ``keywords`` go to the constructor."""
         from lgtutorial._checks import resolve_device
 
         if isinstance(statistics, VolumeStatistics):
-            options.setdefault("statistics", statistics)
+            keywords.setdefault("statistics", statistics)
             reference_phase, statistics = statistics.reference_phase, statistics.row
         row = torch.as_tensor(statistics, dtype=torch.float64)
         if row.ndim != 4:
             raise ValueError(f"expected a 3D statistics row (n_phases, D, H, W); got shape {tuple(row.shape)}")
         field = GaussianRandomField(row, reference_phase=reference_phase, device=resolve_device(device))
-        return cls(field, score_model, **options)
+        return cls(field, score_model, options, **keywords)
 
     @classmethod
-    def from_micrograph(cls, micrograph, score_model, *, shape, reference_phase: int = 0, device=None,
-                        **options) -> VolumeGenerator:
+    def from_micrograph(cls, micrograph, score_model, options: RefinementOptions | None = None, *, shape,
+                        reference_phase: int = 0, device=None, **keywords) -> VolumeGenerator:
         """Build from a one-hot 2D micrograph ``(n, N, H, W)`` under isotropy
         (:func:`~lgtutorial.volume.statistics.isotropic_statistics`) on a ``(D, H, W)`` grid."""
         statistics = isotropic_statistics(micrograph, shape, reference_phase=reference_phase)
-        return cls.from_statistics(statistics, score_model, device=device, **options)
+        return cls.from_statistics(statistics, score_model, options, device=device, **keywords)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -438,7 +344,7 @@ class VolumeGenerator:
         return estimate / self.final_draws
 
     def sample(self, n_samples: int, *, seed: int | None = None, generator: torch.Generator | None = None,
-               batch_size: int | None = 1, return_grf: bool = False, progress: bool = True,
+               batch_size: int | None = None, return_grf: bool = False, progress: bool = True,
                callback: Callable[[dict], None] | None = None) -> VolumeSamples:
         """Draw ``n_samples`` refined volumes, ``batch_size`` at a time.
 
@@ -446,43 +352,31 @@ class VolumeGenerator:
             n_samples: how many volumes.
             seed: seed of a fresh ``torch.Generator`` on the device (ignored when ``generator`` is given).
             generator: for the GRF draws and the sampler's noise.
-            batch_size: volumes refined at once (``None``: all).
+            batch_size: volumes refined at once (default: the options' ``batch_size``).
             return_grf: keep the GRF starts.
             progress: a tqdm bar over the score evaluations.
             callback: called after every step with the sampler's dict plus ``"pass"``,
                 ``"orientation"`` and ``"batch"``.
         """
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if generator is None:
-            generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        batches = batch_sizes(n_samples, batch_size)
         calls, slices = self.score_fn.calls, self.score_fn.slices
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(batches) * self.evaluations_per_sample, desc="volume sampling", unit="step",
-                   disable=not progress)
-        finals, starts, degenerate = [], [], []
-        try:
-            for index, size in enumerate(batches):
-                def step(info: dict, index=index) -> None:
-                    bar.update(1)
-                    if callback is not None:
-                        callback({**info, "batch": index})
+        def draw(size: int, generator: torch.Generator, step, first: int):
+            start = self.starting_points(size, generator=generator)
+            x = self.refine(start, generator=generator, callback=step)
+            broken = ~torch.isfinite(x).flatten(1).all(dim=1)
+            final = finalize_volumes(x.nan_to_num(0.0), self.n_phases)
+            if self.guard is not None:
+                error = (volume_fractions(final) - self.target_volume_fractions.to(final.dtype)).abs().amax(1)
+                broken |= error > self.guard
+            grf = from_model_channels(start, self.n_phases) if return_grf else None
+            return final, grf, [first + k for k in broken.nonzero().flatten().tolist()]
 
-                start = self.starting_points(size, generator=generator)
-                x = self.refine(start, generator=generator, callback=step)
-                broken = ~torch.isfinite(x).flatten(1).all(dim=1)
-                final = finalize_volumes(x.nan_to_num(0.0), self.n_phases)
-                if self.guard is not None:
-                    error = (volume_fractions(final) - self.target_volume_fractions.to(final.dtype)).abs().amax(1)
-                    broken |= error > self.guard
-                degenerate += [sum(batches[:index]) + k for k in broken.nonzero().flatten().tolist()]
-                finals.append(final)
-                if return_grf:
-                    starts.append(from_model_channels(start, self.n_phases))
-        finally:
-            bar.close()
+        batches = run_batches(draw, n_samples, self.options.batch_size if batch_size is None else batch_size,
+                              device=self.device, seed=seed, generator=generator, progress=progress,
+                              callback=callback, steps_per_batch=self.evaluations_per_sample,
+                              description="volume sampling")
+        finals, starts, degenerate = (list(part) for part in zip(*batches))
+        degenerate = sum(degenerate, [])
         return VolumeSamples(volumes=torch.cat(finals), grf=torch.cat(starts) if return_grf else None,
                              target_volume_fractions=self.target_volume_fractions,
                              evaluations=self.score_fn.calls - calls, slice_evaluations=self.score_fn.slices - slices,

@@ -14,6 +14,23 @@ from lgtutorial._checks import (
     positive_int,
     positive_number,
 )
+from lgtutorial.score.schedules import annealed_levels
+
+__all__ = ["VolumeSettings", "SCHEMES", "ANNEALED_PASSES", "FINAL_SIGMA", "FINAL_DRAWS"]
+
+#: How the orientations are combined: one at a time (``"passes"``) or averaged in every evaluation (``"mean"``).
+SCHEMES = ("passes", "mean")
+
+
+#: Levels for annealed passes (``sigma_pass=ANNEALED_PASSES``): eleven later passes, re-noising geometrically
+#: less from 0.6 to 0.15. At 64^3 closer to the micrograph than two rounds at :attr:`VolumeSettings.sigma_pass`, for
+#: about 1.9 times the time (``benchmarks/results/volume_quality_cpu_annealed.md``).
+ANNEALED_PASSES = annealed_levels(0.6, 0.15, 11)
+#: Where the final denoising step of all three orientations starts (``final_sigma=FINAL_SIGMA``), and how
+#: many noise draws it averages (``final_draws``): after annealed passes, one voxel the orientations
+#: disagree on is decided by their mean (``benchmarks/results/volume_quality_cpu_final.md``).
+FINAL_SIGMA = 0.45
+FINAL_DRAWS = 16
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,7 @@ class VolumeSettings:
     def __post_init__(self):
         check_settings(self, {
             "dims": (one_of(2, 3), "2 (square samples) or 3 (cubic volumes)"),
-            "scheme": (one_of("passes", "mean"), "'passes' or 'mean'"),
+            "scheme": (one_of(*SCHEMES), "'passes' or 'mean'"),
             "rounds": (positive_int, "a positive integer"),
             "sigma_pass": (positive_number, "a positive finite noise level"),
         })

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from lgtutorial.grf.field import segment_argmax
+from lgtutorial.grf.segmentation import segment_argmax
 from lgtutorial.sampling.integrators import with_circular_padding
 from lgtutorial.sampling.samplers import prepare_model, resolve_sampler
 from lgtutorial.score.channels import from_model_channels

@@ -1,26 +1,17 @@
-"""3D 2-point statistics from a 2D micrograph, and a volume measured by its slices (future work of Section 6).
+"""3D 2-point statistics from a 2D micrograph, under a stated assumption (future work of Section 6).
 
-Robertson et al. 2023 name 3D generation from 2D data as future work. The global layer needs a 3D
-statistics row; a micrograph gives only a section through it. The missing information is supplied
-by an assumption, stated here once:
+The global layer of 3D generation needs a 3D statistics row; a micrograph gives only a section
+through it. The missing information is supplied by an assumption, stated here once:
 
 **Isotropy.** The 2-point statistics depend on the length of the lag only, ``f_ab(r) = f_ab(|r|)``,
-so the radial profiles of one section determine them in 3D. It fits materials whose features are
-equiaxed or randomly oriented: gamma-prime precipitates in Ni superalloys (case study 1), porosity,
-equiaxed grains, particles of random orientation. It does not fit Ti-6Al-4V's alpha laths (one
-colony orientation per prior-beta grain, so a section's laths are not the volume's laths seen from
-any direction: case study 2), rolled, drawn or elongated features, fibres, columnar grains, or
-anything with a texture. For materials with one symmetry axis, :func:`transversely_isotropic_statistics`
-takes a longitudinal section instead.
-
-**Not every extension is valid.** The isotropic extension of a valid 2D covariance need not be a
-valid 3D covariance: its cross-spectral matrices may have negative eigenvalues. They are projected
-onto the positive semi-definite cone at every frequency (negative eigenvalues clipped, on the
-subspace orthogonal to ``(1, ..., 1)`` so that every row still sums to ``v_a`` at every lag), then
-rescaled by one congruence so that ``f_ab(0) = v_a delta_ab`` again. :class:`VolumeStatistics`
-reports how much was clipped.
-
-:mod:`lgtutorial.volume.slices` measures the volumes generated from these statistics by their sections.
+so the radial profiles of one section determine them in 3D (:func:`isotropic_statistics`). It fits
+equiaxed or randomly oriented features: gamma-prime precipitates in Ni superalloys (case study 1),
+porosity, equiaxed grains, particles of random orientation. It does not fit Ti-6Al-4V's alpha laths
+(one colony orientation per prior-beta grain: case study 2), rolled, drawn or elongated features,
+fibres, columnar grains, or anything with a texture. For materials with one symmetry axis,
+:func:`transversely_isotropic_statistics` takes a longitudinal section instead. Not every extension
+is a valid 3D covariance: each is projected onto valid statistics, and :class:`VolumeStatistics`
+reports how much was clipped. :mod:`lgtutorial.volume.slices` measures the generated volumes by their sections.
 """
 
 from __future__ import annotations
@@ -242,9 +233,15 @@ def isotropic_statistics(source, shape, *, reference_phase: int = 0) -> VolumeSt
     The 2D statistics are averaged over angle into radial profiles ``f_ab(rho)``
     (:func:`radial_profiles`), which are evaluated at the 3D minimum-image distance ``|r|`` by
     linear interpolation; beyond the largest 2D radius (half the micrograph's smaller side) the
-    volume-fraction product ``v_a v_b`` takes over. The result is projected onto valid statistics
-    (see the module docstring; :attr:`VolumeStatistics.clipped_fraction` says how much that took).
-    The voxel is the micrograph's pixel. Which materials the assumption fits: the module docstring.
+    volume-fraction product ``v_a v_b`` takes over. The voxel is the micrograph's pixel. Which
+    materials the assumption fits: the module docstring.
+
+    The isotropic extension of a valid 2D covariance need not be a valid 3D covariance: its
+    cross-spectral matrices may have negative eigenvalues. They are projected onto the positive
+    semi-definite cone at every frequency (negative eigenvalues clipped, on the subspace orthogonal
+    to ``(1, ..., 1)`` so that every row still sums to ``v_a`` at every lag), then rescaled by one
+    congruence so that ``f_ab(0) = v_a delta_ab`` again; :attr:`VolumeStatistics.clipped_fraction`
+    says how much was clipped.
 
     Args:
         source: a one-hot micrograph ``(n_samples, N, H, W)`` (its periodic statistics, averaged
