@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes and fresh output folders (nothing is silently overwritten).
+"""Small file helpers: atomic writes and output folders that one run owns (nothing is silently overwritten,
+no two runs share a folder: :func:`fresh_directory`, :func:`claim_output`).
 
 Also the writers the command line and the reports share (:func:`save_npy`, :func:`save_text`,
 :func:`save_figure`), all atomic, and :data:`OUTPUT_ROOT`, the folder every command writes under
@@ -7,12 +8,19 @@ by default.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
+import itertools
+import json
 import os
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-__all__ = ["atomic_write", "fresh_directory", "OUTPUT_ROOT", "save_npy", "save_text", "save_figure"]
+__all__ = ["atomic_write", "fresh_directory", "claim_output", "output_claims", "OutputInUse", "OUTPUT_ROOT", "save_npy", "save_text", "save_figure"]
 
 #: Where the command line (and ``fit``, ``export_pretrained``) write unless told otherwise.
 OUTPUT_ROOT = Path("lgtutorial-output")
@@ -46,23 +54,229 @@ def _umask() -> int:
     return current
 
 
-def fresh_directory(path, *, overwrite: bool = False) -> Path:
-    """Create and return an output folder.
+# -- output folders, each owned by one run ---------------------------------------------------------
+#: A claimed path's lock lives beside it (``.NAME.lgtutorial.lock`` in its folder), so that the output
+#: itself (a folder, a Zarr store) holds only what the run writes.
+LOCK_SUFFIX = ".lgtutorial.lock"
 
-    If ``path`` exists and is not empty, and ``overwrite`` is false, a numbered sibling
-    (``path-1``, ``path-2``, ...) is used instead, so earlier results are never replaced silently.
+
+class OutputInUse(FileExistsError):
+    """The output is held by another lgtutorial run that is still going (the message names its pid and start)."""
+
+
+_MUTEX = threading.RLock()
+_HELD: dict[str, dict] = {}  # resolved path -> {"lock", "count", "pid"}: the claims this process holds
+_SCOPES: list[list[str]] = []  # the open output_claims() blocks, each with the claims made inside it
+
+
+def _process_start(pid: int):
+    """``(state, start in clock ticks after boot)`` of a process from ``/proc`` (Linux); ``None`` elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(record: dict) -> bool:
+    """Whether the run that wrote a lock's ``record`` still runs; ``True`` where that cannot be told
+    (another host, no ``os.kill(pid, 0)``, an unreadable record)."""
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0 or os.name != "posix":
+        return True
+    if pid == os.getpid():
+        return False  # not among this process's claims (they are looked up first): an earlier process's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    found = _process_start(pid)
+    # a zombie, or another process that got the pid since
+    return found is None or (found[0] != "Z" and record.get("start") in (None, found[1]))
+
+
+def _record(data: bytes) -> dict:
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _create_lock(lock: Path) -> bool:
+    """Create ``lock`` with this process's record, complete from its first instant; ``False`` if it exists."""
+    started = _process_start(os.getpid())
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                         "start": started[1] if started else None})
+    fd, tmp = tempfile.mkstemp(prefix=f"{lock.name}.", suffix=".tmp", dir=lock.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(record)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, lock)  # atomic; fails if the lock exists
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive creation, then the record
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as handle:
+                handle.write(record)
+            return True
+    finally:
+        os.unlink(tmp)
+
+
+def _acquire(lock: Path):
+    """Take ``lock``, taking over a stale one (its process has ended): ``None``, or the live holder's record."""
+    record = {}
+    for _ in range(20):
+        if _create_lock(lock):
+            return None
+        try:
+            data = lock.read_bytes()
+        except FileNotFoundError:
+            continue  # released meanwhile
+        except OSError:
+            return {}
+        record = _record(data)
+        if _alive(record):
+            return record
+        # move the stale lock aside; should another run have replaced it meanwhile, put that one back
+        aside = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.rename(lock, aside)
+        except FileNotFoundError:
+            continue
+        if aside.read_bytes() != data:
+            with contextlib.suppress(OSError):
+                os.link(aside, lock)
+        os.unlink(aside)
+    return record
+
+
+def _release(key: str) -> None:
+    held = _HELD.get(key)
+    if held is None or held["pid"] != os.getpid():
+        return
+    held["count"] -= 1
+    if held["count"] <= 0:
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            if _record(held["lock"].read_bytes()).get("pid") == os.getpid():
+                os.unlink(held["lock"])
+
+
+def _release_all() -> None:
+    with _MUTEX:
+        for key in list(_HELD):
+            _HELD[key]["count"] = 1
+            _release(key)
+
+
+atexit.register(_release_all)  # claims made outside any output_claims() block end with the process
+
+
+def _claim(path: Path, *, fresh: bool) -> bool:
+    """Claim ``path``: ``True`` when claimed; when another run holds it ``False`` (``fresh``) or
+    :class:`OutputInUse`. ``fresh`` also creates ``path`` and wants it empty. This process's claims nest."""
+    resolved = path.resolve()
+    key, lock = str(resolved), resolved.with_name(f".{resolved.name}{LOCK_SUFFIX}")
+    held = _HELD.get(key)
+    if held is not None and held["pid"] == os.getpid():
+        if fresh:
+            return False
+        held["count"] += 1
+    else:
+        if not lock.parent.is_dir():
+            try:
+                lock.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)) from None
+        record = _acquire(lock)
+        if record is not None and fresh:
+            return False
+        if record is not None:
+            if not record.get("pid"):
+                who = f"its lock {lock} cannot be read; delete it if no run is going"
+            elif record.get("host") != socket.gethostname():
+                who = f"pid {record['pid']} on {record.get('host')}, since {record.get('since')}; if it is gone, delete {lock}"
+            else:
+                who = f"pid {record['pid']}, since {record.get('since')}"
+            raise OutputInUse(f"{path} is in use by another lgtutorial run ({who}); wait for it to end or choose "
+                              "another output")
+        if fresh:
+            try:
+                path.mkdir(exist_ok=True)
+                empty = not any(path.iterdir())
+            except OSError:
+                empty = False
+            if not empty:  # filled or replaced meanwhile by something that takes no claim
+                os.unlink(lock)
+                return False
+        _HELD[key] = {"lock": lock, "count": 1, "pid": os.getpid()}
+    if _SCOPES:
+        _SCOPES[-1].append(key)
+    return True
+
+
+def claim_output(path) -> Path:
+    """Claim ``path`` (a folder or a Zarr store, there or not) for this run, and return it; refused while
+    another run holds it.
+
+    The claim is a lock file beside ``path``, made atomically, holding this process's pid and start
+    time; a lock whose process has ended is stale and taken over. It is held until the end of the
+    enclosing :func:`output_claims` block (the command line runs each command in one), else until the
+    process ends; a process's own claims nest. Creates ``path``'s parent folders, not ``path``.
+
+    Raises:
+        OutputInUse: another lgtutorial run holds ``path`` (the message names its pid and start).
     """
     path = Path(path)
-    if overwrite or not path.exists() or not any(path.iterdir()):
-        path.mkdir(parents=True, exist_ok=True)
+    with _MUTEX:
+        _claim(path, fresh=False)
+    return path
+
+
+@contextlib.contextmanager
+def output_claims():
+    """Release, at the end of the block, the outputs claimed inside it (also a decorator, ``@output_claims()``)."""
+    with _MUTEX:
+        _SCOPES.append([])
+    try:
+        yield
+    finally:
+        with _MUTEX:
+            for key in _SCOPES.pop():
+                _release(key)
+
+
+def fresh_directory(path, *, overwrite: bool = False) -> Path:
+    """Claim and create a new output folder for this run (see :func:`claim_output`), and return it.
+
+    ``path`` is taken if it does not exist, or is an empty folder no other run holds; else a numbered
+    sibling (``path-1``, ``path-2``, ...) is: earlier results are never replaced, and two runs given
+    the same folder never share it. With ``overwrite``, ``path`` itself is claimed (to resume a run
+    there, or to replace its files), and :class:`OutputInUse` raised while another run holds it.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    if overwrite:
+        claim_output(path).mkdir(parents=True, exist_ok=True)
         return path
-    k = 1
-    while True:
-        candidate = path.with_name(f"{path.name}-{k}")
-        if not candidate.exists():
-            candidate.mkdir(parents=True)
-            return candidate
-        k += 1
+    for k in itertools.count():
+        candidate = path if k == 0 else path.with_name(f"{path.name}-{k}")
+        if candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+            continue
+        with _MUTEX:
+            if _claim(candidate, fresh=True):
+                return candidate
 
 
 def save_npy(path, array) -> None:

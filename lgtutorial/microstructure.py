@@ -162,11 +162,11 @@ def float_microstructure(microstructure, name: str = "microstructure") -> torch.
 
 
 def top_and_bottom_halves(microstructure, *, min_height: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top and bottom halves of a 2D micrograph ``(n, N, H, W)`` (a middle row of an odd ``H`` is left
-    out): two pieces of one material, whose difference is the resolution of a measure on it.
+    """The top and bottom halves of a 2D micrograph ``(n, N, H, W)``, ``H // 2`` rows each (the last row of an
+    odd ``H`` is left out): two pieces of one material, whose difference is the resolution of a measure on it.
 
     >>> top, bottom = top_and_bottom_halves(labels_to_one_hot([[0, 1], [1, 1], [0, 0]]))
-    >>> top.shape, bottom.argmax(1).tolist()
+    >>> top.shape, bottom.argmax(1).tolist()  # rows 0 and 1; the last row, [0, 0], is left out
     (torch.Size([1, 2, 1, 2]), [[[1, 1]]])
     """
     m = float_microstructure(microstructure)

@@ -83,6 +83,7 @@ def test_bad_combinations_give_clear_errors(options, message, tmp_path, capsys):
 
 def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monkeypatch, capsys):
     from lgtutorial.volume import generator as volume_module
+    from lgtutorial.volume.settings import ANNEALED_PASSES, FINAL_SIGMA
 
     built = {}
     original = volume_module.VolumeGenerator.__init__
@@ -94,7 +95,7 @@ def test_annealed_option_runs_annealed_passes_and_the_final_step(tmp_path, monke
     monkeypatch.setattr(volume_module.VolumeGenerator, "__init__", spy)
     out = tmp_path / "volumes"
     assert main(["generate", "--dims", "3", "--size", "16", "--n-samples", "1", "--annealed", "--output", str(out)]) == 0
-    assert built["sigma_pass"] == volume_module.ANNEALED_PASSES and built["final_sigma"] == volume_module.FINAL_SIGMA
+    assert built["sigma_pass"] == ANNEALED_PASSES and built["final_sigma"] == FINAL_SIGMA
     assert json.loads((out / "summary.json").read_text())["volume_settings"]["annealed"] is True
     assert "annealed passes" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--annealed sets the passes itself.*--rounds"):

@@ -147,6 +147,27 @@ def test_three_point_matches_brute_force(periodic):
             assert float(f[1, a, k, r2[0] % 5, r2[1] % 5]) == pytest.approx(expected, abs=1e-12)
 
 
+
+def test_non_periodic_three_point_statistics_are_those_of_the_2l_minus_1_padding():
+    m = torch.rand((2, 2, 37, 20), generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    f = three_point_statistics(m, periodic=False).numpy()  # pads to 75 x 40 (fast sizes), not 73 x 39
+    height, width = m.shape[-2:]
+    shape = (2 * height - 1, 2 * width - 1)
+
+    def correlate(a, b):
+        return np.fft.irfft2(np.conj(np.fft.rfft2(a, s=shape)) * np.fft.rfft2(b, s=shape), s=shape)
+
+    for k, (dy, dx) in enumerate(FIRST_DISPLACEMENTS):
+        valid = np.zeros((height, width))
+        valid[max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] = 1
+        pairs = np.round(correlate(valid, np.ones((height, width))))
+        for n, a in itertools.product(range(2), range(2)):
+            image = m[n, a].numpy()
+            expanded = image * np.roll(image, (-dy, -dx), axis=(0, 1)) * valid
+            expected = np.where(pairs > 0.5, correlate(expanded, image) / np.maximum(pairs, 1), np.nan)
+            assert np.array_equal(np.isnan(f[n, a, k]), np.isnan(expected))
+            assert np.allclose(f[n, a, k], expected, rtol=0, atol=1e-12, equal_nan=True)
+
 def test_three_point_with_zero_first_displacement_is_the_autocorrelation():
     m = labels_to_one_hot(random_labels((3, 9, 8), 2, seed=2), dtype=torch.float64)
     for periodic in (True, False):
@@ -376,6 +397,41 @@ def test_coherence_can_leave_out_the_regions_of_another_phase():
     with pytest.raises(ValueError, match="positive"):
         boundary_coherence(micro, 1, periodic=True, tensor_sigma=0)
 
+
+
+def coherence_by_scipy(x, exclude, window, periodic, derivative_sigma=1.0, tensor_sigma=3.0):
+    """boundary_coherence written with scipy.ndimage: Gaussian derivatives, structure tensor, box filter."""
+    from scipy import ndimage
+
+    mode = "wrap" if periodic else "mirror"  # torch's "reflect" padding is scipy's "mirror"
+    gx = ndimage.gaussian_filter(x, derivative_sigma, order=(0, 1), mode=mode, truncate=4.0)
+    gy = ndimage.gaussian_filter(x, derivative_sigma, order=(1, 0), mode=mode, truncate=4.0)
+    jxx, jyy, jxy = (ndimage.gaussian_filter(v, tensor_sigma, mode=mode, truncate=4.0)
+                     for v in (gx * gx, gy * gy, gx * gy))
+    weight = ndimage.uniform_filter(exclude, window, mode=mode) < 0.5
+    anisotropy = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2)
+    return float((anisotropy * weight).sum() / ((jxx + jyy) * weight).sum())
+
+
+def test_coherence_leaves_out_windows_of_either_parity_as_scipy_does():
+    from lgtutorial.statistics.higher_order import boundary_coherence
+
+    labels = _laths(size=64)[0].argmax(0)[:, :56]  # not square: 64 x 56
+    generator = torch.Generator().manual_seed(3)
+    blocks = (torch.rand(8, 7, generator=generator) < 0.4).repeat_interleave(8, 0).repeat_interleave(8, 1)
+    labels[blocks] = 2  # blocks of a third phase ...
+    labels[::4][blocks[::4] & (torch.arange(56) % 3 > 0)] = 1  # ... crossed by dashes of phase 1
+    micro = labels_to_one_hot(labels[None], n_phases=3, dtype=torch.float64)
+    x, exclude = micro[0, 1].numpy(), micro[0, 2].numpy()
+    for periodic in (True, False):
+        got = {}
+        for window in (4, 5, 15, 16):  # even windows failed: "size 64 vs 65"
+            got[window] = float(boundary_coherence(micro, 1, periodic=periodic, exclude_phase=2,
+                                                   exclude_window=window)[0])
+            assert got[window] == pytest.approx(coherence_by_scipy(x, exclude, window, periodic), abs=1e-12)
+        assert len(set(got.values())) == 4  # each window leaves out other pixels
+    with pytest.raises(ValueError, match="exclude_window"):
+        boundary_coherence(micro, 1, periodic=True, exclude_phase=2, exclude_window=0)
 
 def test_compare_reports_chord_distribution_distances_and_coherence():
     from lgtutorial.evaluation.compare import compare

@@ -65,3 +65,15 @@ def test_check_microstructure_rejects(array, message):
 def test_check_microstructure_accepts_numpy_integers():
     m = check_microstructure(np.eye(2, dtype=np.int64).reshape(1, 2, 1, 2))
     assert m.dtype == torch.float32
+
+
+@pytest.mark.parametrize("height", [5, 4])
+def test_top_and_bottom_halves_leave_out_the_last_row_of_an_odd_height(height):
+    from lgtutorial.microstructure import top_and_bottom_halves
+
+    rows = torch.arange(height)[:, None].expand(height, 3)  # row k holds phase k
+    top, bottom = top_and_bottom_halves(labels_to_one_hot(rows, n_phases=height))
+    assert one_hot_to_labels(top)[0, :, 0].tolist() == [0, 1]
+    assert one_hot_to_labels(bottom)[0, :, 0].tolist() == [2, 3]  # 5 rows: the last, 4, is in neither half
+    with pytest.raises(ValueError, match="H >= 6"):
+        top_and_bottom_halves(labels_to_one_hot(rows, n_phases=height), min_height=6)

@@ -146,3 +146,83 @@ def test_contact_chances_see_an_exclusion_and_match_counting(small_three_phase):
                 assert value == pytest.approx(hits / (2 * n_spatial) / float(m[:, a].sum()))
     with pytest.raises(ValueError, match="lags must be between 1 and 3 px"):
         contact_chances(kept_apart, periodic=True, lags=(4,))
+
+
+# -- the non-periodic FFT length and round-off (issue #38) -----------------------------------------
+def padded_by_2l_minus_1(m, mask=None):
+    """Non-periodic 2-point statistics as first written: NumPy, float64, every axis zero-padded to 2 L - 1."""
+    m = np.asarray(m, dtype=np.float64)
+    spatial = m.shape[2:]
+    axes = tuple(range(2, m.ndim))
+    shape = tuple(2 * s - 1 for s in spatial)
+    weights = np.ones((1, 1, *spatial)) if mask is None else np.asarray(mask, dtype=np.float64)[None, None]
+    m = m * weights
+    fm = np.fft.rfftn(m, s=shape, axes=axes)
+    f = np.fft.irfftn(np.conj(fm)[:, :, None] * fm[:, None], s=shape, axes=tuple(a + 1 for a in axes))
+    fw = np.fft.rfftn(weights, s=shape, axes=axes)
+    pairs = np.round(np.fft.irfftn(np.conj(fw) * fw, s=shape, axes=axes))[:, :, None]
+    return np.where(pairs > 0, f / np.maximum(pairs, 1), np.nan)  # NaN: a lag without pairs (mask)
+
+
+def test_fast_fft_size_is_the_smallest_product_of_2_3_and_5_not_below_n():
+    import scipy.fft
+
+    from lgtutorial.statistics.two_point import fast_fft_size
+
+    for n in range(1, 1200):
+        size = fast_fft_size(n)
+        assert size == scipy.fft.next_fast_len(n, real=True)
+        assert size >= n
+        rest = size
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        assert rest == 1
+    assert [fast_fft_size(2 * side - 1) for side in (256, 201, 37)] == [512, 405, 75]  # not 511, 401, 73
+    with pytest.raises(ValueError, match="at least 1"):
+        fast_fft_size(0)
+
+
+@pytest.mark.parametrize("spatial", [(37, 50), (9, 12, 7)])
+def test_non_periodic_statistics_are_those_of_the_2l_minus_1_padding(spatial):
+    # every axis here pads to a fast size other than 2 L - 1 (73 -> 75, 99 -> 100; 17 -> 18, 23 -> 24, 13 -> 15)
+    generator = torch.Generator().manual_seed(4)
+    fields = [torch.rand((2, 3, *spatial), generator=generator, dtype=torch.float64),  # continuous
+              labels_to_one_hot(torch.randint(0, 3, (2, *spatial), generator=generator), n_phases=3,
+                                spatial_dims=len(spatial), dtype=torch.float64)]
+    for m in fields:
+        f = two_point_statistics(m, periodic=False)
+        assert f.shape == (2, 3, 3, *(2 * s - 1 for s in spatial))
+        assert np.allclose(f.numpy(), padded_by_2l_minus_1(m.numpy()), rtol=0, atol=1e-12)
+    mask = (torch.rand(spatial, generator=generator) > 0.3).double()
+    expected = padded_by_2l_minus_1(fields[1].numpy(), mask.numpy())
+    got = two_point_statistics(fields[1], periodic=False, mask=mask).numpy()
+    assert np.isnan(got).any() and np.array_equal(np.isnan(got), np.isnan(expected))  # lags without pairs
+    assert np.allclose(got[np.isfinite(got)], expected[np.isfinite(got)], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("spatial", [(5, 7), (64, 48), (256, 256), (12, 10, 9)])
+def test_non_periodic_float32_stays_in_0_1_and_equals_float64(spatial):
+    generator = torch.Generator().manual_seed(sum(spatial))
+    labels = torch.randint(0, 2, (1, *spatial), generator=generator)
+    m = labels_to_one_hot(labels, spatial_dims=len(spatial))  # float32, 0/1
+    f = two_point_statistics(m, periodic=False)
+    expected = padded_by_2l_minus_1(m.double().numpy())  # float64, unclamped
+    assert f.dtype == torch.float32
+    assert float(f.min()) >= 0.0 and float(f.max()) <= 1.0  # at every lag, a single pair's included
+    assert np.abs(f.double().numpy() - expected).max() < 1e-6
+    if spatial == (64, 48):  # the same with a mask, whose lags have fewer pairs still
+        mask = (torch.rand(spatial, generator=generator) > 0.5).float()
+        g = two_point_statistics(m, periodic=False, mask=mask)
+        expected = padded_by_2l_minus_1(m.double().numpy(), mask.double().numpy())
+        finite = torch.isfinite(g)
+        assert float(g[finite].min()) >= 0.0 and float(g[finite].max()) <= 1.0
+        assert np.abs(g[finite].double().numpy() - expected[finite.numpy()]).max() < 1e-6
+
+
+def test_non_periodic_statistics_of_a_field_beyond_0_1_are_not_clamped():
+    m = torch.randn((1, 2, 20, 30), generator=torch.Generator().manual_seed(5))  # float32, signed
+    f = two_point_statistics(m, periodic=False)
+    expected = padded_by_2l_minus_1(m.double().numpy())
+    assert float(f.min()) < -0.5 and float(f.max()) > 1.5  # the products of signed values, left as they are
+    assert np.allclose(f.double().numpy(), expected, rtol=1e-5, atol=1e-5)

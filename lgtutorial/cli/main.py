@@ -2,8 +2,8 @@
 
 Each subcommand is a pair of functions, ``_add_<name>(subparsers)`` and ``_run_<name>(args)``, here
 or in :mod:`lgtutorial.cli.generate` (``generate``) and :mod:`lgtutorial.cli.train` (``train``,
-``pretrained``, ``fit``); options that have defaults in :mod:`lgtutorial.settings` are generated
-from those dataclasses.
+``pretrained``, ``fit``); every option with a default is generated from the job's options dataclass
+(:mod:`lgtutorial.cli.options`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lgtutorial._checks import resolve_device
-from lgtutorial._io import OUTPUT_ROOT, save_figure, save_npy, save_text
+from lgtutorial._io import OUTPUT_ROOT, output_claims, save_figure, save_npy, save_text
 from lgtutorial.cli import generate as cli_generate
 from lgtutorial.cli import train as cli_train
 from lgtutorial.cli.generate import run_generate
@@ -298,14 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit codes: 0 done, 1 a run that failed (degenerate samples, an unwritable
-    output, an interrupted training: the message says what was kept), 2 a usage error (bad option
+    output or one another run holds, an interrupted training: the message says what was kept), 2 a usage error (bad option
     values, missing or unreadable input), 130 interrupted. ``--debug`` shows tracebacks."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.debug:
-        return COMMANDS[args.command][1](args)
+        with output_claims():  # a command's output folders are its own until it ends
+            return COMMANDS[args.command][1](args)
     try:
-        return COMMANDS[args.command][1](args)
+        with output_claims():
+            return COMMANDS[args.command][1](args)
     except DegenerateSamples as error:
         print(f"lgtutorial {args.command}: error: {error}", file=sys.stderr)
         return 1

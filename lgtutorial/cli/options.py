@@ -1,7 +1,7 @@
 """Command-line options made from the settings dataclasses: one ``--option`` per field, its help the
 field's docstring (with fragments such as the samplers' evaluation counts computed from the code), its
-default the field's default. :mod:`lgtutorial.settings` re-exports :func:`add_arguments` and
-:func:`from_arguments`.
+default the field's default. The dataclasses live with their jobs (``grf.settings``,
+``sampling.settings``, ``volume.settings``, ``evaluation.settings``, ``fitting.settings``, ``cli.train``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lgtutorial._checks import check_settings, is_int, non_negative_int, optional, positive_int
-from lgtutorial._io import OUTPUT_ROOT, save_figure, save_text
+from lgtutorial._io import OUTPUT_ROOT, output_claims, save_figure, save_text
 from lgtutorial.cli.options import add_arguments, from_arguments
 from lgtutorial.fitting.settings import FitSettings
 from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
@@ -100,6 +100,7 @@ def _add_train(subparsers) -> None:
     add_arguments(parser, TrainSettings, skip=("reference",))
 
 
+@output_claims()
 def run_train(settings: TrainSettings) -> Path:
     """Train as ``settings`` say; write the checkpoint, ``summary.json`` and the training report."""
     import torch
@@ -113,11 +114,8 @@ def run_train(settings: TrainSettings) -> Path:
     preset, reference = settings.preset, settings.reference
     model_settings, training = settings.model_settings(), settings.training_settings()
     default = OUTPUT_ROOT / f"train-{Path(str(reference)).stem}-{preset}"
-    if settings.resume:
-        out = Path(settings.output or default)
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        out = fresh_directory(settings.output or default)
+    # the run's own folder until it ends; --resume: this very folder, refused while another run holds it
+    out = fresh_directory(settings.output or default, overwrite=settings.resume)
     run = train_score_model(reference, model_settings=model_settings, training_settings=training, output=out,
                             resume=settings.resume)
     state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)

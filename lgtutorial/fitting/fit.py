@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lgtutorial._checks import resolve_device
+from lgtutorial._io import output_claims
 from lgtutorial.fitting.checks import chord_verdicts, mean_chords, phase_contacts, region_checks
 from lgtutorial.fitting.plan import FitPlan, plan_fit
 from lgtutorial.fitting.report import _write_report
@@ -51,6 +52,7 @@ def _name_of(micrograph) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "micrograph"
 
 
+@output_claims()
 def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = FitSettings.minutes,
         output=FitSettings.output, resume: bool = FitSettings.resume, n_samples: int = FitSettings.samples,
         size: int | None = FitSettings.size, sampler: str | None = FitSettings.sampler, device=FitSettings.device,
@@ -67,7 +69,8 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
             or a registry name.
         name: the model's name (default: from the file name).
         minutes: training budget on this machine (the steps are measured to fit it).
-        output: the folder (default ``lgtutorial-output/fit-NAME``; a new numbered one unless ``resume``).
+        output: the folder (default ``lgtutorial-output/fit-NAME``; a new numbered one unless ``resume``),
+            held by this call: a second fit given it writes to a numbered one, or is refused when resuming.
         resume: continue the training checkpoint in ``output`` (the plan saved there is reused) for
             what is left of its budget, then generate and report.
         n_samples: GRF and hybrid samples for the report.
@@ -83,7 +86,7 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         print(result.output / "report.md")
     """
     from lgtutorial import data
-    from lgtutorial._io import atomic_write, fresh_directory
+    from lgtutorial._io import atomic_write, claim_output, fresh_directory
     from lgtutorial.grf.material import MaterialStatistics
     from lgtutorial.score.checkpoints import CHECKPOINT_NAME, read_checkpoint
     from lgtutorial.score.export import export_pretrained
@@ -100,6 +103,7 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
     output = Path(output)
     plan_path = output / "plan.json"
     if resume:
+        claim_output(output)  # this very folder, refused while another run holds it; released when fit ends
         if not plan_path.is_file():
             raise FileNotFoundError(f"nothing to resume in {output}: no plan.json there (start without --resume)")
         saved = json.loads(plan_path.read_text())
@@ -112,7 +116,8 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
     _check_size(settings.size, plan)
     if not resume:
-        output = fresh_directory(output)  # once everything is checked: a refused fit leaves no folder behind
+        # once everything is checked (a refused fit leaves no folder behind): a new folder, this run's until it ends
+        output = fresh_directory(output)
         plan_path = output / "plan.json"
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,

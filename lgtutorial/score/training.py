@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lgtutorial._checks import resolve_device
+from lgtutorial._io import claim_output, output_claims
 from lgtutorial.score.checkpoints import (
     CHECKPOINT_NAME,
     check_same_run,
@@ -137,6 +138,7 @@ def _load_reference(reference) -> tuple[torch.Tensor, dict]:
                    "periodic": bool(meta.get("periodic", False)), "shape": list(micro.shape)}
 
 
+@output_claims()
 def train_score_model(
     reference,
     *,
@@ -161,7 +163,8 @@ def train_score_model(
         model_settings: the architecture; ``channels`` must be 1 for 2 phases, N otherwise.
         training_settings: the recipe (:class:`~lgtutorial.score.settings.TrainingSettings`).
         output: folder for ``checkpoint.pt`` (written atomically every ``checkpoint_every`` steps,
-            at the end and on Ctrl-C); None keeps everything in memory.
+            at the end and on Ctrl-C); None keeps everything in memory. The call holds the folder
+            (:func:`lgtutorial._io.claim_output`): another run training into it meanwhile is refused.
         resume: ``True``: continue from ``output/checkpoint.pt`` (same settings required; an error when
             there is none); ``"if-present"``: continue if there is one, else start.
         periodic: cut patches across the edges (default: the registry's flag; tensors: False).
@@ -207,6 +210,8 @@ def train_score_model(
     if resume is True and path is not None and not path.exists():
         raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {path.parent} (start without resume, "
                                 "or use resume='if-present')")
+    if output is not None:
+        claim_output(output)  # OutputInUse while another run trains into it; released when this call ends
     if path is not None and path.exists():
         if not resume:
             raise ValueError(f"{path} already exists; pass resume=True (CLI: --resume) to continue it, "

@@ -22,7 +22,13 @@ import math
 import torch
 
 from lgtutorial.microstructure import as_tensor, float_microstructure
-from lgtutorial.statistics.two_point import crop_lags, two_point_statistics, volume_fractions
+from lgtutorial.statistics.two_point import (
+    crop_lags,
+    fast_fft_size,
+    two_point_statistics,
+    unpad_lags,
+    volume_fractions,
+)
 
 __all__ = [
     "FIRST_DISPLACEMENTS",
@@ -67,7 +73,8 @@ def three_point_statistics(
     ``f_a(r1, r2)`` is the probability that ``x``, ``x + r1`` and ``x + r2`` are all phase ``a``: the
     2-point cross-correlation of the expanded state ``e(x) = m_a(x) m_a(x + r1)`` with ``m_a``,
     computed with FFTs. Non-periodic statistics average over the positions ``x`` for which all three
-    points lie inside the image (zero padding plus valid-triple counts, as for 2-point statistics).
+    points lie inside the image (zero padding to a fast FFT size plus valid-triple counts, as for 2-point
+    statistics).
 
     Args:
         microstructure: ``(n_samples, n_phases, H, W)``.
@@ -95,13 +102,13 @@ def three_point_statistics(
     phases = list(range(n_phases)) if phases is None else [int(p) for p in phases]
     if any(not 0 <= p < n_phases for p in phases):
         raise ValueError(f"phases {phases} out of range for a microstructure with {n_phases} phases")
-    shape = (height, width) if periodic else (2 * height - 1, 2 * width - 1)
+    shape = (height, width) if periodic else (fast_fft_size(2 * height - 1), fast_fft_size(2 * width - 1))
     valid = torch.stack([_shift_valid((height, width), r, m.device) for r in shifts]).to(m.dtype)
     if not periodic:
         pairs = _cross_correlate(
             valid[None], torch.ones((1, 1, height, width), dtype=m.dtype, device=m.device), shape
         )
-        pairs = pairs.round()
+        pairs = unpad_lags(pairs, (height, width), cutoff).round()
     outputs = []
     for start in range(0, n_samples, batch_size):
         chunk = m[start : start + batch_size, phases]  # (b, P, H, W)
@@ -112,11 +119,10 @@ def three_point_statistics(
         )  # m_a(x + r1) for every r1: (b P, K, H, W)
         expanded = flat * neighbours
         if periodic:
-            f = _cross_correlate(expanded, flat, shape) / float(height * width)
+            f = crop_lags(_cross_correlate(expanded, flat, shape) / float(height * width), cutoff, 2)
         else:
-            f = _cross_correlate(expanded * valid, flat, shape)
+            f = unpad_lags(_cross_correlate(expanded * valid, flat, shape), (height, width), cutoff)
             f = torch.where(pairs > 0.5, f / pairs.clamp_min(1.0), torch.full_like(f, math.nan))
-        f = crop_lags(f, cutoff, 2)
         outputs.append(f.reshape(b, p, len(shifts), *f.shape[-2:]))
     return torch.cat(outputs)
 
@@ -223,17 +229,22 @@ def _gaussian_kernels(sigma: float, dtype, device) -> tuple[torch.Tensor, torch.
 
 
 def _separable(x: torch.Tensor, ky: torch.Tensor, kx: torch.Tensor, periodic: bool) -> torch.Tensor:
-    """Filter ``(n, H, W)`` with ``ky`` along y and ``kx`` along x (circular or reflecting edges)."""
-    ry, rx = len(ky) // 2, len(kx) // 2
+    """Filter ``(n, H, W)`` with ``ky`` along y and ``kx`` along x (circular or reflecting edges).
+
+    A kernel of ``k`` taps covers ``x - k // 2 .. x + (k - 1) // 2``: centred when ``k`` is odd, one
+    pixel more before ``x`` than after it when ``k`` is even (where ``scipy.ndimage`` puts it).
+    """
+    by, bx = len(ky) // 2, len(kx) // 2  # pixels before
+    ay, ax = (len(ky) - 1) // 2, (len(kx) - 1) // 2  # and after
     if periodic:  # wrap as often as needed: a kernel may be wider than a small image
         height, width = x.shape[1:]
-        ty, tx = -(-ry // height), -(-rx // width)
+        ty, tx = -(-by // height), -(-bx // width)
         tiled = x[:, None].repeat(1, 1, 2 * ty + 1, 2 * tx + 1)
-        y0, x0 = ty * height - ry, tx * width - rx
-        x = tiled[..., y0 : y0 + height + 2 * ry, x0 : x0 + width + 2 * rx]
+        y0, x0 = ty * height - by, tx * width - bx
+        x = tiled[..., y0 : y0 + height + by + ay, x0 : x0 + width + bx + ax]
     else:
-        mode = "reflect" if ry < x.shape[1] and rx < x.shape[2] else "replicate"
-        x = torch.nn.functional.pad(x[:, None], (rx, rx, ry, ry), mode=mode)
+        mode = "reflect" if by < x.shape[1] and bx < x.shape[2] else "replicate"
+        x = torch.nn.functional.pad(x[:, None], (bx, ax, by, ay), mode=mode)
     x = torch.nn.functional.conv2d(x, ky.flip(0).view(1, 1, -1, 1))
     return torch.nn.functional.conv2d(x, kx.flip(0).view(1, 1, 1, -1))[:, 0]
 
@@ -263,6 +274,8 @@ def boundary_coherence(
         periodic: circular filtering (generated samples) or reflecting edges (micrographs).
         exclude_phase: leave out pixels whose ``exclude_window`` neighbourhood is at least half this
             phase (e.g. the globular alpha of a Ti micrograph, to measure only inside colonies).
+        exclude_window: side (pixels) of that square neighbourhood; an even side reaches one pixel
+            further up and left than down and right, as ``scipy.ndimage.uniform_filter`` does.
 
     Returns:
         ``(n,)`` float64 coherence per sample (NaN for a sample without boundaries of ``phase``).
@@ -281,6 +294,8 @@ def boundary_coherence(
         raise ValueError(f"phase {phase} is out of range for a microstructure with {m.shape[1]} phases")
     if not (derivative_sigma > 0 and tensor_sigma > 0):
         raise ValueError(f"derivative_sigma and tensor_sigma must be positive, got {derivative_sigma}, {tensor_sigma}")
+    if exclude_phase is not None and int(exclude_window) < 1:
+        raise ValueError(f"exclude_window must be at least 1 pixel, got {exclude_window}")
     x = m[:, int(phase)].to(torch.float64)
     g, dg = _gaussian_kernels(float(derivative_sigma), x.dtype, x.device)
     gx, gy = _separable(x, g, dg, periodic), _separable(x, dg, g, periodic)

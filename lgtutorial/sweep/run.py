@@ -4,9 +4,10 @@ Every sample of a :class:`~lgtutorial.sweep.design.SweepDesign` is one dask task
 its point's statistics (the convex combination of the sources', Section 5.2 of Robertson et al.
 2023), draw one sample with the sample's own seed, refine it with the score model when the design
 names one (Section 3.3), and return the labels with a short statistics summary. Only the client
-writes the store (layout: :mod:`lgtutorial.sweep.store`), as results arrive, so there is never more
-than one writer; a killed run resumed with ``resume=True`` (``lgtutorial sweep --resume``) redoes
-exactly the samples not marked done.
+writes the store (layout: :mod:`lgtutorial.sweep.store`), as results arrive, and a run holds its
+store until it ends (:func:`lgtutorial._io.claim_output`: another sweep on it meanwhile is refused),
+so there is never more than one writer; a killed run resumed with ``resume=True`` (``lgtutorial
+sweep --resume``) redoes exactly the samples not marked done.
 
 GPUs: a local cluster gets one worker per visible GPU, each pinned to its own GPU through
 ``CUDA_VISIBLE_DEVICES`` (a worker plugin). With ``scheduler=ADDRESS`` (e.g. a ``dask-jobqueue``
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from lgtutorial._io import claim_output, output_claims
 from lgtutorial.sweep.design import SweepDesign, load_sources, point_row
 from lgtutorial.sweep.store import (
     check_provenance,
@@ -136,6 +138,7 @@ class SweepResult:
         return self.check is not None and not self.failures
 
 
+@output_claims()
 def run_sweep(design: SweepDesign, output, *, client=None, scheduler: str | None = None,
               n_workers: int | None = None, resume: bool = False, retries: int = 2,
               max_tasks: int | None = None, task=None, progress: bool = True) -> SweepResult:
@@ -157,6 +160,7 @@ def run_sweep(design: SweepDesign, output, *, client=None, scheduler: str | None
     Raises:
         ValueError: the store exists and ``resume`` is false, was made from another design, or fails
             the final consistency check. Failed tasks raise nothing: they are in ``failures``.
+        lgtutorial._io.OutputInUse: another run (a sweep or its resumption) holds the store.
     """
     from tqdm.auto import tqdm
 
@@ -165,6 +169,7 @@ def run_sweep(design: SweepDesign, output, *, client=None, scheduler: str | None
     if not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     started, path = time.perf_counter(), Path(output)
+    claim_output(path)  # the store is this run's until it returns: another sweep on it meanwhile is refused
     if path.exists() and not resume:
         raise ValueError(f"{path} already exists: resume it (--resume) or choose another output")
     root = open_store(path, design) if path.exists() else None
@@ -219,7 +224,7 @@ def run_sweep(design: SweepDesign, output, *, client=None, scheduler: str | None
                     bar.update(1)
         status = "failed" if result.failures else "ok"
     finally:
-        if own_client:
+        if own_client and client is not None:  # None: connecting failed (that error is the one raised)
             client.close()
             if cluster is not None:
                 cluster.close()
