@@ -14,6 +14,7 @@ import errno
 import itertools
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -30,11 +31,18 @@ OUTPUT_ROOT = Path("lgtutorial-output")
 def atomic_write(path, mode: str = "wb"):
     """Open a temporary file next to ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A crash or an exception leaves any earlier file at ``path`` untouched.
+    A crash or an exception leaves any earlier file at ``path`` untouched, and the temporary file is
+    removed. A full disk (``ENOSPC``, also where a writer lost the error number, as numpy's "N requested
+    and M written" does) becomes an ``OSError(ENOSPC)`` that says "no space left on the device" and names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        if _no_space(error, path.parent):
+            raise _full_disk(path) from error
+        raise
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -42,10 +50,33 @@ def atomic_write(path, mode: str = "wb"):
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; the result follows the umask
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        full = isinstance(error, Exception) and _no_space(error, path.parent)  # before the removal frees space
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if full:
+            raise _full_disk(path) from error
         raise
+
+
+def _no_space(error: BaseException, directory: Path) -> bool:
+    """Whether ``error``, or one it came from, is a full disk or quota. A write error that lost its number
+    (numpy's "N requested and M written", "problem writing element N") counts when ``directory`` has < 1 MiB free."""
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, OSError) and error.errno is None:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(directory).free < 2**20
+    return False
+
+
+def _full_disk(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, f"no space left on the device while writing {path.name}; nothing was written there "
+                                 "(the incomplete copy was removed): free some space and run again", str(path))
 
 
 def _umask() -> int:
@@ -66,7 +97,7 @@ class OutputInUse(FileExistsError):
 
 _MUTEX = threading.RLock()
 _HELD: dict[str, dict] = {}  # resolved path -> {"lock", "count", "pid"}: the claims this process holds
-_SCOPES: list[list[str]] = []  # the open output_claims() blocks, each with the claims made inside it
+_LOCAL = threading.local()  # .scopes: this thread's open output_claims() blocks, each with the claims made in it
 
 
 def _process_start(pid: int):
@@ -114,7 +145,7 @@ def _create_lock(lock: Path) -> bool:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(record)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644 & ~_umask())  # readable by others' runs, as the umask allows
         try:
             os.link(tmp, lock)  # atomic; fails if the lock exists
             return True
@@ -204,10 +235,11 @@ def _claim(path: Path, *, fresh: bool) -> bool:
         if record is not None:
             if not record.get("pid"):
                 who = f"its lock {lock} cannot be read; delete it if no run is going"
-            elif record.get("host") != socket.gethostname():
-                who = f"pid {record['pid']} on {record.get('host')}, since {record.get('since')}; if it is gone, delete {lock}"
             else:
-                who = f"pid {record['pid']}, since {record.get('since')}"
+                host = "" if record.get("host") == socket.gethostname() else f" on {record.get('host')}"
+                who = f"pid {record['pid']}{host}, since {record.get('since')}"
+                if host or os.name != "posix":  # where it cannot be told whether that process still runs
+                    who += f"; if it is gone, delete {lock}"
             raise OutputInUse(f"{path} is in use by another lgtutorial run ({who}); wait for it to end or choose "
                               "another output")
         if fresh:
@@ -220,8 +252,8 @@ def _claim(path: Path, *, fresh: bool) -> bool:
                 os.unlink(lock)
                 return False
         _HELD[key] = {"lock": lock, "count": 1, "pid": os.getpid()}
-    if _SCOPES:
-        _SCOPES[-1].append(key)
+    if getattr(_LOCAL, "scopes", None):
+        _LOCAL.scopes[-1].append(key)
     return True
 
 
@@ -246,13 +278,14 @@ def claim_output(path) -> Path:
 @contextlib.contextmanager
 def output_claims():
     """Release, at the end of the block, the outputs claimed inside it (also a decorator, ``@output_claims()``)."""
-    with _MUTEX:
-        _SCOPES.append([])
+    if not hasattr(_LOCAL, "scopes"):
+        _LOCAL.scopes = []
+    _LOCAL.scopes.append([])
     try:
         yield
     finally:
         with _MUTEX:
-            for key in _SCOPES.pop():
+            for key in _LOCAL.scopes.pop():
                 _release(key)
 
 
@@ -284,7 +317,15 @@ def save_npy(path, array) -> None:
     import numpy as np
 
     with atomic_write(path) as handle:
-        np.save(handle, np.asarray(array))
+        np.save(_Writes(handle), np.asarray(array))
+
+
+class _Writes:
+    """Hands numpy a plain ``write``: given a real file, numpy writes with C ``fwrite`` and loses the error
+    number (a full disk reads "131072 requested and 21472 written"); through ``write`` the ``OSError`` keeps it."""
+
+    def __init__(self, handle):
+        self.write = handle.write
 
 
 def save_text(path, text: str) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +25,8 @@ import torch
 
 from lgtutorial.microstructure import as_tensor, check_microstructure, labels_to_one_hot
 
-__all__ = [
-    "ReferenceEntry",
-    "registry",
-    "list_references",
-    "fetch",
-    "load_reference",
-    "load_micrograph",
-    "data_directories",
-    "registry_path",
-    "DataNotFoundError",
-]
+__all__ = ["ReferenceEntry", "registry", "list_references", "fetch", "load_reference", "load_micrograph",
+           "read_torch_file", "data_directories", "registry_path", "DataNotFoundError"]
 
 DATA_ENV = "LGTUTORIAL_DATA"
 CACHE_ENV = "LGTUTORIAL_CACHE"
@@ -205,11 +198,8 @@ def fetch(name: str, *, download: bool = True) -> Path:
 
 def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
     if entry.format == "torch-one-hot":
-        tensor = torch.load(path, map_location="cpu", weights_only=True)
-        tensor = tensor.to(torch.float32)
-        if tensor.ndim == 3:
-            tensor = tensor.unsqueeze(0)
-        return check_microstructure(tensor, name=entry.name)
+        tensor = read_torch_file(path, "a micrograph").to(torch.float32)
+        return check_microstructure(tensor[None] if tensor.ndim == 3 else tensor, name=entry.name)
     if entry.format == "labels-npy":
         return labels_to_one_hot(np.load(path))
     if entry.format == "labels-png":
@@ -219,9 +209,7 @@ def _read_reference(entry: ReferenceEntry, path: Path) -> torch.Tensor:
             return labels_to_one_hot(np.array(image.convert("L")) // 255 if image.mode == "1" else np.array(image))
     if entry.format == "one-hot-npy-last":
         array = np.load(path)
-        return check_microstructure(
-            torch.from_numpy(np.moveaxis(array, -1, 0)[None]).float(), name=entry.name
-        )
+        return check_microstructure(torch.from_numpy(np.moveaxis(array, -1, 0)[None]).float(), name=entry.name)
     raise ValueError(f"{entry.name!r} is a {entry.kind}, not a micrograph; use fetch() for its path")
 
 
@@ -269,8 +257,41 @@ def load_reference(name: str, *, device=None, download: bool = True) -> tuple[to
     return (micro.to(device) if device is not None else micro), meta
 
 
+def _check_values(values: np.ndarray, source: str, *, labels: bool, channels_last: bool = False) -> None:
+    """Refuse text, complex numbers, NaN, infinity and (``labels``) fractions; 1.0 and 2.0 pass. The message counts
+    the bad pixels (``channels_last``: a pixel with any bad channel) and gives the first one's (row, column)."""
+    kind = values.dtype.kind
+    if kind not in "biufc":
+        raise ValueError(f"{source}: holds {values.dtype} values; expected numbers (integer phase labels, one per phase)")
+    if kind in "biu":
+        return
+    with np.errstate(invalid="ignore"):  # complex numbers are refused, even 1+0j
+        bad = ~np.isfinite(values) | (kind == "c") | (labels & (values.real != np.round(values.real)))
+    bad = bad.any(axis=-1) if channels_last and bad.ndim == 3 else bad
+    if count := int(np.count_nonzero(bad)):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"(row {first[0]}, column {first[1]})" if len(first) == 2 else f"index {first}"
+        what, expected = (("NaN, infinity, a fraction or a complex number", "integer phase labels (1.0, 2.0 are fine)")
+                          if labels else ("NaN, infinity or a complex number", "finite real one-hot values"))
+        raise ValueError(f"{source}: {count} pixel(s) hold {what}, the first at {where}: {values[first].tolist()!r}; "
+                         f"expected {expected}")
+
+
+def read_torch_file(path, what: str):
+    """``torch.load`` on the CPU, ``weights_only`` (never unsafely); one-line ``ValueError`` if ``path`` is no ``what``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))  # torch's advice is not repeated
+        why = (f"it holds Python objects: {found.group(1) if found else 'not only tensors'}; they are never unpickled"
+               if isinstance(error, pickle.UnpicklingError) else
+               f"{type(error).__name__}: {(str(error).splitlines() or ['empty or cut short'])[0]}")
+        raise ValueError(f"{path}: could not read it as {what}, not a file of tensors this package reads ({why})") from error
+
+
 def _phases_from_values(values: np.ndarray, source: str) -> tuple[np.ndarray, list]:
-    """Map arbitrary grey levels or colours (last axis) to labels 0..N-1, in sorted order."""
+    """Map grey levels or colours (last axis) to labels 0..N-1, in sorted order (refusing what is no label)."""
+    _check_values(values, source, labels=True, channels_last=values.ndim == 3)
     flat = values.reshape(-1, values.shape[-1]) if values.ndim == 3 else values.reshape(-1, 1)
     unique, labels = np.unique(flat, axis=0, return_inverse=True)
     if len(unique) > MAX_PHASES:
@@ -304,7 +325,7 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         elif suffix in (".pt", ".pth"):
-            array = torch.load(path, map_location="cpu", weights_only=True)
+            array = read_torch_file(path, "a micrograph")
             if not isinstance(array, torch.Tensor):
                 raise ValueError(f"{path}: expected a saved tensor, found {type(array).__name__}")
             array = array.numpy()
@@ -337,12 +358,11 @@ def load_micrograph(path, *, device=None) -> tuple[torch.Tensor, dict]:
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 2:
-        if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
-            raise ValueError(f"{path}: a 2-D array must hold integer phase labels; found non-integer values")
         labels, values = _phases_from_values(array, str(path))
         micro = labels_to_one_hot(labels)
         phases = [f"label {v}" for v in values]
     elif array.ndim == 3:
+        _check_values(array, str(path), labels=False)
         if np.allclose(array.sum(0), 1.0) and array.shape[0] <= MAX_PHASES:
             one_hot = array  # (N, H, W)
         elif np.allclose(array.sum(-1), 1.0) and array.shape[-1] <= MAX_PHASES:
@@ -375,10 +395,6 @@ def load(name_or_path, *, device=None) -> tuple[torch.Tensor, dict]:
         return load_reference(str(name_or_path), device=device)
     if Path(name_or_path).exists():
         return load_micrograph(name_or_path, device=device)
-    raise ValueError(
-        f"{name_or_path!r} is neither a registered reference ({', '.join(e.name for e in list_references('micrograph'))}) "
-        "nor an existing file"
-    )
+    names = ", ".join(e.name for e in list_references("micrograph"))
+    raise ValueError(f"{name_or_path!r} is neither a registered reference ({names}) nor an existing file")
 
-
-_registry_path = registry_path  # the old private name

@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 
 from lgtutorial._checks import resolve_device
+from lgtutorial.sampling.hybrid import HybridGenerator
 from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.sampling.sizes import MIN_SIDE, check_memory
 
-__all__ = ["generate", "Generation", "DEFAULT_MODEL", "model_statistics", "check_model_material"]
+__all__ = ["generate", "Generation", "DEFAULT_MODEL", "model_statistics", "check_model_material", "check_shape"]
 
 #: The model ``generate`` and ``demo`` use when neither a model nor statistics are given: it carries
 #: the statistics of its training micrograph, so the default needs no data files.
@@ -64,6 +66,49 @@ def check_model_material(model_name: str, row, name: str, *, force: bool) -> Non
     print(f"warning: {message}", file=sys.stderr)
 
 
+def check_shape(settings: HybridSettings, shape: tuple[int, int], model, model_name: str, n_phases: int,
+                device) -> None:
+    """Refuse, before anything is built, samples of ``shape`` that ``model`` cannot refine or that do not fit in
+    memory: a side below :data:`~lgtutorial.sampling.sizes.MIN_SIDE`, narrower than the periodic embedding, or
+    whose embedded side is no multiple of the network's ``2**depth``; a request whose estimated peak memory
+    (:meth:`~lgtutorial.sampling.hybrid.HybridGenerator.memory_estimate`) exceeds what is free on ``device``.
+
+    Raises:
+        ValueError: naming ``--size`` (or the statistics' size when no ``--size`` was given).
+    """
+    asked = f"--size {settings.size}" if settings.size else f"the statistics' size {shape[0]}x{shape[1]} (no --size)"
+    padding = settings.padding if settings.periodic == "embedding" else 0
+    multiple = int(getattr(model, "size_multiple", 1))
+    smallest = max(MIN_SIDE, padding)
+    network = getattr(model, "settings", None)
+    channels = int(getattr(network, "channels", 1 if n_phases == 2 else n_phases))
+    fits = channels == n_phases or (channels == 1 and n_phases == 2)  # else the generator says the model does not fit
+    if min(shape) < MIN_SIDE:
+        raise ValueError(f"{asked}: samples need at least {MIN_SIDE} px a side; pass a larger --size")
+    if padding > min(shape):
+        raise ValueError(f"{asked}: the periodic embedding (--padding {padding} px on each side) may not be wider than "
+                         f"the sample; use --size {padding} or more, or a smaller --padding")
+    for side in shape:
+        if fits and (side + 2 * padding) % multiple:
+            remainder = (side + 2 * padding) % multiple
+            below, above = side - remainder, side + multiple - remainder
+            choices = f"{below} or {above}" if below >= smallest else str(above)
+            embedded = f"{side} + 2 x {padding} px of padding = {side + 2 * padding}" if padding else str(side)
+            raise ValueError(f"{asked}: the network of {model_name} takes sides divisible by 2**depth = {multiple}, and "
+                             f"{embedded} is not; try --size {choices}")
+    latent = int(getattr(network, "latent_channels", 0))
+
+    def estimate(side: int):
+        return HybridGenerator.memory_estimate(shape if side == max(shape) else (side, side), n_phases=n_phases,
+                                               channels=channels, latent_channels=latent, padding=padding,
+                                               batch_size=settings.batch_size, n_samples=settings.n_samples)
+
+    first = smallest + (-(smallest + 2 * padding)) % multiple  # the smallest side the network takes
+    check_memory(estimate, max(shape), device, sides=range(first, max(shape), multiple),
+                 what=f"{asked} with {settings.n_samples} sample(s) in batches of {settings.batch_size}",
+                 advice="ask for a smaller --size, fewer --n-samples or a smaller --batch-size")
+
+
 @dataclass
 class Generation:
     """What :func:`generate` drew, and where everything came from."""
@@ -99,13 +144,13 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
     called with ``(generator, model_name, name)`` once everything is checked and loaded, before sampling.
 
     Raises:
-        ValueError: bad settings, a model that does not fit the material (unless ``force``), or
-            statistics without a model that carries them.
+        ValueError: bad settings, a model that does not fit the material (unless ``force``),
+            statistics without a model that carries them, or a size the model cannot refine or this
+            machine cannot hold (:func:`check_shape`, before the field is built).
     """
     from lgtutorial import data
     from lgtutorial.grf.field import statistics_row
     from lgtutorial.grf.interpolation import load_statistics_row
-    from lgtutorial.sampling.hybrid import HybridGenerator
     from lgtutorial.score.registry import default_model, load_score_model
 
     settings = settings or HybridSettings()
@@ -114,8 +159,9 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
         if unknown:
             raise TypeError(f"generate() got unknown settings {unknown}; the fields of HybridSettings are expected")
         settings = dataclasses.replace(settings, **overrides)
-    if settings.size is not None and settings.size < 2:
-        raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
+    if settings.size is not None and settings.size < MIN_SIDE:
+        raise ValueError(f"--size {settings.size}: samples need at least {MIN_SIDE} px a side (on fewer, one pixel moves a "
+                         "volume fraction by more than 1/64, and no feature fits that the score model could refine)")
     device = resolve_device(settings.device)
     reference, material, model_name = None, None, settings.model
     if settings.statistics:
@@ -137,6 +183,7 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
         check_model_material(model_name, row, name, force=settings.force)
     phases = list(phases or [f"phase {n}" for n in range(row.shape[0])])
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
+    check_shape(settings, shape, model, model_name, row.shape[0], device)
     generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas)
     if on_ready is not None:
         on_ready(generator, model_name, name)

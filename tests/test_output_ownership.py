@@ -3,9 +3,11 @@
 holds is refused, a sweep's store takes one run at a time; and the lock's rules (a stale lock is taken
 over, a live one refuses, a process's own claims nest).
 
-The first run of each pair is held right after it claims its folder (a gate around the claiming call,
-released by a file the test writes), so the runs overlap at exactly the moment the issue was about:
-the first one's folder still empty. The work itself is a few steps, samples or seconds.
+The first run of each pair is a child process held right after it claims its folder (a gate around
+the claiming call, released by a file the test writes), so the runs overlap at exactly the moment the
+issue was about: the first one's folder still empty. For ``fit`` the first run is the Python API
+claiming the folder (the call every command makes), to run one fit, not two. The work itself is a
+few steps, samples or seconds.
 """
 
 from __future__ import annotations
@@ -47,15 +49,28 @@ setattr(module, name, gated)
 from lgtutorial.cli.main import main
 sys.exit(main(argv))
 """
+#: ``python -c HOLD GO FOLDER``: a run of the Python API that claims FOLDER (``fresh_directory``, as every
+#: command does), prints ``gate: <folder>``, waits until the file ``GO`` exists, then writes its result there.
+HOLD = """
+import sys, time
+from pathlib import Path
+from lgtutorial._io import fresh_directory
+go, out = Path(sys.argv[1]), fresh_directory(sys.argv[2])
+print(f"gate: {out}", flush=True)
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+(out / "result.txt").write_text("the first run's")
+"""
 
 
 class Gated:
-    """``lgtutorial ARGS`` in a child process, stopped at its first call of ``target`` until :meth:`finish`."""
+    """A child process (``python -c SCRIPT GO ARGS...``) that stops at its gate until :meth:`finish`."""
 
-    def __init__(self, folder, label, target, argv):
+    def __init__(self, folder, label, script, args):
         self.go, self.out, self.err = (folder / f"{label}.{suffix}" for suffix in ("go", "out", "err"))
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.process = subprocess.Popen([sys.executable, "-c", GATE, str(self.go), target, *argv], cwd=folder,
+            self.process = subprocess.Popen([sys.executable, "-c", script, str(self.go), *args], cwd=folder,
                                             env=ENV, stdout=out, stderr=err)
         self.pid = self.process.pid
 
@@ -83,11 +98,13 @@ class Gated:
 
 @pytest.fixture
 def gated(tmp_path):
-    """Start gated children; any left running when the test ends are killed."""
+    """``gated(label, "MODULE:NAME", *lgtutorial_args)``, or ``gated(label, None, folder)`` for :data:`HOLD`:
+    start a gated child; any left running when the test ends are killed."""
     children = []
 
     def start(label, target, *argv):
-        children.append(Gated(tmp_path, label, target, [str(a) for a in argv]))
+        script, args = (HOLD, []) if target is None else (GATE, [target])
+        children.append(Gated(tmp_path, label, script, [*args, *(str(a) for a in argv)]))
         return children[-1]
 
     yield start
@@ -234,20 +251,19 @@ def test_two_generations_with_one_output_keep_both(gated, tmp_path, capsys):
     assert no_locks_left(tmp_path / "out")
 
 
-def test_two_fits_with_one_output_keep_both_models(micrographs, gated, tmp_path, capsys):
-    options = ["--minutes", "0.01", "--samples", "1", "--size", "16", "--device", "cpu", "--output", "out/f"]
-    first = gated("first", "lgtutorial._io:fresh_directory", "fit", micrographs[0], *options)
+def test_a_fit_leaves_a_held_folder_alone(micrographs, gated, tmp_path, capsys):
+    first = gated("first", None, "out/f")  # a run of the API holds out/f, empty until it writes its result
     assert first.reached() == "out/f"
-    second = gated("second", "lgtutorial._io:fresh_directory", "fit", micrographs[1], *options)
-    assert second.reached() == "out/f-1"
     assert main(["fit", str(micrographs[0]), "--resume", "--output", str(tmp_path / "out/f")]) == 1
     assert in_use_by(first.pid, capsys)
-    for run, folder, name in ((first, "out/f", "a"), (second, "out/f-1", "b")):
-        code, out, err = run.finish()
-        assert code in (0, 1), err[-2000:]  # 1: a degenerate sample of the one-step model, still reported
-        assert f"wrote {folder}/report.md; model bundle {folder}/model/{name}.pt" in out
-        plan = json.loads((tmp_path / folder / "plan.json").read_text())
-        assert plan["steps"] >= 1 and (tmp_path / folder / "samples.npy").exists()
+    fitted = subprocess.run([sys.executable, "-m", "lgtutorial.cli.main", "fit", str(micrographs[1]), "--minutes",
+                             "0.01", "--samples", "1", "--size", "16", "--device", "cpu", "--output", "out/f"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert fitted.returncode in (0, 1), fitted.stderr[-2000:]  # 1: a degenerate sample of a one-step model
+    assert "wrote out/f-1/report.md; model bundle out/f-1/model/b.pt" in fitted.stdout
+    assert first.finish()[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out/f").iterdir()) == ["result.txt"]  # the first run's, untouched
+    assert json.loads((tmp_path / "out/f-1/plan.json").read_text())["steps"] >= 1
     assert no_locks_left(tmp_path / "out")
 
 

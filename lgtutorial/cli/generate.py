@@ -50,8 +50,6 @@ def run_generate(settings: HybridSettings, output: Path | None = None) -> Path:
     from lgtutorial._io import fresh_directory
     from lgtutorial.plotting import show_microstructures
 
-    if settings.size is not None and settings.size < 2:
-        raise ValueError(f"--size must be at least 2 pixels, got {settings.size}")
     out = None
 
     def announce(generator, model_name, name):

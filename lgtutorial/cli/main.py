@@ -298,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit codes: 0 done, 1 a run that failed (degenerate samples, an unwritable
-    output or one another run holds, an interrupted training: the message says what was kept), 2 a usage error (bad option
-    values, missing or unreadable input), 130 interrupted. ``--debug`` shows tracebacks."""
+    output or one another run holds, an interrupted training: the message says what was kept), 2 a
+    usage error (bad option values, missing or unreadable input), 130 interrupted. ``--debug`` shows
+    tracebacks. The command's output folders are its own until it returns (:func:`lgtutorial._io.output_claims`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.debug:

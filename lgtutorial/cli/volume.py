@@ -27,6 +27,7 @@ from lgtutorial._io import OUTPUT_ROOT, save_npy, save_text
 from lgtutorial.generation import DEFAULT_MODEL, check_model_material, model_statistics
 from lgtutorial.sampling.samples import DegenerateSamples
 from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.sampling.sizes import MIN_SIDE, check_memory
 from lgtutorial.volume.settings import VolumeSettings
 
 __all__ = ["run_generate_volume", "DEFAULT_SIDE", "CHECKED_SIDE", "size_warning", "slice_table"]
@@ -106,7 +107,8 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
 
     Raises:
         ValueError: options that do not fit volumes (``--statistics``, ``--periodic none``, ``--padding``),
-            a material of more than two phases, a side the network cannot take.
+            a material of more than two phases, a side below MIN_SIDE or one the network cannot take, a request
+            whose estimated memory (VolumeGenerator.memory_estimate) exceeds what is free here.
         DegenerateSamples: some volumes failed the guard (the files are written first).
     """
     import matplotlib.pyplot as plt
@@ -132,6 +134,10 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
         raise ValueError("--statistics cannot be used with --dims 3: the volume's slices are measured against a "
                          "micrograph; pass --reference (a registry name or a micrograph file) instead")
     side = settings.size or DEFAULT_SIDE
+    if side < MIN_SIDE:
+        raise ValueError(f"--size {side}: volumes need at least {MIN_SIDE} voxels a side (on fewer, one voxel moves a "
+                         f"volume fraction by 1/64 or more, 1/8 at 2^3, and a slice holds no feature the 2D score model "
+                         "could refine)")
     device = resolve_device(settings.device)
     loaded = data.load(settings.reference) if settings.reference else None
     # the model by the reference's phases, as in 2D
@@ -146,12 +152,24 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
             f"--dims 3 makes two-phase volumes only, and {what}. The slice-wise refinement has been checked on two "
             "phases, and the shipped three-phase model (Ti-6Al-4V laths, one colony orientation per grain) breaks the "
             "isotropy the 3D statistics assume (lgtutorial.VolumeGenerator takes N phases, untested)")
-    micrograph, name, phases, reference_periodic, material = _reference(settings, model_name, loaded)
     multiple = int(getattr(model, "size_multiple", 1))
-    if side % multiple:
+    smallest = -(-MIN_SIDE // multiple) * multiple  # at least MIN_SIDE, and a multiple of 2**depth
+    if side % multiple:  # (a multiple of 2**depth of at least MIN_SIDE is at least `smallest`)
         below, above = side // multiple * multiple, (side // multiple + 1) * multiple
+        choices = f"{below} or {above}" if below >= smallest else str(above)
         raise ValueError(f"--size {side}: every slice of the volume goes through the network of {model_name}, which "
-                         f"takes sides divisible by 2**depth = {multiple}; try {max(below, multiple)} or {above}")
+                         f"takes sides divisible by 2**depth = {multiple}; try {choices}")
+    latent = int(getattr(getattr(model, "settings", None), "latent_channels", 0))
+
+    def estimate(candidate: int):
+        return VolumeGenerator.memory_estimate((candidate,) * 3, n_phases=n_phases, channels=channels,
+                                               latent_channels=latent, batch_size=settings.batch_size,
+                                               n_samples=settings.n_samples)
+
+    check_memory(estimate, side, device, sides=range(smallest, side, multiple),
+                 what=f"--size {side} with {settings.n_samples} volume(s) in batches of {settings.batch_size}",
+                 advice="ask for a smaller --size, fewer --n-samples or a smaller --batch-size")
+    micrograph, name, phases, reference_periodic, material = _reference(settings, model_name, loaded)
     if micrograph is not None:
         from lgtutorial.grf.field import statistics_row
 

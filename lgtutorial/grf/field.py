@@ -17,11 +17,13 @@ turns both into N-phase fields at once. The samples are segmented by the rules o
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
 import torch
 
+from lgtutorial._checks import positive_int
 from lgtutorial.grf.segmentation import SEGMENTATIONS, segment_argmax, segment_preserving_fractions
 from lgtutorial.microstructure import as_tensor, check_microstructure
 from lgtutorial.statistics.two_point import two_point_statistics, volume_fractions
@@ -246,9 +248,11 @@ class GaussianRandomField:
             generator: a ``torch.Generator`` on the GRF's device, for reproducible draws.
             filter_sigma: standard deviation (pixels) of an optional Gaussian low-pass applied to
                 every phase (it keeps the means and the sum to one).
+
+        Raises:
+            ValueError: as :meth:`sample`, before anything is drawn.
         """
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        self._check_draw(n_samples, generator, filter_sigma)
         n_pairs = (n_samples + 1) // 2
         real_dtype = self._amplitude.dtype
         noise = torch.randn(
@@ -259,13 +263,27 @@ class GaussianRandomField:
         size = math.prod(self.shape)
         draw[origin] = complex(size * self._mean_reference, size * self._mean_reference)
         spectra = draw.unsqueeze(1) * self._transfer  # (pairs, N, *spatial)
-        if filter_sigma:
+        if filter_sigma is not None:
             spectra = spectra * _gaussian_transfer(self.shape, filter_sigma, self.device, real_dtype)
         dims = tuple(range(2, 2 + len(self.shape)))
         fields = torch.fft.ifftn(spectra, dim=dims)
         # samples 2k and 2k + 1 are the real and imaginary parts of draw k
         both = torch.stack([fields.real, fields.imag], dim=1).flatten(0, 1)
         return both[:n_samples].contiguous()
+
+    def _check_draw(self, n_samples, generator, filter_sigma) -> None:
+        """What :meth:`sample` and :meth:`sample_raw` check before drawing (their ``Raises``)."""
+        if not positive_int(n_samples):
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, "
+                                 f"got {type(generator).__name__}")
+            if generator.device.type != self.device.type:
+                raise ValueError(f"generator lives on {generator.device} but the field draws on {self.device}; make it "
+                                 f"with torch.Generator(device={str(self.device)!r})")
+        if filter_sigma is not None:
+            _check_filter_sigma(filter_sigma, self.shape)
 
     def sample(
         self,
@@ -285,20 +303,27 @@ class GaussianRandomField:
                 statistics better, :meth:`choose_segmentation`), ``"preserve"`` (3x3 local mean, then
                 volume-fraction preserving), ``"quantile"`` (volume-fraction preserving on the field
                 itself), ``"argmax"`` or ``None``.
+
+        Raises:
+            ValueError: ``n_samples`` not a positive integer, ``filter_sigma`` not ``None`` or a positive
+                finite width of at most the domain's largest side, an unknown ``segmentation``, a
+                ``generator`` that is not a ``torch.Generator`` on the field's device type; all checked
+                before anything is drawn.
         """
+        self._check_draw(n_samples, generator, filter_sigma)
+        if segmentation is not None and segmentation not in ("auto", "argmax", *SEGMENTATIONS):
+            raise ValueError(f"segmentation must be 'auto', {', '.join(map(repr, SEGMENTATIONS))}, 'argmax' or None, "
+                             f"got {segmentation!r}")
         raw = self.sample_raw(n_samples, generator=generator)
-        filtered = gaussian_smooth(raw, filter_sigma) if filter_sigma else raw
+        filtered = gaussian_smooth(raw, filter_sigma) if filter_sigma is not None else raw
         if segmentation is None:
             segmented = None
         elif segmentation == "argmax":
             segmented = segment_argmax(filtered)
-        elif segmentation in SEGMENTATIONS or segmentation == "auto":
+        else:
             rule = self.choose_segmentation() if segmentation == "auto" else segmentation
             segmented = segment_preserving_fractions(filtered, self.target_volume_fractions,
                                                      smooth=rule == "preserve")
-        else:
-            raise ValueError(f"segmentation must be 'auto', {', '.join(map(repr, SEGMENTATIONS))}, 'argmax' or None, "
-                             f"got {segmentation!r}")
         return GRFSamples(raw, filtered, segmented, self.target_volume_fractions)
 
 
@@ -314,10 +339,20 @@ def statistics_row(microstructure, *, reference_phase: int = 0) -> torch.Tensor:
     return two_point_statistics(m)[:, reference_phase].mean(0)
 
 
+def _check_filter_sigma(sigma, shape) -> None:
+    """``sigma`` must be a positive finite width (px) of at most the domain's largest side: beyond it the
+    low-pass keeps less than ``exp(-2 pi^2)`` (3e-9) of even the longest wave, a constant field in float32."""
+    real = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    if not (real and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"filter_sigma must be a positive finite width in pixels, or None for no filter; got {sigma!r}")
+    if sigma > max(shape):
+        raise ValueError(f"filter_sigma={sigma:g} px is wider than the domain ({'x'.join(map(str, shape))} px): the "
+                         f"low-pass would leave a constant field; use at most {max(shape)} px, or None for no filter")
+
+
 def _gaussian_transfer(shape, sigma: float, device, dtype) -> torch.Tensor:
     """Fourier transform of a periodic Gaussian kernel of width ``sigma`` pixels (unit gain)."""
-    if sigma <= 0:
-        raise ValueError(f"filter_sigma must be positive, got {sigma}")
+    _check_filter_sigma(sigma, shape)
     grids = torch.meshgrid(*[torch.fft.fftfreq(n, device=device, dtype=dtype) for n in shape], indexing="ij")
     squared = sum(g**2 for g in grids)
     return torch.exp(-2.0 * math.pi**2 * sigma**2 * squared)

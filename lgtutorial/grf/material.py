@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lgtutorial.data import read_torch_file
+
 __all__ = ["MaterialStatistics", "STATISTICS_FORMAT", "compare_with_training_material", "row_summary"]
 
 STATISTICS_FORMAT = "lgtutorial-material-statistics"
@@ -130,11 +132,7 @@ class MaterialStatistics:
 
     @classmethod
     def load(cls, path) -> MaterialStatistics:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # unpickling errors come in many types
-            raise ValueError(f"{path}: could not read it as material statistics ({type(error).__name__}: {error})") from None
-        return cls.from_payload(payload)
+        return cls.from_payload(read_torch_file(path, "material statistics"))
 
     def summary(self) -> str:
         """One line per phase: volume fraction and mean chord lengths."""

@@ -36,10 +36,12 @@ from lgtutorial.sampling.samplers import (
 )
 from lgtutorial.sampling.samples import HybridSamples, degenerate_samples, finalize, redo_failed, run_batches
 from lgtutorial.sampling.settings import RefinementOptions
+from lgtutorial.sampling.sizes import STATE, MemoryEstimate, generation_memory
 from lgtutorial.score.channels import from_model_channels, to_model_channels
 from lgtutorial.score.schedules import N_LEVELS, SIGMA_MAX, SIGMA_MIN
 
 __all__ = ["HybridGenerator"]
+
 
 class HybridGenerator:
     """GRF-conditioned sampling with a score model (Section 3.3 and Eq. (12), Robertson et al. 2023).
@@ -159,6 +161,18 @@ class HybridGenerator:
         self.likelihood_widths = likelihood_widths
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
         self._evaluations = 0
+
+    @classmethod
+    def memory_estimate(cls, shape, *, n_phases: int, channels: int, latent_channels: int, padding: int,
+                        batch_size: int, n_samples: int) -> MemoryEstimate:
+        """Peak memory of :meth:`from_statistics` on ``shape`` and :meth:`sample` (``return_grf``), from the sizes
+        alone (:func:`~lgtutorial.sampling.sizes.generation_memory`; the network and the sampler's iterates
+        on the domain embedded in ``padding`` px a side)."""
+        height, width = (int(side) for side in shape)
+        batch, embedded = min(batch_size, n_samples), (height + 2 * padding) * (width + 2 * padding)
+        return generation_memory(pixels=height * width, n_phases=n_phases, channels=channels, batch=batch,
+                                 n_samples=n_samples, latent_channels=latent_channels, network_pixels=batch * embedded,
+                                 state_floats=STATE * channels * embedded)
 
     @classmethod
     def from_statistics(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from lgtutorial.data import read_torch_file
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 
@@ -32,10 +33,7 @@ def read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{path}: could not read it as a checkpoint ({type(error).__name__}: {error})") from error
+    state = read_torch_file(path, "a checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         hint = ""
         if isinstance(state, dict) and any(str(k).endswith("initial.0.conv.weight") for k in state):

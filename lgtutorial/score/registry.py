@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lgtutorial.data import read_torch_file
 from lgtutorial.score.authors import VOLUME_FRACTION_SHIFTS, convert_authors_state_dict
 from lgtutorial.score.settings import UNetSettings
 from lgtutorial.score.unet import ScoreUNet
@@ -76,10 +77,7 @@ def load_authors_checkpoint(
         if not path.is_file():
             names = ", ".join([e.name for e in data.list_references("checkpoint")] + available())
             raise FileNotFoundError(f"{source!r} is neither a registered checkpoint ({names}) nor a file")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{path}: could not read it as a tensor state dict ({type(error).__name__}: {error})") from error
+    state_dict = read_torch_file(path, "score-model weights")
     if isinstance(state_dict, Mapping) and state_dict.get("format") in (PRETRAINED_FORMAT, "lgtutorial-score-model"):
         if state_dict["format"] == PRETRAINED_FORMAT:  # an exported model's file (not checked against an index)
             model, sigmas, _ = _load_pretrained_file(path)
@@ -231,7 +229,7 @@ def load(name: str, *, device=None, directory: str | Path | None = None) -> Scor
 
 
 def _load_pretrained_file(path: Path) -> tuple[ScoreUNet, torch.Tensor, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, "an exported score model")
     if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
         raise ValueError(f"{path}: not an exported lgtutorial model (no format '{PRETRAINED_FORMAT}')")
     if state.get("version") != PRETRAINED_VERSION:
@@ -279,7 +277,7 @@ def statistics_of_reference(reference: dict):
 
 
 def read_payload(path: Path) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, "an exported score model")
     if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
         raise ValueError(f"{path}: not an exported lgtutorial model (no format '{PRETRAINED_FORMAT}')")
     return state
@@ -327,8 +325,8 @@ def statistics_for_model(name_or_path):
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file, or a pickled payload: the model loader reports it
+        state = read_torch_file(path, "a score model")
+    except ValueError:  # not a torch file, or a pickled payload: the model loader reports it
         return None
     if not isinstance(state, dict):
         return None

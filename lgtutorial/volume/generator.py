@@ -31,6 +31,7 @@ from lgtutorial.sampling.samplers import (
 )
 from lgtutorial.sampling.samples import run_batches
 from lgtutorial.sampling.settings import RefinementOptions
+from lgtutorial.sampling.sizes import STATISTICS_BYTES, VOLUME_STATE, MemoryEstimate, generation_memory
 from lgtutorial.score.channels import from_model_channels, to_model_channels
 from lgtutorial.score.schedules import N_LEVELS, SIGMA_MAX, SIGMA_MIN
 from lgtutorial.statistics.two_point import volume_fractions
@@ -207,6 +208,19 @@ class VolumeGenerator:
         self.final_sigma, self.final_draws = (None if final_sigma is None else float(final_sigma)), final_draws
         self.likelihood_widths = likelihood_widths
         self.target_volume_fractions = field.target_volume_fractions.to(self.device)
+
+    @classmethod
+    def memory_estimate(cls, shape, *, n_phases: int, channels: int, latent_channels: int, batch_size: int,
+                        n_samples: int, chunk_size: int = 128) -> MemoryEstimate:
+        """Peak memory of :meth:`from_micrograph` on ``shape`` and :meth:`sample` (``return_grf``), from the sizes
+        alone (:func:`~lgtutorial.sampling.sizes.generation_memory`; the 3D statistics, ``chunk_size`` slices of the
+        largest face through the network at once, the volumes' copies a slice-score evaluation holds)."""
+        voxels, batch = math.prod(shape), min(batch_size, n_samples)
+        slices = min(chunk_size, batch * max(shape))
+        return generation_memory(pixels=voxels, n_phases=n_phases, channels=channels, batch=batch, n_samples=n_samples,
+                                 latent_channels=latent_channels, network_pixels=slices * math.prod(sorted(shape)[1:]),
+                                 state_floats=VOLUME_STATE * channels * voxels,
+                                 statistics=STATISTICS_BYTES * n_phases**2 * voxels)
 
     @classmethod
     def from_statistics(cls, statistics, score_model, options: RefinementOptions | None = None, *,
