@@ -10,17 +10,16 @@ import torch
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> the GPU when one is available, else the CPU; anything else as given, if this machine has it.
+    """``"auto"`` -> a CUDA GPU when one is available, else the CPU; anything else as given, if this machine has it.
+
+    Apple's MPS only when named (``"mps"``): it has no float64, which the statistics and the GRF use, so
+    "auto" does not pick it.
 
     Raises:
         ValueError: a device name torch does not know, or a device this machine does not have.
     """
     if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
@@ -81,7 +80,8 @@ def check_settings(settings, rules: dict) -> None:
         if not allowed(value):
             raise ValueError(f"--{name.replace('_', '-')} ({name}): expected {expected}, got {value!r}")
     device = getattr(settings, "device", "auto")
-    resolve_device(device)
+    if device is not None and str(device) != "auto":  # "auto" always resolves: not asked here, so that options
+        resolve_device(device)  # made at import (the defaults) leave CUDA untouched
 
 
 _DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"

@@ -15,6 +15,7 @@ project-level ``conftest.py`` applies the marker, and gives the book's notebooks
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,3 +80,20 @@ def random_labels(shape, n_phases, seed=0):
 def small_three_phase() -> torch.Tensor:
     """(3, 3, 7, 9): three random 3-phase samples on a non-square grid, float64."""
     return labels_to_one_hot(random_labels((3, 7, 9), 3), n_phases=3, dtype=torch.float64)
+
+
+@pytest.fixture
+def fake_cuda():
+    """The fake CUDA device of :mod:`tests.fake_cuda` (one GPU, ``cuda:0``, capability 8.0) for one test.
+
+    Yields the :class:`~tests.fake_cuda.FakeCuda` layer: ``synchronizations`` counts ``torch.cuda.synchronize``,
+    ``factories.calls`` the tensor factories called in ``lgtutorial/`` without a device. Skips, with the reason,
+    where the installed torch cannot host it.
+    """
+    from tests.fake_cuda import FakeCuda, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"fake CUDA layer unavailable: {reason}")
+    with FakeCuda(watch=Path(data.__file__).parent) as layer:  # watches lgtutorial/
+        yield layer

@@ -32,7 +32,17 @@ def files(tmp_path):
     return tmp_path
 
 
-# (subcommand words, expected exit code, a piece of the message); {d} is the files folder
+def missing_gpu() -> tuple[str, str]:
+    """A CUDA device this machine lacks and a piece of the refusal: ``cuda`` where there is no GPU, else the
+    index one past the last GPU (read when the test runs, so that the table holds on a GPU machine too)."""
+    if not torch.cuda.is_available():
+        return "cuda", "no CUDA GPU"
+    count = torch.cuda.device_count()
+    return f"cuda:{count}", f"this machine has {count} CUDA GPU(s)"
+
+
+# (subcommand words, expected exit code, a piece of the message); {d} is the files folder, {gpu} a CUDA device
+# this machine lacks and {no_gpu} what the refusal of it says (missing_gpu)
 CASES = [
     (["data", "fetch", "no-such-reference"], 2, "unknown reference 'no-such-reference'"),
     (["stats", "{d}/missing.npy"], 2, "neither a registered reference"),
@@ -43,7 +53,7 @@ CASES = [
     (["grf", "--reference", "{d}/good.npy", "--n-samples", "0"], 2, "--n-samples (n_samples): expected a positive integer"),
     (["grf", "--reference", "{d}/good.npy", "--reference-phase", "5"], 2, "reference_phase must be in 0..1"),
     (["grf", "--reference", "{d}/good.npy", "--segmentation", "otsu"], 2, "--segmentation (segmentation): expected"),
-    (["grf", "--reference", "{d}/good.npy", "--device", "cuda"], 2, "no CUDA GPU"),
+    (["grf", "--reference", "{d}/good.npy", "--device", "{gpu}"], 2, "{no_gpu}"),
     (["grf", "--reference", "{d}/good.npy", "--device", "tpu"], 2, "--device: expected"),
     (["grf", "--reference", "{d}/good.npy", "--output", "{d}/a_file/sub"], 2, "a_file"),
     (["demo", "--output", "{d}/a_file"], 2, "a_file"),
@@ -82,14 +92,31 @@ def test_the_table_covers_every_subcommand():
     assert {case[0][0] for case in CASES} == set(COMMANDS)
 
 
+def _check_bad_invocation(words, code, message, folder, capsys):
+    gpu, no_gpu = missing_gpu()
+
+    def fill(text: str) -> str:
+        return text.replace("{d}", str(folder)).replace("{gpu}", gpu).replace("{no_gpu}", no_gpu)
+
+    assert main([fill(w) for w in words]) == code
+    err = capsys.readouterr().err
+    assert fill(message) in err, err
+    assert "Traceback" not in err and err.startswith("lgtutorial ")
+
+
 @pytest.mark.parametrize(("words", "code", "message"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
 def test_bad_invocations_give_one_line_errors(words, code, message, files, capsys, monkeypatch):
     monkeypatch.chdir(files)
-    argv = [w.replace("{d}", str(files)) for w in words]
-    assert main(argv) == code
-    err = capsys.readouterr().err
-    assert message.replace("{d}", str(files)) in err, err
-    assert "Traceback" not in err and err.startswith("lgtutorial ")
+    _check_bad_invocation(words, code, message, files, capsys)
+
+
+def test_the_table_holds_on_a_machine_with_a_gpu(files, capsys, monkeypatch, fake_cuda):
+    """``make test`` on a GPU machine: with ``torch.cuda.is_available()`` true (the fake GPU, one device), every
+    row still gives its error; ``--device cuda`` is then a device the machine has, so the row asks for ``cuda:1``."""
+    monkeypatch.chdir(files)
+    assert torch.cuda.is_available() and missing_gpu()[0] == "cuda:1"
+    for words, code, message in CASES:
+        _check_bad_invocation(words, code, message, files, capsys)
 
 
 def test_debug_shows_the_traceback(files):

@@ -107,11 +107,14 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         if not plan_path.is_file():
             raise FileNotFoundError(f"nothing to resume in {output}: no plan.json there (start without --resume)")
         saved = json.loads(plan_path.read_text())
-        gpu = resolve_device(device).type == "cuda"  # older plans lack batch size and depth: their defaults then
+        # the network and batch are the plan's, not this device's (a fit begun on a CPU may resume on a GPU);
+        # older plans lack batch size, depth or width: the defaults of this device kind then
+        gpu = resolve_device(device).type == "cuda"
         plan = plan_fit(micro, minutes=saved["minutes"], device=device, periodic=saved["periodic"],
                         patch_size=saved["patch_size"], steps=saved["steps"],
                         batch_size=saved.get("batch_size", 128 if gpu else 32), sampler=sampler,
-                        depth=saved.get("depth", 1 if micro.shape[1] == 2 else 3 if gpu else 2))
+                        depth=saved.get("depth", 1 if micro.shape[1] == 2 else 3 if gpu else 2),
+                        latent_channels=saved.get("latent_channels"))
     else:
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
     _check_size(settings.size, plan)
@@ -122,7 +125,8 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
                                      "steps": plan.training_settings.steps, "batch_size": plan.training_settings.batch_size,
-                                     "depth": plan.model_settings.depth, "sampler": plan.sampler,
+                                     "depth": plan.model_settings.depth,
+                                     "latent_channels": plan.model_settings.latent_channels, "sampler": plan.sampler,
                                      "reasons": list(plan.reasons)}, indent=2))
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)

@@ -67,15 +67,21 @@ class FitPlan:
 
 def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
              patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None,
-             batch_size: int | None = None, sampler: str | None = None, depth: int | None = None) -> FitPlan:
+             batch_size: int | None = None, sampler: str | None = None, depth: int | None = None,
+             latent_channels: int | None = None) -> FitPlan:
     """Choose the patch size, the model, the training length and the sampler for one micrograph (see :func:`lgtutorial.fitting.fit.fit`).
 
-    ``depth`` overrides the network's number of levels (a resumed fit passes the one it planned).
+    ``depth`` and ``latent_channels`` override the network's number of levels and width (a resumed fit passes
+    the ones it planned: the width of a network of three or more phases is chosen by the device kind, which a
+    resume on another machine may not share).
     """
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--minutes (minutes): minutes must be a positive number, got {minutes!r}")
     if depth is not None and not (isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= 6):
         raise ValueError(f"depth must be an integer from 0 to 6, got {depth!r}")
+    if latent_channels is not None and not (isinstance(latent_channels, int) and not isinstance(latent_channels, bool)
+                                            and latent_channels >= 1):
+        raise ValueError(f"latent_channels must be a positive integer, got {latent_channels!r}")
     info = inspect_micrograph(micro)
     n_phases, (height, width) = info["n_phases"], info["shape"]
     reasons = [f"{n_phases} phases, {height}x{width} px, volume fractions "
@@ -120,8 +126,8 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
         windows = {d: receptive_field(UNetSettings(depth=d)) for d in (1, 2, 3)}
         allowed = [d for d, window in windows.items() if d == 1 or window <= patch_size]
         feature_depth = next((d for d in allowed if windows[d] >= 2 * finest), allowed[-1])
-        model = UNetSettings(channels=1, latent_channels=40, depth=int(depth) if asked else feature_depth,
-                             num_blocks=1)
+        model = UNetSettings(channels=1, latent_channels=latent_channels or 40,
+                             depth=int(depth) if asked else feature_depth, num_blocks=1)
         window = receptive_field(model)
         if asked:
             reasons.append(f"the paper's 2-phase network (one channel, L_c = 40) with the depth given, D = "
@@ -138,7 +144,7 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
         # three or more phases keep the CPU variant's D = 2 whatever the features: one level deeper (52 px) measured
         # no better on ngrf-three-phase-simple at 30 min, chords of two phases further, the rarest phase's regions
         # alike (benchmarks/results/fit_registered_cpu_3phase_depth3.md)
-        model = UNetSettings(channels=n_phases, latent_channels=100 if gpu else 48,
+        model = UNetSettings(channels=n_phases, latent_channels=latent_channels or (100 if gpu else 48),
                              depth=int(depth) if asked else (3 if gpu else 2), num_blocks=1)
         window = receptive_field(model)
         reasons.append(f"a network of {n_phases} channels: " + (

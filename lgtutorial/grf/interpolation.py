@@ -39,6 +39,7 @@ def interpolate_statistics(statistics_a, statistics_b, theta: float) -> torch.Te
     Robertson et al. 2023). When the two references have different volume fractions, the field's
     volume fractions follow the zero-frequency content of the mixture,
     ``v_n = sum_r f_pn(r) / (S f_pp(0))``, a weighted average of the references' fractions.
+    The result is on ``statistics_a``'s device and of its dtype.
     """
     a, b = as_tensor(statistics_a), as_tensor(statistics_b)
     if a.shape != b.shape:
@@ -47,7 +48,7 @@ def interpolate_statistics(statistics_a, statistics_b, theta: float) -> torch.Te
         )
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta must lie in [0, 1] for a convex combination, got {theta}")
-    return (1.0 - theta) * a + theta * b.to(a.dtype)
+    return (1.0 - theta) * a + theta * b.to(a.device, a.dtype)
 
 
 def resize_microstructure(microstructure, shape: tuple[int, ...]) -> torch.Tensor:
@@ -236,7 +237,7 @@ def statistics_row_for_shape(row: torch.Tensor, shape: tuple[int, int]) -> torch
     half = min(min(shape), min(row.shape[1:])) / 2
 
     def lags(n: int) -> torch.Tensor:
-        k = torch.arange(n, dtype=torch.float64)
+        k = torch.arange(n, dtype=torch.float64, device=row.device)
         return torch.where(k < (n + 1) // 2, k, k - n)
 
     lag_y, lag_x = torch.meshgrid(lags(shape[0]), lags(shape[1]), indexing="ij")
@@ -271,7 +272,7 @@ def _nonnegative_reference_spectrum(row: torch.Tensor) -> torch.Tensor:
     others = [n for n in range(row.shape[0]) if n != reference]
     means = row.mean(dim=(1, 2))
     weights = means[others] / means[others].sum() if float(means[others].sum()) > 0 else torch.full(
-        (len(others),), 1.0 / len(others), dtype=row.dtype)
+        (len(others),), 1.0 / len(others), dtype=row.dtype, device=row.device)
     repaired = row.clone()
     repaired[reference] += delta
     for weight, n in zip(weights, others):

@@ -11,7 +11,8 @@ is estimated as the authors did: the plain mean of each channel (:func:`mean_vol
 the fractions of an argmax segmentation (:func:`segmented_volume_fractions`). The likelihood width
 ``sigma_mu`` is annealed geometrically with the noise (:func:`likelihood_width`; the authors' values:
 :func:`likelihood_widths`), scaled by ``sqrt(256^2 / S)`` so that the pull per pixel does not depend
-on the domain size.
+on the domain size. The posterior's score costs no host synchronisation: what depends on the mask
+(its pixels, their count) is worked out once, when it is made.
 """
 
 from __future__ import annotations
@@ -85,6 +86,37 @@ def _check_field(x: torch.Tensor, mask: torch.Tensor | None) -> None:
         )
 
 
+def _mask_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The flat indices ``(S,)`` of the pixels of an ``(H, W)`` mask, in row-major order (None: no mask).
+
+    Finding them waits for the device (their number is data); indexing with them does not, and
+    picks the same values in the same order as indexing with the mask itself.
+    """
+    return None if mask is None else mask.flatten().nonzero().squeeze(1)
+
+
+def _pixel_values(x: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+    """``x[..., mask]`` of ``(n, C, H, W)`` as ``(n, C, S)``, given the mask's :func:`_mask_pixels` (None: ``x``)."""
+    return x if pixels is None else x.flatten(-2)[..., pixels]
+
+
+def _mean_fractions(x: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+    if pixels is None:
+        return x.mean(dim=(-2, -1))
+    return _pixel_values(x, pixels).mean(dim=-1)
+
+
+def _segmented_fractions(x: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+    values = _pixel_values(x, pixels)
+    if x.shape[1] == 1:
+        winners = values > 0.5
+        return winners.flatten(2).to(x.dtype).mean(-1)
+    uncertain = 1.0 - values.sum(1, keepdim=True)
+    labels = torch.cat([values, uncertain], dim=1).argmax(1).flatten(1)  # (n, pixels)
+    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
+    return (labels.unsqueeze(1) == channels).to(x.dtype).mean(-1)
+
+
 def mean_volume_fractions(x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Plain mean ``1^T m / S`` of every channel of ``(n, C, H, W)`` (over ``mask`` only if given): ``(n, C)``.
 
@@ -92,9 +124,7 @@ def mean_volume_fractions(x: torch.Tensor, *, mask: torch.Tensor | None = None) 
     [[0.75]]
     """
     _check_field(x, mask)
-    if mask is None:
-        return x.mean(dim=(-2, -1))
-    return x[..., mask].mean(dim=-1)
+    return _mean_fractions(x, _mask_pixels(mask))
 
 
 def segmented_volume_fractions(x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,14 +138,7 @@ def segmented_volume_fractions(x: torch.Tensor, *, mask: torch.Tensor | None = N
     [[0.5]]
     """
     _check_field(x, mask)
-    values = x if mask is None else x[..., mask]
-    if x.shape[1] == 1:
-        winners = values > 0.5
-        return winners.flatten(2).to(x.dtype).mean(-1)
-    uncertain = 1.0 - values.sum(1, keepdim=True)
-    labels = torch.cat([values, uncertain], dim=1).argmax(1).flatten(1)  # (n, pixels)
-    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
-    return (labels.unsqueeze(1) == channels).to(x.dtype).mean(-1)
+    return _segmented_fractions(x, _mask_pixels(mask))
 
 
 def volume_fraction_posterior(
@@ -170,18 +193,30 @@ def volume_fraction_posterior(
             raise ValueError("mask must be a non-empty boolean (H, W) tensor")
     if measure_on not in MEASURES:
         raise ValueError(f"measure_on must be 'iterate' or 'denoised', got {measure_on!r}")
-    measure = segmented_volume_fractions if estimate == "segmented" else mean_volume_fractions
+    measure = _segmented_fractions if estimate == "segmented" else _mean_fractions
     fixed_widths = widths
+    # the mask's pixels and their count, found once (the one wait for the device); the target, the
+    # pixels and the mask as a factor, moved to each device and type once
+    mask_pixels = _mask_pixels(mask)
+    mask_count = None if mask_pixels is None else len(mask_pixels)
+    moved: dict = {}
+
+    def on_device(x: torch.Tensor) -> tuple:
+        key = (x.device, x.dtype)
+        if key not in moved:
+            moved[key] = (target.to(x.device, x.dtype),
+                          None if mask is None else mask_pixels.to(x.device),
+                          None if mask is None else mask.to(x.device, x.dtype))
+        return moved[key]
 
     def posterior(x: torch.Tensor, sigma) -> torch.Tensor:
-        where = mask.to(x.device) if mask is not None else None
-        _check_field(x, where)
-        goal = target.to(x.device, x.dtype)
-        if goal.shape[-1] != x.shape[1] or (goal.ndim == 2 and goal.shape[0] != x.shape[0]):
+        _check_field(x, mask)
+        if target.shape[-1] != x.shape[1] or (target.ndim == 2 and target.shape[0] != x.shape[0]):
             raise ValueError(
-                f"{tuple(goal.shape)} target volume fractions do not fit model channels {tuple(x.shape[:2])}"
+                f"{tuple(target.shape)} target volume fractions do not fit model channels {tuple(x.shape[:2])}"
             )
-        n_pixels = int(where.sum()) if where is not None else x.shape[-2] * x.shape[-1]
+        goal, pixels, inside = on_device(x)
+        n_pixels = mask_count if mask is not None else x.shape[-2] * x.shape[-1]
         start, end = (
             fixed_widths if fixed_widths is not None else likelihood_widths(n_pixels, estimate=estimate)
         )
@@ -192,13 +227,13 @@ def volume_fraction_posterior(
         if measure_on == "denoised":
             level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
             level = level.view(-1, 1, 1, 1) if level.ndim == 1 else level
-            measured = measure(x + level**2 * prior, mask=where)
+            measured = measure(x + level**2 * prior, pixels)
         else:
-            measured = measure(x, mask=where)
+            measured = measure(x, pixels)
         pull = -(measured - goal) / (n_pixels * width**2)  # (n, C)
         pull = pull.expand(x.shape[0], x.shape[1])[..., None, None]
-        if where is not None:
-            pull = pull * where.to(x.dtype)
+        if inside is not None:
+            pull = pull * inside
         return prior + pull
 
     posterior.target_volume_fractions = target

@@ -39,7 +39,7 @@ def denoising_score_matching_loss(
     else:
         mean, std = log_normal
         log_sigma = mean + std * torch.randn((clean.shape[0], 1, 1, 1), generator=generator, device=clean.device)
-        sigma = log_sigma.exp().clamp(float(sigmas.min()), float(sigmas.max())).to(clean.dtype)
+        sigma = log_sigma.exp().clamp(sigmas.min(), sigmas.max()).to(clean.dtype)  # no wait for the device
     noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
     output = model(clean + sigma * noise)
     return 0.5 * (output.float() + noise).square().sum(dim=(1, 2, 3)).mean()

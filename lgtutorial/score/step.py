@@ -3,7 +3,9 @@
 :class:`TrainingStep` is the step :func:`lgtutorial.score.training.train_score_model` takes, the
 only copy of it: a batch of patches, the optional symmetry augmentation, the denoising score
 matching loss (:mod:`lgtutorial.score.loss`) at drawn noise levels, autocast and gradient scaling
-on CUDA, gradient-norm clipping, Adam, the one-cycle learning rate and the EMA of the weights.
+on CUDA (the 16-bit type from the GPU's capability: :func:`amp_dtype`), gradient-norm clipping,
+Adam, the one-cycle learning rate and the EMA of the weights. A step returns its loss on the device
+and waits for nothing; the trainer reads the losses at its evaluations.
 :func:`seconds_per_step` times that same step on random patches; the fitting planner
 (:func:`steps_for_budget`) and ``benchmarks/training_throughput.py`` use it.
 """
@@ -25,7 +27,7 @@ from lgtutorial.score.schedules import geometric_sigmas
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 
-__all__ = ["TrainingStep", "dihedral_augment", "seconds_per_step", "steps_for_budget"]
+__all__ = ["TrainingStep", "amp_dtype", "dihedral_augment", "seconds_per_step", "steps_for_budget"]
 
 
 def dihedral_augment(patches: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -50,6 +52,24 @@ def dihedral_augment(patches: torch.Tensor, *, generator: torch.Generator | None
     return torch.where((ops // 2) % 2 == 1, out.flip(-2), out)
 
 
+def amp_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The 16-bit type the trainer autocasts to on ``device``: None (no autocast) off CUDA.
+
+    bfloat16 on GPUs of compute capability 8.0 or above (A100, L4, H100, RTX 30xx on), where it is
+    native; float16 (with the gradient scaler) below, e.g. Colab's T4 (7.5) or a V100 (7.0), where
+    ``torch.cuda.is_bf16_supported()`` says True since torch 2.3 (it counts emulation) but bfloat16
+    is emulated and cuDNN takes no bfloat16 convolutions.
+
+    >>> amp_dtype("cpu") is None
+    True
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def _step_seed(seed: int, step: int) -> int:
     """Seed of one step's randomness (batch, levels, noise, dropout): resumed runs repeat it exactly."""
     return ((seed & 0x7FFFFFFF) << 32) + step
@@ -59,8 +79,8 @@ def _step_seed(seed: int, step: int) -> int:
 def _update_ema(ema: ScoreUNet, model: ScoreUNet, step: int, decay: float) -> None:
     """``ema <- d ema + (1 - d) theta`` with the warm-up ``d = min(decay, (1 + step) / (10 + step))``."""
     rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
-    for average, parameter in zip(ema.parameters(), model.parameters()):
-        average.lerp_(parameter.detach(), rate)
+    # one multi-tensor launch for every parameter on CUDA; the same lerp, tensor by tensor, on the CPU
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), rate)
 
 
 class TrainingStep:
@@ -68,9 +88,11 @@ class TrainingStep:
 
     Holds a fresh network (``model``, initialised from ``settings.seed``), its EMA (``ema``, eval
     mode), Adam (0.9, 0.999), a one-cycle cosine learning rate over ``settings.steps``
-    (``scheduler``) and the gradient scaler (``scaler``: active under float16 autocast on CUDA).
-    Calling it with the training patches and the step number takes that step; all its randomness
-    (batch, augmentation, noise levels, noise, dropout) is seeded from ``(settings.seed, step)``.
+    (``scheduler``), the autocast type (``amp_dtype``: :func:`amp_dtype` when
+    ``settings.mixed_precision``, else None) and the gradient scaler (``scaler``: active under
+    float16 autocast). Calling it with the training patches and the step number takes that step;
+    all its randomness (batch, augmentation, noise levels, noise, dropout) is seeded from
+    ``(settings.seed, step)``.
 
     Args:
         model_settings: the architecture.
@@ -89,16 +111,17 @@ class TrainingStep:
             self.optimizer, max_lr=settings.peak_lr, total_steps=settings.steps, pct_start=settings.warmup_fraction,
             anneal_strategy="cos", div_factor=settings.peak_lr / settings.initial_lr,
             final_div_factor=settings.initial_lr / settings.final_lr, cycle_momentum=False)
-        self.use_amp = settings.mixed_precision and device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.amp_dtype = amp_dtype(device) if settings.mixed_precision else None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self._generator = torch.Generator(device=device)
 
-    def __call__(self, patches: PatchDataset, step: int) -> float:
+    def __call__(self, patches: PatchDataset, step: int) -> torch.Tensor:
         """Take optimizer step ``step`` (counted from 0) on a batch of ``patches``; returns its training loss.
 
-        Seeds torch's global generator (dropout): run it inside ``torch.random.fork_rng`` to keep
-        the caller's random state. Reading the loss waits for the device, as the trainer does.
+        The loss is a 0-d float32 tensor on the device, detached: reading it (``float``) waits for
+        the device, so the trainer sums it there and reads the sum at its evaluations. Seeds torch's
+        global generator (dropout): run it inside ``torch.random.fork_rng`` to keep the caller's
+        random state.
         """
         settings, generator = self.settings, self._generator
         torch.manual_seed(_step_seed(settings.seed, step))  # dropout
@@ -108,7 +131,7 @@ class TrainingStep:
         if settings.augment:
             clean = dihedral_augment(clean, generator=generator)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss = denoising_score_matching_loss(self.model, clean, self.levels, generator=generator,
                                                  log_normal=settings.noise_log_normal)
         self.optimizer.zero_grad(set_to_none=True)
@@ -119,7 +142,7 @@ class TrainingStep:
         self.scaler.update()
         self.scheduler.step()
         _update_ema(self.ema, self.model, step, settings.ema_decay)
-        return float(loss.detach())
+        return loss.detach()
 
 
 def seconds_per_step(model_settings: UNetSettings, training_settings: TrainingSettings, *, warmup: int = 1,
@@ -143,13 +166,22 @@ def seconds_per_step(model_settings: UNetSettings, training_settings: TrainingSe
         take_step = TrainingStep(model_settings, settings, levels, device)
         for step in range(warmup):
             take_step(patches, step)
+        _wait_for(device)  # a step does not wait for the device: the clock does
         count, started = 0, time.perf_counter()
         while count < max_steps:
             take_step(patches, warmup + count)
             count += 1
-            if count >= min_steps and time.perf_counter() - started >= min_seconds:
-                break
+            if count >= min_steps:
+                _wait_for(device)
+                if time.perf_counter() - started >= min_seconds:
+                    break
+        _wait_for(device)
         return (time.perf_counter() - started) / count, count
+
+
+def _wait_for(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def steps_for_budget(model_settings: UNetSettings, training_settings: TrainingSettings, minutes: float, *,

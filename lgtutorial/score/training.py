@@ -169,7 +169,8 @@ def train_score_model(
             there is none); ``"if-present"``: continue if there is one, else start.
         periodic: cut patches across the edges (default: the registry's flag; tensors: False).
         progress: show a tqdm progress bar.
-        callback: called after every step with ``{"step", "loss", "model", "ema"}``; raising
+        callback: called after every step with ``{"step", "loss", "model", "ema"}`` (``loss``: a 0-d
+            tensor on the device; ``float(loss)`` waits for the device); raising
             ``KeyboardInterrupt`` there stops the run cleanly (checkpoint written).
         time_limit_s: wall-clock seconds this call may train (None: no limit). When they run out
             the run stops after the current step, evaluates and saves, and returns with
@@ -203,7 +204,10 @@ def train_score_model(
                                                 take_step.scheduler, take_step.scaler)
 
     history = {"step": [], "train_loss": [], "test_loss": [], "learning_rate": []}
-    step, wall_before, loss_sum, loss_count = 0, 0.0, 0.0, 0
+    step, wall_before, loss_count = 0, 0.0, 0
+    # the training losses are summed on the device and read at the evaluations and checkpoints
+    # only (reading one waits for the device); float64 sums as the Python floats did (MPS has none)
+    loss_sum = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
     path = Path(output) / CHECKPOINT_NAME if output is not None else None
     if resume and path is None:
         raise ValueError("resume=True needs the output folder that holds the checkpoint")
@@ -225,7 +229,8 @@ def train_score_model(
         if state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         history, step = state["history"], state["step"]
-        wall_before, loss_sum, loss_count = state["provenance"]["wall_time_s"], state["loss_sum"], state["loss_count"]
+        wall_before, loss_count = state["provenance"]["wall_time_s"], state["loss_count"]
+        loss_sum.fill_(state["loss_sum"])
     started = time.perf_counter()
 
     def save() -> None:
@@ -240,7 +245,7 @@ def train_score_model(
                       "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "periodic_patches": periodic}
         save_checkpoint(path, step=step, model_settings=model_settings, settings=settings, sigmas=sigmas, model=model,
                         ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history,
-                        loss_sum=loss_sum, loss_count=loss_count, provenance=provenance)
+                        loss_sum=float(loss_sum), loss_count=loss_count, provenance=provenance)
 
     def evaluate() -> float:
         generator = torch.Generator(device=device).manual_seed(settings.seed + 1)
@@ -268,17 +273,19 @@ def train_score_model(
                 if stop.requested:
                     raise KeyboardInterrupt
                 consistent = False
-                loss_value = take_step(split.train, step)
+                loss = take_step(split.train, step)
                 step += 1
-                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+                loss_sum += loss
+                loss_count += 1
                 consistent = True
                 out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
                 if step % settings.eval_every == 0 or step == settings.steps or out_of_time:
                     history["step"].append(step)
-                    history["train_loss"].append(loss_sum / loss_count)
+                    history["train_loss"].append(float(loss_sum) / loss_count)
                     history["test_loss"].append(evaluate())
                     history["learning_rate"].append(scheduler.get_last_lr()[0])
-                    loss_sum, loss_count = 0.0, 0
+                    loss_sum.zero_()
+                    loss_count = 0
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.1f}", test=f"{history['test_loss'][-1]:.1f}")
                 if (step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time
                         or time.perf_counter() - last_saved > 60 * settings.checkpoint_minutes):
@@ -286,7 +293,7 @@ def train_score_model(
                     last_saved = time.perf_counter()
                 bar.update(1)
                 if callback is not None:
-                    callback({"step": step, "loss": loss_value, "model": model, "ema": ema})
+                    callback({"step": step, "loss": loss, "model": model, "ema": ema})
                 if out_of_time and step < settings.steps:
                     bar.write(f"time limit of {time_limit_s / 60:.1f} min reached at step {step:,} of "
                               f"{settings.steps:,}; the weights of that step are kept")

@@ -85,14 +85,18 @@ class InstanceNormPlusPlus(nn.Module):
             self.beta.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # one pass for the statistics, one for the output: everything folds into x * scale + shift
+        # one pass for the statistics, one for the output: everything folds into x * scale + shift.
+        # Under autocast x arrives in 16 bits: the statistics and the output are computed in (at
+        # least) float32, as a bfloat16 mean has 8 significant bits, and the output goes back to x's type
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))
         variances, means = torch.var_mean(x, dim=(2, 3), unbiased=False)  # (n, channels)
         relative = (means - means.mean(dim=1, keepdim=True)) / (
             means.var(dim=1, keepdim=True) + NORM_EPSILON
         ).sqrt()
         scale = self.gamma * torch.rsqrt(variances + NORM_EPSILON)
         shift = self.gamma * self.alpha * relative + self.beta - scale * means
-        return torch.addcmul(shift[..., None, None], x, scale[..., None, None])
+        return torch.addcmul(shift[..., None, None], x, scale[..., None, None]).to(dtype)
 
 
 class ConvBlock(nn.Module):

@@ -183,7 +183,8 @@ def chord_distribution_distance(a: ChordLengths, b: ChordLengths, *, per_sample:
     """Total-variation distance between two chord-length distributions: 0 equal, 1 disjoint.
 
     With ``per_sample`` the distribution of every sample of ``a`` is compared with the pooled
-    distribution of ``b``: an ``(n_samples,)`` float64 tensor instead of one number.
+    distribution of ``b``: an ``(n_samples,)`` float64 tensor (on ``a``'s device) instead of one number.
+    ``a`` and ``b`` may come from two devices (a GPU sample against a CPU micrograph).
 
     Whole distributions, not their means: a speckle of one-pixel chords and a set of laths of mixed
     widths can share a mean chord length, but not a distribution.
@@ -200,9 +201,10 @@ def chord_distribution_distance(a: ChordLengths, b: ChordLengths, *, per_sample:
     if a.axis != b.axis:
         raise ValueError(f"chords along {a.axis} and {b.axis} are not comparable")
     longest = max(a.line_length, b.line_length)
+    theirs = b.distribution(longest).to(a.lengths.device)  # the two may have been measured on two devices
     if per_sample:
-        return 0.5 * (a.distribution(longest, per_sample=True) - b.distribution(longest)).abs().sum(-1)
-    return 0.5 * float((a.distribution(longest) - b.distribution(longest)).abs().sum())
+        return 0.5 * (a.distribution(longest, per_sample=True) - theirs).abs().sum(-1)
+    return 0.5 * float((a.distribution(longest) - theirs).abs().sum())
 
 
 def halves_chord_distance(microstructure) -> list[float]:

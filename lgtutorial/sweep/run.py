@@ -10,8 +10,9 @@ so there is never more than one writer; a killed run resumed with ``resume=True`
 sweep --resume``) redoes exactly the samples not marked done.
 
 GPUs: a local cluster gets one worker per visible GPU, each pinned to its own GPU through
-``CUDA_VISIBLE_DEVICES`` (a worker plugin). With ``scheduler=ADDRESS`` (e.g. a ``dask-jobqueue``
-cluster) the batch system assigns the GPUs; ask for one GPU and one worker per job.
+``CUDA_VISIBLE_DEVICES`` (a worker plugin). The pin holds because importing the package touches no
+CUDA: the worker first meets CUDA in its first task. With ``scheduler=ADDRESS`` (e.g. a
+``dask-jobqueue`` cluster) the batch system assigns the GPUs; ask for one GPU and one worker per job.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class PinGPU(WorkerPlugin):
     def setup(self, worker) -> None:
         index = worker.name if isinstance(worker.name, int) else int(hashlib.sha1(str(worker.name).encode()).hexdigest(), 16)
         os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[index % len(self.devices)]
+        if torch.cuda.is_initialized():  # too late: CUDA read the variable when it started
+            warnings.warn(f"worker {worker.name}: CUDA was initialised before the worker was pinned to GPU "
+                          f"{os.environ['CUDA_VISIBLE_DEVICES']}; it keeps the GPUs it saw then", RuntimeWarning,
+                          stacklevel=2)
 
 
 def connect(scheduler: str | None = None, n_workers: int | None = None):

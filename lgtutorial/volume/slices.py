@@ -112,7 +112,8 @@ def slice_statistics(volumes, reference, *, reference_periodic: bool = False, re
 
     Args:
         volumes: one-hot ``(n_samples, N, D, H, W)``.
-        reference: one-hot 2D micrograph ``(n, N, H', W')``.
+        reference: one-hot 2D micrograph ``(n, N, H', W')``; it may be on another device than the volumes
+            (a micrograph on the CPU, volumes drawn on a GPU).
         reference_periodic: whether the reference's chords wrap around (else edge chords are dropped).
         reference_phase: the phase ``p`` of the compared row ``f_pn``.
         batch_size: slices encoded at once by the chord functions.
@@ -138,7 +139,8 @@ def slice_statistics(volumes, reference, *, reference_periodic: bool = False, re
         slices = volume_slices(v, o)
         fractions = volume_fractions(slices).double()
         result.volume_fractions[o] = fractions.mean(0)
-        result.volume_fraction_std[o] = fractions.std(0) if len(fractions) > 1 else torch.zeros(n_phases)
+        result.volume_fraction_std[o] = (fractions.std(0) if len(fractions) > 1
+                                         else torch.zeros(n_phases, device=fractions.device))
         result.chord_distances[o] = {
             axis: torch.tensor([chord_distribution_distance(mine, theirs) for mine, theirs in zip(
                 chord_lengths(slices, axis=axis, periodic=True, batch_size=batch_size), reference_chords[axis])])

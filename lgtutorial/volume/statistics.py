@@ -36,15 +36,15 @@ __all__ = [
 ORIENTATIONS = ("xy", "xz", "yz")
 
 
-def _lags(n: int) -> torch.Tensor:
+def _lags(n: int, device=None) -> torch.Tensor:
     """Minimum-image lags of a periodic axis of ``n`` pixels in FFT order: 0, 1, ..., -1."""
-    k = torch.arange(n, dtype=torch.float64)
+    k = torch.arange(n, dtype=torch.float64, device=device)
     return torch.where(k <= n // 2, k, k - n)
 
 
-def _radius(shape) -> torch.Tensor:
+def _radius(shape, device=None) -> torch.Tensor:
     """``|r|`` of every lag of a periodic grid (FFT order, minimum image), float64 of ``shape``."""
-    grids = torch.meshgrid(*[_lags(n) for n in shape], indexing="ij")
+    grids = torch.meshgrid(*[_lags(n, device) for n in shape], indexing="ij")
     return sum(g**2 for g in grids).sqrt()
 
 
@@ -66,7 +66,7 @@ def radial_profiles(statistics) -> tuple[torch.Tensor, torch.Tensor]:
     f = as_tensor(statistics).to(torch.float64)
     if f.ndim < 2 or min(f.shape[-2:]) < 2:
         raise ValueError(f"expected 2D statistics of shape (..., H, W) with H, W >= 2; got {tuple(f.shape)}")
-    radius = _radius(f.shape[-2:]).to(f.device)
+    radius = _radius(f.shape[-2:], f.device)
     bins = radius.round().long().flatten()
     keep = bins <= min(f.shape[-2:]) // 2
     bins, count = bins[keep], int(bins[keep].max()) + 1
@@ -94,7 +94,7 @@ class VolumeStatistics:
 
     Attributes:
         row: ``(N, D, H, W)`` float64 periodic row ``f_pn`` of the reference phase, FFT order: the
-            input of :class:`~lgtutorial.grf.field.GaussianRandomField`.
+            input of :class:`~lgtutorial.grf.field.GaussianRandomField`; on the 2D data's device.
         reference_phase: ``p``.
         volume_fractions: ``(N,)`` float64, those of the 2D data (kept exactly).
         assumption: ``"isotropic"`` or ``"transversely isotropic"``.
@@ -157,7 +157,7 @@ def _full_statistics(source, reference_phase: int) -> torch.Tensor:
         q = 1 - reference_phase
         f_pq = row[q]
         f_qp = torch.roll(f_pq.flip(-2, -1), shifts=(1, 1), dims=(-2, -1))  # f_qp(r) = f_pq(-r)
-        full = torch.empty((2, 2, *row.shape[1:]), dtype=torch.float64)
+        full = torch.empty((2, 2, *row.shape[1:]), dtype=torch.float64, device=row.device)
         full[reference_phase, reference_phase], full[reference_phase, q] = row[reference_phase], f_pq
         full[q, reference_phase], full[q, q] = f_qp, (1.0 - v_p) - f_qp
         return full
@@ -191,7 +191,8 @@ def _project(full: torch.Tensor, v: torch.Tensor, reference_phase: int, **fields
     spectra = torch.fft.fftn(covariance, dim=dims).real.flatten(2).permute(2, 0, 1)  # (S, N, N), real: even in r
     # The phases sum to one, so (1, ..., 1) is in the null space of every cross-spectral matrix: work in
     # the (N - 1)-dimensional complement, where clipping keeps every row sum at v_a at every lag.
-    basis = torch.linalg.qr(torch.eye(n_phases, dtype=torch.float64) - 1.0 / n_phases)[0][:, : n_phases - 1]
+    centring = torch.eye(n_phases, dtype=torch.float64, device=full.device) - 1.0 / n_phases
+    basis = torch.linalg.qr(centring)[0][:, : n_phases - 1]
     reduced = basis.T @ spectra @ basis
     reduced[0] = 0.0  # zero frequency: covariances sum to zero, so the field's volume fractions are exact
     eigenvalues, vectors = torch.linalg.eigh(reduced)
@@ -265,7 +266,7 @@ def isotropic_statistics(source, shape, *, reference_phase: int = 0) -> VolumeSt
     v = torch.diagonal(full[..., 0, 0])
     radii, profiles = radial_profiles(full)
     asymptote = full.flatten(2).mean(-1)  # v_a v_b for periodic statistics
-    extended = _interpolate(radii, profiles, _radius(shape), asymptote)
+    extended = _interpolate(radii, profiles, _radius(shape, full.device), asymptote)
     return _project(extended, v, reference_phase, assumption="isotropic", radii=radii, profiles=profiles)
 
 
@@ -297,7 +298,7 @@ def transversely_isotropic_statistics(longitudinal, shape, *, reference_phase: i
     full = 0.5 * (full + full.flip(-2).roll(1, dims=-2))
     asymptote = full.flatten(2).mean(-1)
     n_z, n_x = full.shape[-2:]
-    lag_z, lag_y, lag_x = torch.meshgrid(*[_lags(n) for n in shape], indexing="ij")
+    lag_z, lag_y, lag_x = torch.meshgrid(*[_lags(n, full.device) for n in shape], indexing="ij")
     rho = (lag_y**2 + lag_x**2).sqrt()
     inside = (lag_z.abs() <= n_z // 2) & (rho <= n_x // 2)
     z_index = lag_z.long() % n_z
