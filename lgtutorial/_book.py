@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["markdown_tables", "repository_path", "page_setup", "REPOSITORY"]
+__all__ = ["markdown_tables", "repository_path", "page_setup", "clock", "REPOSITORY"]
 
 #: Where Colab installs the package from; must equal ``repository: url:`` in ``_config.yml`` (checked by
 #: :func:`page_setup` inside the repository, and by ``tests/test_colab.py``).
@@ -89,3 +89,19 @@ def page_setup(config: str | Path = "../_config.yml") -> tuple[str, float]:
     if config.is_file() and f"url: {REPOSITORY}" not in config.read_text(encoding="utf-8"):
         raise AssertionError(f"the chapters install from {REPOSITORY}, but {config} names another repository.url")
     return ("cuda" if torch.cuda.is_available() else "cpu"), started
+
+
+def clock(device) -> float:
+    """``time.perf_counter()`` once ``device`` has finished its queued work: a GPU runs asynchronously,
+    so a timing read without waiting for it measures only the launches.
+
+    >>> clock("cpu") > 0
+    True
+    """
+    import time
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

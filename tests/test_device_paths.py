@@ -273,3 +273,15 @@ def test_the_command_line_runs_on_the_gpu(fake_cuda, inputs, tmp_path, words, ca
     summary = (tmp_path / "out" / "summary.json").read_text()
     assert "cuda" in summary or words[0] == "evaluate"
     assert not unexplained(fake_cuda)
+
+
+def test_the_books_clock_waits_for_the_gpu_before_reading_the_time(fake_cuda):
+    """Chapter 7 times the GRF, hybrid and SBG draws with lgtutorial._book.clock (issue #43: without a
+    synchronize a GPU timing measures only the kernel launches)."""
+    from lgtutorial._book import clock
+
+    before = fake_cuda.synchronizations
+    clock("cpu")
+    assert fake_cuda.synchronizations == before
+    clock("cuda")
+    assert fake_cuda.synchronizations == before + 1
