@@ -57,6 +57,12 @@ ALLOWED = {
     "back at once as a Python float",
     ("lgtutorial/statistics/two_point.py", "_keep_lags", "arange"): "lag indices, moved to the statistics' device "
     "in the same expression",
+    ("lgtutorial/score/step.py", "seconds_per_step", "randint"): "the timing patches are drawn on the host, as "
+    "the trainer's patch set is, then moved to the device with PatchDataset.to",
+    ("lgtutorial/score/step.py", "seconds_per_step", "Generator"): "the fixed CPU generator of those host-side "
+    "timing patches (the same patches on every device)",
+    ("lgtutorial/sweep/store.py", "sample_summary", "arange"): "the summary of a sample's labels, which the task "
+    "has already read back to the host as a uint8 array for the store",
     ("lgtutorial/volume/slices.py", "<dictcomp>", "tensor"): "a table of Python floats (chord distances already "
     "read back from the device) kept on the CPU for the report",
 }
@@ -285,3 +291,32 @@ def test_the_books_clock_waits_for_the_gpu_before_reading_the_time(fake_cuda):
     assert fake_cuda.synchronizations == before
     clock("cuda")
     assert fake_cuda.synchronizations == before + 1
+
+
+def test_a_sweep_task_with_device_cuda_draws_on_the_gpu(fake_cuda, inputs, micro):
+    """The task each dask worker runs, for a design that names the GPU (a hybrid with the tiny checkpoint)."""
+    from lgtutorial.sweep.parsing import parse_design
+    from lgtutorial.sweep.run import generate_sample
+
+    row = statistics_row(micro).cuda()
+    design = parse_design({"name": "gpu", "seed": 0, "references": [str(inputs / "micro.npy")] * 2, "theta": [0.0],
+                           "samples_per_point": 1, "model": str(inputs / "model" / "checkpoint.pt"), "device": "cuda",
+                           "sampler": {"name": "fast", "padding": 4}})
+    result = generate_sample(row, seed=1, design=design)
+    assert result["device"].startswith("cuda") and result["labels"].shape == (32, 32)
+    assert set(np.unique(result["labels"])) <= {0, 1}
+    assert not unexplained(fake_cuda)
+
+
+def test_fit_with_a_ten_second_budget_runs_on_the_gpu(fake_cuda, inputs, tmp_path):
+    """``fit`` end to end on the GPU: plan (the GPU's batch), train within its budget, export, generate, report."""
+    import json
+
+    import lgtutorial as lg
+
+    result = lg.fit(inputs / "micro.npy", minutes=10 / 60, n_samples=1, size=32, device="cuda", progress=False,
+                    output=tmp_path / "fit")
+    summary = json.loads((result.output / "summary.json").read_text())
+    assert result.training["steps_done"] >= 1 and (result.output / "report.md").is_file()
+    assert result.plan.training_settings.device.startswith("cuda") and "cuda" in json.dumps(summary)
+    assert not unexplained(fake_cuda)
