@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
+import hashlib
 import itertools
 import json
 import os
@@ -342,3 +344,19 @@ def save_figure(fig, path, *, dpi: int = 120) -> None:
     with atomic_write(path) as handle:
         fig.savefig(handle, format=path.suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, ``"sha256"`` or ``"git_sha1"`` (git's blob hash); computed once per file
+    version (cached on its path, size and modification time).
+    """
+    stat = Path(path).stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns, algorithm)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
+    data = Path(path).read_bytes()
+    if algorithm == "git_sha1":
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return hashlib.sha256(data).hexdigest()

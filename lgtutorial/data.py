@@ -12,7 +12,6 @@ and checks the file's SHA-256 (or the git blob SHA-1 that GitHub shows) every ti
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pickle
 import re
@@ -23,6 +22,7 @@ import numpy as np
 import tomllib
 import torch
 
+from lgtutorial._io import file_digest
 from lgtutorial.microstructure import as_tensor, check_microstructure, labels_to_one_hot
 
 __all__ = ["ReferenceEntry", "registry", "list_references", "fetch", "load_reference", "load_micrograph",
@@ -127,23 +127,14 @@ def shipped_directory() -> Path:
     return registry_path().parent / "references"
 
 
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
-    data = Path(path).read_bytes()
-    if algorithm == "git_sha1":
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-    return hashlib.sha256(data).hexdigest()
-
-
 def _verify(entry: ReferenceEntry, path: Path) -> None:
-    stat = path.stat()
     if entry.sha256:
         expected, algorithm = entry.sha256, "sha256"
     elif entry.git_sha1:
         expected, algorithm = entry.git_sha1, "git_sha1"
     else:  # pragma: no cover - the registry test requires a hash for every entry
         raise ValueError(f"registry entry {entry.name!r} has no hash")
-    found = _digest(str(path), stat.st_size, stat.st_mtime_ns, algorithm)
+    found = file_digest(path, algorithm)
     if found != expected:
         raise ValueError(
             f"{path} does not match the registry entry {entry.name!r}: expected {algorithm} "

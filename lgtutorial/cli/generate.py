@@ -19,6 +19,7 @@ from lgtutorial.generation import DEFAULT_MODEL, check_model_material, generate,
 from lgtutorial.grf.interpolation import load_statistics_row  # noqa: F401 (re-exported: its old home)
 from lgtutorial.sampling.samples import DegenerateSamples
 from lgtutorial.sampling.settings import HybridSettings
+from lgtutorial.statistics.two_point import volume_fraction_summary
 from lgtutorial.volume.settings import VolumeSettings
 
 __all__ = ["run_generate"]
@@ -90,10 +91,7 @@ def run_generate(settings: HybridSettings, output: Path | None = None) -> Path:
         "levels_run": len(generator.sigmas),
         "network_evaluations_per_sample": generator.evaluations_per_sample,
         "volume_fraction_shift": shift,
-        "target_volume_fractions": target.tolist(),
-        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
-        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * len(target),
-        "largest_volume_fraction_error": float((achieved - target).abs().max()),
+        **volume_fraction_summary(achieved, target),
         "mean_x_chord_lengths_px": {"hybrid": _mean_chord_lengths(final),
                                     **({"GRF": _mean_chord_lengths(grf)} if grf_segmented else {})},
         "seconds_per_sample": seconds / settings.n_samples,

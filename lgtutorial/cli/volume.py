@@ -28,6 +28,7 @@ from lgtutorial.generation import DEFAULT_MODEL, check_model_material, model_sta
 from lgtutorial.sampling.samples import DegenerateSamples
 from lgtutorial.sampling.settings import HybridSettings
 from lgtutorial.sampling.sizes import MIN_SIDE, check_memory
+from lgtutorial.statistics.two_point import volume_fraction_summary
 from lgtutorial.volume.settings import VolumeSettings
 
 __all__ = ["run_generate_volume", "DEFAULT_SIDE", "CHECKED_SIDE", "size_warning", "slice_table"]
@@ -224,10 +225,7 @@ def run_generate_volume(settings: HybridSettings, volume: VolumeSettings,
         "score_evaluations_per_volume": generator.evaluations_per_sample,
         "slices_per_volume": generator.slices_per_sample,
         "volume_fraction_shift": shift,
-        "target_volume_fractions": target.tolist(),
-        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
-        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * len(target),
-        "largest_volume_fraction_error": float((achieved - target).abs().max()),
+        **volume_fraction_summary(achieved, target),
         "seconds_per_volume": seconds / settings.n_samples,
         "degenerate_samples": samples.degenerate,
         "samples": "samples.npy (n_samples, n_phases, D, H, W) one-hot; sample_K.tif phase labels (z, y, x)",

@@ -101,11 +101,10 @@ def load_authors_checkpoint(
 
 def _registered_checkpoint(path: Path) -> str | None:
     """The registry name of the checkpoint whose SHA-256 ``path`` has, or None."""
-    import hashlib
-
     from lgtutorial import data
+    from lgtutorial._io import file_digest
 
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = file_digest(path)
     return next((e.name for e in data.list_references("checkpoint") if e.sha256 == digest), None)
 
 

@@ -19,6 +19,7 @@ import torch
 from lgtutorial.microstructure import as_tensor, spatial_dims_of
 
 __all__ = [
+    "volume_fraction_summary",
     "volume_fractions",
     "two_point_statistics",
     "centre",
@@ -267,3 +268,18 @@ def contact_chances(microstructure, *, periodic: bool, lags=(1, 2, 4, 8)) -> dic
             chances[(a, b)] = values
     return chances
 
+
+def volume_fraction_summary(achieved: torch.Tensor, target: torch.Tensor) -> dict:
+    """The volume-fraction part of a run's ``summary.json``: the targets, the samples' mean and spread
+    (``(n, N)`` achieved fractions; the spread is 0 for one sample) and the largest error.
+
+    >>> achieved = torch.tensor([[0.6, 0.4], [0.7, 0.3]], dtype=torch.float64)
+    >>> round(volume_fraction_summary(achieved, torch.tensor([0.65, 0.35], dtype=torch.float64))["largest_volume_fraction_error"], 6)
+    0.05
+    """
+    return {
+        "target_volume_fractions": target.tolist(),
+        "achieved_volume_fractions_mean": achieved.mean(0).tolist(),
+        "achieved_volume_fractions_std": achieved.std(0).tolist() if len(achieved) > 1 else [0.0] * len(target),
+        "largest_volume_fraction_error": float((achieved - target).abs().max()),
+    }
