@@ -51,9 +51,11 @@ browser-check: install
 	$(PY) -c "import selenium" 2>/dev/null || $(PY) -m pip install --quiet -e ".[browser]"
 	$(PY) tests/browser/check_book.py
 
-# ruff; the house's import contracts (layers, no cycles; pyproject.toml [tool.importlinter]); dead code (vulture)
+# ruff; the house's import contracts (layers, no cycles; pyproject.toml [tool.importlinter]); dead code
+# (vulture); the Pages workflow against GitHub's workflow schema (check-jsonschema)
 lint: install
 	$(VENV)/bin/ruff check lgtutorial tests benchmarks tools book/figures
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) tools/dead_code.py
 
