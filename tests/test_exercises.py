@@ -58,3 +58,56 @@ def test_stub_raises_and_solution_follows(notebook, k, pair):
     assert "solution" in tags and "hide-cell" in tags, f"{notebook}: solution {k} must be tagged solution + hide-cell"
     assert set(names) <= set(defined_functions(solution.source)), f"{notebook}: solution {k} must define {names}"
     assert "assert" in solution.source, f"{notebook}: solution {k} must check its answer with an assert"
+
+
+def test_second_solution_mean_chords_by_axis():
+    """Chapter 10's exercise, solved a second way (run lengths along every line), against the package's chords."""
+    import numpy as np
+    import torch
+
+    from lgtutorial.statistics.chords import chord_lengths
+    from lgtutorial.volume.slices import volume_slices
+
+    labels = torch.from_numpy(np.random.default_rng(3).random((6, 7, 8)) < 0.4).long()
+    labels[:, 2, :] = 1  # some lines along x of one phase only
+    volume = torch.nn.functional.one_hot(labels, 2).permute(3, 0, 1, 2)[None].float()  # (1, 2, D, H, W)
+
+    def runs_along(line):
+        line = np.asarray(line)
+        if line.all():
+            return [len(line)]
+        start = int(np.argmin(line))  # begin at a voxel of another phase: no run is cut by the wrap
+        rolled, found, run = np.roll(line, -start), [], 0
+        for value in np.append(rolled, False):
+            if value:
+                run += 1
+            elif run:
+                found.append(run)
+                run = 0
+        return found
+
+    inside = (labels == 1).numpy()
+    second = {axis: float(np.mean([r for line in np.moveaxis(inside, dim, -1).reshape(-1, inside.shape[dim])
+                                   for r in runs_along(line)]))
+              for axis, dim in (("x", 2), ("y", 1), ("z", 0))}
+    along = {"x": ("xy", "x"), "y": ("xy", "y"), "z": ("xz", "y")}
+    package = {axis: float(chord_lengths(volume_slices(volume, o), axis=a, periodic=True)[1].mean())
+               for axis, (o, a) in along.items()}
+    assert all(abs(second[a] - package[a]) < 1e-9 for a in "xyz"), (second, package)
+
+
+def test_second_solution_sample_seeds():
+    """The appendix's exercise, solved a second way (numpy's Generator seeded by the same sequence), against the package."""
+    import numpy as np
+
+    from lgtutorial.sweep.design import sample_seed
+
+    def seeds(design_seed, n_points, samples_per_point):
+        out = []
+        for slot in range(n_points * samples_per_point):
+            point, sample = divmod(slot, samples_per_point)
+            state = np.random.SeedSequence(entropy=[design_seed, point, sample]).generate_state(2, dtype=np.uint32)
+            out.append((int(state[0]) | int(state[1]) << 32) // 2)
+        return out
+
+    assert seeds(7, 3, 2) == [sample_seed(7, p, s) for p in range(3) for s in range(2)]
