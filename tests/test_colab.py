@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 URL, BRANCH = CONFIG["repository"]["url"].rstrip("/"), CONFIG["repository"].get("branch", "main")
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+# the lessons (the lab notes, pages read from committed records, have no Colab badge)
 CHAPTERS = [chapter for part in TOC.get("parts", [{"chapters": TOC.get("chapters", [])}])
-            for chapter in part.get("chapters") or []]
+            if part.get("caption") != "Lab notes" for chapter in part.get("chapters") or []]
 NOTEBOOKS = [ROOT / f"{chapter['file']}.ipynb" for chapter in CHAPTERS
              if (ROOT / f"{chapter['file']}.ipynb").is_file()]
 

@@ -201,7 +201,8 @@ def run_checks(driver, page: Path, *, chapter: bool | None = None, anchors: dict
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chapter = bool(CHAPTER.match(page.stem)) if chapter is None else chapter
+    if chapter is None:  # a chapter page: book/NN_*.html (the lab notes, book/lab_notes/NN_*.html, are not)
+        chapter = bool(CHAPTER.match(page.stem)) and page.parent.name != "lab_notes"
     passed = []
     driver.get(page.as_uri())
 
