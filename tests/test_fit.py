@@ -143,9 +143,16 @@ def test_fit_trains_ships_a_bundle_and_writes_a_report(blobs_png, tmp_path, monk
     assert main(["generate", "--model", str(bundle), "--n-samples", "1", "--output", str(tmp_path / "gen")]) == 0
     generated = json.loads((tmp_path / "gen" / "summary.json").read_text())
     assert generated["statistics_source"]["micrograph"] == "my-blobs"
+    # a time budget: trained until 3 s were spent, the steps and their measured rate reported
+    training = summary["training"]
+    assert training["budget_minutes"] == 0.05 and training["wall_time_s"] >= 3.0
+    assert training["steps_done"] == training["steps_planned"] >= 1 and training["steps_per_second"] > 0
+    assert f"Training: {training['steps_done']:,} steps in" in report and "of a 0.05 min budget" in report
     # resuming the finished run reuses its plan (the network's depth with it) and does not train again
-    assert json.loads((out / "plan.json").read_text())["depth"] == 1
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["depth"] == 1 and plan["time_budget"] is True
     assert main(["fit", str(blobs_png), "--resume", "--samples", "1", "--output", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["training"]["steps_done"] == training["steps_done"]
 
 
 def test_fit_resume_needs_something_to_resume(blobs_png, tmp_path, capsys):
@@ -186,19 +193,21 @@ def test_fit_reports_on_three_phases(tmp_path, monkeypatch):
     # the fast sampler starts 3-phase samples from segmented GRF samples, which are the report's GRF baseline
     torch.set_num_threads(min(2, torch.get_num_threads()))
     monkeypatch.chdir(tmp_path)
-    # a fixed number of steps: what fits in 0.03 min depends on the machine's speed, and a 3-phase model of
-    # 5 steps draws a sample where one of 6 collapsed (measured: the fit then rightly exits 1)
+    # a fixed number of steps: what fits in a budget depends on the machine's speed, and a 3-phase model of
+    # 5 steps draws a sample where one of 6 collapsed (measured: the fit then rightly exits 1); so the budget
+    # is generous and the steps are capped at 6
     from lgtutorial.fitting import plan as fitting_plan
 
-    monkeypatch.setattr(fitting_plan, "_steps_for", lambda model, training, minutes: 5)
+    monkeypatch.setattr(fitting_plan, "_steps_for", lambda model, training, minutes: 6)
+    monkeypatch.setattr(fitting_plan, "BUDGET_STEP_CAP", 6)
     fields = torch.stack([blobs(48, 2.0, seed=s)[0, 1] for s in (1, 2)])
     labels = (fields[0] + 2 * fields[1]).clamp_max(2).long()  # 0, 1, 2
     path = tmp_path / "three.npy"
     np.save(path, labels.numpy())
     out = tmp_path / "fit-three"
-    assert main(["fit", str(path), "--minutes", "0.03", "--samples", "1", "--output", str(out)]) == 0
+    assert main(["fit", str(path), "--minutes", "1", "--samples", "1", "--output", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["checks"]["chord_distances"]) == 3
+    assert len(summary["checks"]["chord_distances"]) == 3 and summary["training"]["steps_done"] == 6
     grf = np.load(out / "grf.npy")
     assert set(np.unique(grf)) <= {0.0, 1.0} and np.allclose(grf.sum(1), 1.0)
     contacts = summary["checks"]["phase_contacts"]  # which phases touch: six ordered pairs, three ensembles

@@ -21,11 +21,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgtutorial._checks import check_settings, is_int, non_negative_int, optional, positive_int
+from lgtutorial._checks import (
+    check_settings,
+    is_int,
+    non_negative_int,
+    optional,
+    positive_int,
+    positive_number,
+)
 from lgtutorial._io import OUTPUT_ROOT, output_claims, save_figure, save_text
 from lgtutorial.cli.options import add_arguments, from_arguments
 from lgtutorial.fitting.settings import FitSettings
-from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSettings
+from lgtutorial.score.settings import BUDGET_STEP_CAP, TRAINING_PRESETS, TrainingSettings, UNetSettings
 
 __all__ = ["TrainSettings", "run_train"]
 
@@ -44,7 +51,9 @@ class TrainSettings:
     preset: str = "case1-cpu"
     """model and training settings (see the description above)"""
     steps: int | None = None
-    """optimizer steps; none: the preset's"""
+    """optimizer steps; none: the preset's (with --minutes: no cap)"""
+    minutes: float | None = None
+    """train until this many minutes of wall time are spent, the learning rate following the share spent (--steps then caps the steps); none: train --steps steps"""
     batch_size: int | None = None
     """patches per step; none: the preset's"""
     seed: int | None = None
@@ -65,6 +74,7 @@ class TrainSettings:
             "reference": (lambda v: isinstance(v, (str, Path)) and str(v) != "", "a registry name or a file"),
             "preset": (lambda v: v in TRAINING_PRESETS, "one of " + ", ".join(TRAINING_PRESETS)),
             "steps": (optional(positive_int), "a positive integer, or none (the preset's)"),
+            "minutes": (optional(positive_number), "a positive finite number of minutes, or none (train --steps)"),
             "batch_size": (optional(positive_int), "a positive integer, or none (the preset's)"),
             "seed": (optional(non_negative_int), "a non-negative integer, or none (the preset's)"),
             "resume": (lambda v: isinstance(v, bool), "true or false"),
@@ -82,8 +92,11 @@ class TrainSettings:
         return UNetSettings.preset(self.preset)
 
     def training_settings(self) -> TrainingSettings:
-        """The preset's training with this job's overrides (``steps``, ``batch_size``, ``seed``, ``device``)."""
-        overrides = {"steps": self.steps, "batch_size": self.batch_size, "seed": self.seed, "device": self.device}
+        """The preset's training with this job's overrides (``steps``, ``minutes``, ``batch_size``, ``seed``,
+        ``device``); a budget (``minutes``) without ``steps`` lifts the preset's step count."""
+        steps = self.steps if self.steps is not None or self.minutes is None else BUDGET_STEP_CAP
+        overrides = {"steps": steps, "minutes": self.minutes, "batch_size": self.batch_size, "seed": self.seed,
+                     "device": self.device}
         return dataclasses.replace(TrainingSettings.preset(self.preset),
                                    **{key: value for key, value in overrides.items() if value is not None})
 
@@ -122,9 +135,11 @@ def run_train(settings: TrainSettings) -> Path:
     summary = {"checkpoint": str(run.checkpoint), "preset": preset, "model_settings": state["model_settings"],
                "training_settings": state["training_settings"], "provenance": state["provenance"],
                "n_parameters": run.model.n_parameters, "history": run.history}
+    summary["steps_per_second"] = run.steps_per_second
     save_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
-    print(f"trained {run.history['step'][-1]} steps; test loss {run.history['test_loss'][0]:.2f} -> "
-          f"{run.history['test_loss'][-1]:.2f}; wrote {run.checkpoint}")
+    budget = f" in {run.wall_time_s / 60:.1f} min of a {training.minutes:g} min budget" if training.minutes else ""
+    print(f"trained {run.history['step'][-1]} steps{budget} ({run.steps_per_second:.2f} steps/s); test loss "
+          f"{run.history['test_loss'][0]:.2f} -> {run.history['test_loss'][-1]:.2f}; wrote {run.checkpoint}")
     report_samples, report_levels = settings.report_samples, settings.report_levels
     if report_samples > 0 and training.train_sigma_max is not None:
         print(f"no unconditional training report: the model was trained on sigma <= {training.train_sigma_max} only "

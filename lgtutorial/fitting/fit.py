@@ -114,7 +114,7 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
                         patch_size=saved["patch_size"], steps=saved["steps"],
                         batch_size=saved.get("batch_size", 128 if gpu else 32), sampler=sampler,
                         depth=saved.get("depth", 1 if micro.shape[1] == 2 else 3 if gpu else 2),
-                        latent_channels=saved.get("latent_channels"))
+                        latent_channels=saved.get("latent_channels"), time_budget=saved.get("time_budget", False))
     else:
         plan = plan_fit(micro, minutes=minutes, device=device, periodic=periodic, patch_size=patch_size, sampler=sampler)
     _check_size(settings.size, plan)
@@ -124,22 +124,25 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         plan_path = output / "plan.json"
         with atomic_write(plan_path, "w") as handle:
             handle.write(json.dumps({"minutes": plan.minutes, "periodic": plan.periodic, "patch_size": plan.patch_size,
-                                     "steps": plan.training_settings.steps, "batch_size": plan.training_settings.batch_size,
+                                     "steps": plan.expected_steps, "time_budget": plan.training_settings.minutes is not None,
+                                     "batch_size": plan.training_settings.batch_size,
                                      "depth": plan.model_settings.depth,
                                      "latent_channels": plan.model_settings.latent_channels, "sampler": plan.sampler,
                                      "reasons": list(plan.reasons)}, indent=2))
     if progress:
         print(f"fitting {name}:\n{plan.describe()}", flush=True)
     planned = time.perf_counter() - started
-    # the planned steps fill 93 % of the budget; the time limit holds it should the machine slow down
-    # (another job, thermal throttling). A resumed fit trains on only for what is left of its budget
-    # (the checkpoint records the time already spent): an interruption costs no more than its budget.
+    # the run trains until its minutes are spent, however busy the machine (the learning rate follows the share of
+    # the time spent). A resumed fit trains on only for what is left of its budget (the checkpoint records the time
+    # already spent): an interruption costs no more than its budget. A plan from before budgets trains its measured
+    # steps with the minutes as a hard limit.
     spent = 0.0
     if resume and (output / CHECKPOINT_NAME).is_file():
         spent = float(read_checkpoint(output / CHECKPOINT_NAME)["provenance"]["wall_time_s"])
+    limit = None if plan.training_settings.minutes is not None else max(60 * plan.minutes - spent, 1e-3)
     run = train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
                             output=output, resume="if-present" if resume else False, periodic=plan.periodic,
-                            progress=progress, time_limit_s=max(60 * plan.minutes - spent, 1e-3))
+                            progress=progress, time_limit_s=limit)
     trained = time.perf_counter() - started - planned
     statistics = MaterialStatistics.from_microstructure(
         micro, name=meta.get("name", name), phases=meta["phases"], periodic=plan.periodic,
@@ -151,7 +154,10 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
                "total": time.perf_counter() - started}
     steps_done = run.history["step"][-1] if run.history["step"] else 0
-    training = {"steps_planned": plan.training_settings.steps, "steps_done": int(steps_done),
+    budgeted = plan.training_settings.minutes is not None
+    training = {"steps_planned": int(steps_done) if budgeted else plan.training_settings.steps,
+                "steps_expected": plan.expected_steps, "steps_done": int(steps_done),
+                "budget_minutes": plan.minutes if budgeted else None, "steps_per_second": run.steps_per_second,
                 "stopped_at_time_limit": bool(run.stopped_at_time_limit),
                 # over every run that trained this checkpoint (a resumed fit's own "training" time is its part)
                 "wall_time_s": run.wall_time_s}

@@ -1,8 +1,9 @@
 """The plan of a fit: patch size, network, training length and sampler for one micrograph, and why.
 
 :func:`plan_fit` reads the micrograph (:func:`lgtutorial.fitting.inspect.inspect_micrograph`) and
-chooses the patch side from the mean chord lengths, the model from the number of phases, the steps
-from the trainer's step timed on this machine (:func:`lgtutorial.score.step.seconds_per_step`), the
+chooses the patch side from the mean chord lengths, the model from the number of phases, a time
+budget (the steps it should buy estimated from the trainer's step timed on this machine,
+:func:`lgtutorial.score.step.seconds_per_step`), the
 hybrid-range recipe (only the noise levels the hybrid visits are trained on) and the sampler;
 :class:`FitPlan` holds the choices and their reasons (``describe()``). The measurements behind them:
 ``benchmarks/results/fit_registered_cpu.md``, ``fit_registered_cpu_3phase_depth3.md``, ``fit_sampler_fine_cpu.md``.
@@ -33,7 +34,7 @@ from lgtutorial.score.schedules import (
     SIGMA_MAX_THREE_PHASE,
     SIGMA_MIN,
 )
-from lgtutorial.score.settings import TrainingSettings, UNetSettings
+from lgtutorial.score.settings import BUDGET_STEP_CAP, TrainingSettings, UNetSettings
 from lgtutorial.score.unet import receptive_field
 
 __all__ = ["FINE_FEATURE_PX", "FitPlan", "plan_fit"]
@@ -60,6 +61,8 @@ class FitPlan:
     minutes: float
     reasons: tuple
     sampler: str = DEFAULT_SAMPLER
+    expected_steps: int = 0
+    """steps the budget should buy at the speed measured when planning (the run trains until the time is spent)"""
 
     def describe(self) -> str:
         return "\n".join(f"- {reason}" for reason in self.reasons)
@@ -68,12 +71,14 @@ class FitPlan:
 def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", periodic: bool | None = None,
              patch_size: int | None = None, measure_speed: bool = True, steps: int | None = None,
              batch_size: int | None = None, sampler: str | None = None, depth: int | None = None,
-             latent_channels: int | None = None) -> FitPlan:
+             latent_channels: int | None = None, time_budget: bool = True) -> FitPlan:
     """Choose the patch size, the model, the training length and the sampler for one micrograph (see :func:`lgtutorial.fitting.fit.fit`).
 
     ``depth`` and ``latent_channels`` override the network's number of levels and width (a resumed fit passes
     the ones it planned: the width of a network of three or more phases is chosen by the device kind, which a
-    resume on another machine may not share).
+    resume on another machine may not share). ``time_budget``: train until ``minutes`` are spent (the learning
+    rate following the share of the time spent; ``steps``, measured or given, is then only the expectation);
+    False: train the measured ``steps`` with ``minutes`` as a hard limit (plans written before budgets).
     """
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--minutes (minutes): minutes must be a positive number, got {minutes!r}")
@@ -180,16 +185,23 @@ def plan_fit(micro: torch.Tensor, *, minutes: float = 15.0, device="auto", perio
     if steps is None:
         steps = (_steps_for(model, training, minutes) if measure_speed else max(1, int(minutes * 60)))
         how = "throughput measured just now" if measure_speed else "assuming one step per second"
+    else:
+        how = "as planned before"
+    if time_budget:
+        reasons.append(f"training until {minutes:g} min are spent, the learning rate following the share of the time "
+                       f"spent: about {steps:,} optimizer steps of {training.batch_size} patches on {device} ({how}; "
+                       "a busier or faster machine takes fewer or more)")
+    else:
         reasons.append(f"{steps:,} optimizer steps of {training.batch_size} patches: what fits in {minutes:g} min on "
                        f"{device} ({how})")
-    else:
-        reasons.append(f"{steps:,} optimizer steps of {training.batch_size} patches (as planned before)")
     # a test-loss evaluation and a checkpoint cost several steps each: not more often than every 25 steps
     # (and checkpoints also every few minutes, whatever the count)
-    training = dataclasses.replace(training, steps=int(steps), eval_every=max(25, steps // 10),
+    training = dataclasses.replace(training, steps=BUDGET_STEP_CAP if time_budget else int(steps),
+                                   minutes=float(minutes) if time_budget else None, eval_every=max(25, steps // 10),
                                    checkpoint_every=max(25, min(250, steps // 10)))
     return FitPlan(info=info, periodic=bool(periodic), patch_size=int(patch_size), model_settings=model,
-                   training_settings=training, minutes=float(minutes), reasons=tuple(reasons), sampler=sampler)
+                   training_settings=training, minutes=float(minutes), reasons=tuple(reasons), sampler=sampler,
+                   expected_steps=int(steps))
 
 
 _SECONDS_PER_STEP: dict = {}

@@ -34,6 +34,20 @@ def _contact_lines(contacts) -> list:
     return lines
 
 
+def _training_line(training: dict) -> str:
+    """What the training did: steps, time and measured speed (a budget's steps against its expectation)."""
+    speed = training.get("steps_per_second", float("nan"))
+    rate = f" ({speed:.2f} steps/s measured over the run)" if speed == speed else ""
+    if training.get("budget_minutes") is not None:
+        return (f"Training: {training['steps_done']:,} steps in {training['wall_time_s'] / 60:.1f} min of a "
+                f"{training['budget_minutes']:g} min budget{rate}; the speed measured when planning promised about "
+                f"{training['steps_expected']:,}.")
+    return (f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps in "
+            f"{training['wall_time_s'] / 60:.1f} min{rate}"
+            + (" (the time limit stopped it early: this machine ran slower than measured at the start)."
+               if training["stopped_at_time_limit"] else "."))
+
+
 def _write_report(output, name, micrograph, plan, model_path, checks, seconds, training):
     from lgtutorial._io import atomic_write
 
@@ -91,10 +105,7 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
               "`--minutes` or on a GPU.",
               "", "## Time", "",
               ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in seconds.items()) + ".", "",
-              f"Training: {training['steps_done']:,} of {training['steps_planned']:,} planned steps in "
-              f"{training['wall_time_s'] / 60:.1f} min"
-              + (" (the time limit stopped it early: this machine ran slower than measured at the start)."
-                 if training["stopped_at_time_limit"] else "."), "",
+              _training_line(training), "",
               "## Reuse", "", f"`lgtutorial generate --model {shown.as_posix()}` draws more samples of this material "
               "(the bundle carries the micrograph's statistics); the model card is beside it.", ""]
     with atomic_write(output / "report.md", "w") as handle:

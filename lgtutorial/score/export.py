@@ -84,6 +84,12 @@ def _training_outputs(checkpoint: Path, steps: int) -> tuple[dict, dict | None, 
 EXPORT_DIRECTORY = OUTPUT_ROOT / "models"
 
 
+def _budget_spent(state: dict) -> bool:
+    """Whether a checkpoint trained on a time budget (``minutes``) and spent it."""
+    minutes = state["training_settings"].get("minutes")
+    return minutes is not None and float(state["provenance"]["wall_time_s"]) >= 60 * minutes
+
+
 def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str | Path | None = None,
                       preset: str | None = None, statistics=None, overwrite: bool = False) -> Path:
     """Ship the EMA weights of a training checkpoint as the model ``name``, with a model card.
@@ -129,7 +135,9 @@ def export_pretrained(checkpoint_path: str | Path, name: str, *, directory: str 
     preset = preset or summary.get("preset") or _matching_preset(state["model_settings"], state["training_settings"])
     provenance = {
         "name": name, "preset": preset, "steps_done": int(state["step"]),
-        "steps_planned": int(state["training_settings"]["steps"]), "wall_time_s": float(source["wall_time_s"]),
+        # a time budget's plan is its minutes: the steps it took are the steps it planned (once the budget is spent)
+        "steps_planned": int(state["step"] if _budget_spent(state) else state["training_settings"]["steps"]),
+        "budget_minutes": state["training_settings"].get("minutes"), "wall_time_s": float(source["wall_time_s"]),
         "device": source["device"], "device_name": source.get("device_name", ""),
         "torch_version": source["torch_version"], "lgtutorial_version": source.get("lgtutorial_version", ""),
         "reference": {k: source["reference"][k] for k in ("name", "sha256", "periodic", "shape")

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-__all__ = ["geometric_sigmas", "langevin_step_sizes", "truncation_index", "truncate", "subsample",
-           "truncated_schedule", "shortened_schedule", "annealed_levels",
+__all__ = ["geometric_sigmas", "rho_spaced_sigmas", "langevin_step_sizes", "truncation_index", "truncate", "subsample",
+           "truncated_schedule", "shortened_schedule", "annealed_levels", "one_cycle_learning_rate",
            "SIGMA_MAX", "SIGMA_MAX_THREE_PHASE", "SIGMA_MIN", "N_LEVELS", "STEP_LR", "SIGMA_C",
            "HYBRID_TRAIN_SIGMA_MAX"]
 
@@ -52,6 +52,28 @@ def geometric_sigmas(
         raise ValueError(f"n_levels must be at least 2, got {n_levels}")
     logs = torch.linspace(math.log(sigma_max), math.log(sigma_min), n_levels, dtype=torch.float64)
     return logs.exp().to(device=device, dtype=dtype)
+
+
+def rho_spaced_sigmas(
+    sigma_max: float, sigma_min: float, n_levels: int, *, rho: float = 7.0, device=None, dtype=torch.float32
+) -> torch.Tensor:
+    """``n_levels`` noise levels evenly spaced in ``sigma^(1/rho)`` (Karras et al. 2022, Eq. (5)).
+
+    ``rho = 1`` spaces them evenly in sigma; larger ``rho`` crowds them towards ``sigma_min`` (the
+    geometric spacing is the limit ``rho -> infinity``). Karras et al. use ``rho = 7``.
+
+    >>> [round(s, 4) for s in rho_spaced_sigmas(1.0, 0.01, 3, rho=1.0).tolist()]
+    [1.0, 0.505, 0.01]
+    """
+    if not sigma_max > sigma_min > 0:
+        raise ValueError(f"need sigma_max > sigma_min > 0, got {sigma_max} and {sigma_min}")
+    if not isinstance(n_levels, int) or n_levels < 2:
+        raise ValueError(f"n_levels must be an integer of at least 2, got {n_levels!r}")
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho!r}")
+    ramp = torch.linspace(0.0, 1.0, n_levels, dtype=torch.float64)
+    top, bottom = sigma_max ** (1.0 / rho), sigma_min ** (1.0 / rho)
+    return ((top + ramp * (bottom - top)) ** rho).to(device=device, dtype=dtype)
 
 
 def langevin_step_sizes(sigmas: torch.Tensor, step_lr: float = STEP_LR) -> torch.Tensor:
@@ -150,3 +172,25 @@ def annealed_levels(top: float, end: float, count: int) -> tuple[float, ...]:
     if count == 1:
         return (float(top),)
     return tuple(round(top * (end / top) ** (k / (count - 1)), 4) for k in range(count))
+
+
+def one_cycle_learning_rate(fraction: float, *, initial_lr: float, peak_lr: float, final_lr: float,
+                            warmup_fraction: float) -> float:
+    """The one-cycle learning rate at ``fraction`` (0 to 1) of a run: a cosine rise from ``initial_lr`` to
+    ``peak_lr`` over the first ``warmup_fraction``, then a cosine fall to ``final_lr``.
+
+    The shape of ``torch.optim.lr_scheduler.OneCycleLR`` (``anneal_strategy="cos"``), as a function of the
+    share of a budget spent rather than of a step count: a run given minutes instead of steps
+    (``TrainingSettings.minutes``) follows it by the elapsed share of its time. Fractions outside [0, 1]
+    are clipped.
+
+    >>> rates = dict(initial_lr=1e-3, peak_lr=1e-2, final_lr=1e-5, warmup_fraction=0.3)
+    >>> [round(one_cycle_learning_rate(f, **rates), 6) for f in (0.0, 0.15, 0.3, 1.0, 2.0)]
+    [0.001, 0.0055, 0.01, 1e-05, 1e-05]
+    """
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    if fraction < warmup_fraction:
+        start, end, along = initial_lr, peak_lr, fraction / warmup_fraction
+    else:
+        start, end, along = peak_lr, final_lr, (fraction - warmup_fraction) / (1.0 - warmup_fraction)
+    return end + (start - end) * (1.0 + math.cos(math.pi * along)) / 2.0

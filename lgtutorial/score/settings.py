@@ -68,6 +68,11 @@ UNET_PRESETS["case1-hybrid-cpu"] = UNET_PRESETS["case1-cpu"]
 UNET_PRESETS["case2-hybrid-cpu"] = UNET_PRESETS["case2-cpu"]
 
 
+#: ``steps`` of a run on a time budget (``TrainingSettings.minutes``) that names no step count: no cap in practice
+#: (the budget ends the run long before on any machine of today)
+BUDGET_STEP_CAP = 100_000_000
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
     """Denoising score matching on patches of one micrograph (Robertson et al. 2023, Section 3.2)."""
@@ -81,7 +86,9 @@ class TrainingSettings:
     batch_size: int = 128
     """patches per optimizer step"""
     steps: int = 500_000
-    """optimizer steps in all (the learning-rate cycle spans them)"""
+    """optimizer steps in all (the learning-rate cycle spans them); with ``minutes``, the most steps taken"""
+    minutes: float | None = None
+    """a time budget: train until this many minutes of wall time are spent (a resumed run counts the time spent before), the learning-rate cycle following the elapsed share of the budget instead of the step count; none: train ``steps`` steps. A budgeted run is not repeatable bit for bit (its steps depend on the machine's speed)"""
     sigma_max: float = schedules.SIGMA_MAX
     """largest noise level sigma_1 (just above the largest distance between patches)"""
     sigma_min: float = schedules.SIGMA_MIN
@@ -132,6 +139,7 @@ class TrainingSettings:
             "train_fraction": (lambda v: is_number(v) and 0 < v <= 1, "a share in (0, 1]"),
             "batch_size": (positive_int, "a positive integer"),
             "steps": (positive_int, "a positive integer"),
+            "minutes": (optional(positive_number), "a positive finite number of minutes, or none (train --steps)"),
             "sigma_max": (positive_number, "a positive finite noise level"),
             "sigma_min": (positive_number, "a positive finite noise level below sigma_max"),
             "n_levels": (lambda v: is_int(v) and v >= 2, "an integer of at least 2"),

@@ -23,7 +23,7 @@ from lgtutorial._checks import resolve_device
 from lgtutorial.microstructure import labels_to_one_hot
 from lgtutorial.score.loss import denoising_score_matching_loss
 from lgtutorial.score.patches import PatchDataset
-from lgtutorial.score.schedules import geometric_sigmas
+from lgtutorial.score.schedules import geometric_sigmas, one_cycle_learning_rate
 from lgtutorial.score.settings import TrainingSettings, UNetSettings
 from lgtutorial.score.unet import ScoreUNet
 
@@ -87,8 +87,9 @@ class TrainingStep:
     """The trainer's optimizer step, with the state it updates.
 
     Holds a fresh network (``model``, initialised from ``settings.seed``), its EMA (``ema``, eval
-    mode), Adam (0.9, 0.999), a one-cycle cosine learning rate over ``settings.steps``
-    (``scheduler``), the autocast type (``amp_dtype``: :func:`amp_dtype` when
+    mode), Adam (0.9, 0.999), a one-cycle cosine learning rate over ``settings.steps``, or with
+    ``settings.minutes`` over the share of the time budget spent (``budget_fraction``, set by the
+    trainer before each step) (``scheduler``), the autocast type (``amp_dtype``: :func:`amp_dtype` when
     ``settings.mixed_precision``, else None) and the gradient scaler (``scaler``: active under
     float16 autocast). Calling it with the training patches and the step number takes that step;
     all its randomness (batch, augmentation, noise levels, noise, dropout) is seeded from
@@ -107,13 +108,25 @@ class TrainingStep:
         self.model = ScoreUNet(model_settings, generator=torch.Generator().manual_seed(settings.seed)).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.initial_lr, betas=(0.9, 0.999))
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=settings.peak_lr, total_steps=settings.steps, pct_start=settings.warmup_fraction,
-            anneal_strategy="cos", div_factor=settings.peak_lr / settings.initial_lr,
-            final_div_factor=settings.initial_lr / settings.final_lr, cycle_momentum=False)
+        #: share of the time budget spent (``settings.minutes``): the trainer sets it before each step
+        self.budget_fraction = 0.0
+        if settings.minutes is None:
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=settings.peak_lr, total_steps=settings.steps,
+                pct_start=settings.warmup_fraction, anneal_strategy="cos",
+                div_factor=settings.peak_lr / settings.initial_lr,
+                final_div_factor=settings.initial_lr / settings.final_lr, cycle_momentum=False)
+        else:  # the same cycle over the share of the budget spent, set at the start of each step (__call__)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda _: self._budget_rate() / settings.initial_lr)
         self.amp_dtype = amp_dtype(device) if settings.mixed_precision else None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self._generator = torch.Generator(device=device)
+
+    def _budget_rate(self) -> float:
+        settings = self.settings
+        return one_cycle_learning_rate(self.budget_fraction, initial_lr=settings.initial_lr, peak_lr=settings.peak_lr,
+                                       final_lr=settings.final_lr, warmup_fraction=settings.warmup_fraction)
 
     def __call__(self, patches: PatchDataset, step: int) -> torch.Tensor:
         """Take optimizer step ``step`` (counted from 0) on a batch of ``patches``; returns its training loss.
@@ -124,6 +137,9 @@ class TrainingStep:
         random state.
         """
         settings, generator = self.settings, self._generator
+        if settings.minutes is not None:  # the rate of the share of the budget spent before this step
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._budget_rate()
         torch.manual_seed(_step_seed(settings.seed, step))  # dropout
         generator.manual_seed(_step_seed(settings.seed, step))
         index = torch.randint(len(patches), (settings.batch_size,), generator=generator, device=self.device)

@@ -79,9 +79,12 @@ class TrainingRun:
     checkpoint: Path | None
     """the checkpoint file (None when no output folder was given)"""
     stopped_at_time_limit: bool = False
-    """True when ``time_limit_s`` ran out before ``settings.steps`` (the weights are those of the last step)"""
+    """True when ``time_limit_s`` ran out before the run's end (``settings.steps``, or the budget of
+    ``settings.minutes``); the weights are those of the last step"""
     wall_time_s: float = 0.0
     """training wall time over every run of this checkpoint (resumed runs included), as the checkpoint records it"""
+    steps_per_second: float = math.nan
+    """optimizer steps per wall-clock second in this call, evaluations and checkpoints included (NaN: no step)"""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -157,6 +160,12 @@ def train_score_model(
     weights with warm-up; autocast to 16-bit floats on CUDA. Every step's randomness (batch, noise
     levels, noise, dropout) is seeded from ``(seed, step)``, so a run interrupted and resumed from
     its checkpoint ends with the same weights as an uninterrupted one.
+
+    With ``settings.minutes`` the run is a time budget: it trains until that much wall time is spent
+    (over every call on its checkpoint), evaluates and saves at the end, and its learning rate
+    follows the one-cycle shape over the elapsed share of the budget
+    (:func:`lgtutorial.score.schedules.one_cycle_learning_rate`), so that the rate anneals by the end
+    however fast or slow the machine turns out to be; ``settings.steps`` caps the steps.
 
     Args:
         reference: registry name, file path or one-hot tensor ``(1, N, H, W)``.
@@ -263,15 +272,28 @@ def train_score_model(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="training", unit="step")
+    budget_s = None if settings.minutes is None else 60.0 * settings.minutes
+
+    def spent() -> float:  # wall seconds over every call on this checkpoint
+        return wall_before + time.perf_counter() - started
+
+    if budget_s is None:
+        bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="training", unit="step")
+    else:  # a budget: the bar counts its seconds, the steps and their rate go in the postfix
+        bar = tqdm(total=round(budget_s), initial=min(round(wall_before), round(budget_s)), disable=not progress,
+                   desc="training", unit="s", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}{postfix}]")
     consistent = True
     last_saved = time.perf_counter()
     out_of_time = False
+    budget_spent = budget_s is not None and wall_before >= budget_s  # a resumed budget already spent
+    first_step = step
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _DeferredInterrupt() as stop:
-            while step < settings.steps:
+            while step < settings.steps and not budget_spent:
                 if stop.requested:
                     raise KeyboardInterrupt
+                if budget_s is not None:
+                    take_step.budget_fraction = spent() / budget_s
                 consistent = False
                 loss = take_step(split.train, step)
                 step += 1
@@ -279,7 +301,9 @@ def train_score_model(
                 loss_count += 1
                 consistent = True
                 out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
-                if step % settings.eval_every == 0 or step == settings.steps or out_of_time:
+                budget_spent = budget_s is not None and spent() >= budget_s
+                last = step == settings.steps or budget_spent
+                if step % settings.eval_every == 0 or last or out_of_time:
                     history["step"].append(step)
                     history["train_loss"].append(float(loss_sum) / loss_count)
                     history["test_loss"].append(evaluate())
@@ -287,16 +311,21 @@ def train_score_model(
                     loss_sum.zero_()
                     loss_count = 0
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.1f}", test=f"{history['test_loss'][-1]:.1f}")
-                if (step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time
+                if (step % settings.checkpoint_every == 0 or last or out_of_time
                         or time.perf_counter() - last_saved > 60 * settings.checkpoint_minutes):
                     save()
                     last_saved = time.perf_counter()
-                bar.update(1)
+                if budget_s is None:
+                    bar.update(1)
+                else:
+                    bar.update(min(round(spent()), round(budget_s)) - bar.n)
+                    bar.set_postfix_str(f"step {step:,}", refresh=False)
                 if callback is not None:
                     callback({"step": step, "loss": loss, "model": model, "ema": ema})
-                if out_of_time and step < settings.steps:
-                    bar.write(f"time limit of {time_limit_s / 60:.1f} min reached at step {step:,} of "
-                              f"{settings.steps:,}; the weights of that step are kept")
+                if out_of_time and not last:
+                    bar.write(f"time limit of {time_limit_s / 60:.1f} min reached at step {step:,}"
+                              + (f" of {settings.steps:,}" if budget_s is None else "")
+                              + "; the weights of that step are kept")
                     break
     except KeyboardInterrupt:
         if consistent:
@@ -307,5 +336,8 @@ def train_score_model(
     finally:
         bar.close()
     model.eval()
-    return TrainingRun(ema, model, sigmas, split, history, path, stopped_at_time_limit=step < settings.steps,
-                       wall_time_s=wall_before + time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TrainingRun(ema, model, sigmas, split, history, path,
+                       stopped_at_time_limit=step < settings.steps and not budget_spent,
+                       wall_time_s=wall_before + seconds,
+                       steps_per_second=(step - first_step) / seconds if step > first_step else math.nan)
