@@ -159,9 +159,6 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
         if unknown:
             raise TypeError(f"generate() got unknown settings {unknown}; the fields of HybridSettings are expected")
         settings = dataclasses.replace(settings, **overrides)
-    if settings.size is not None and settings.size < MIN_SIDE:
-        raise ValueError(f"--size {settings.size}: samples need at least {MIN_SIDE} px a side (on fewer, one pixel moves a "
-                         "volume fraction by more than 1/64, and no feature fits that the score model could refine)")
     device = resolve_device(settings.device)
     reference, material, model_name = None, None, settings.model
     if settings.statistics:

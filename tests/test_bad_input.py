@@ -145,9 +145,9 @@ def _fail(*args, **kwargs):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--dims", "3", "--size", "2"], f"--size 2: volumes need at least {MIN_SIDE} voxels a side"),
-    (["--dims", "3", "--size", "7"], "--size 7: volumes need at least 8 voxels a side"),
-    (["--size", "4"], "--size 4: samples need at least 8 px a side"),
+    (["--dims", "3", "--size", "2"], f"--size (size): expected a side of at least {MIN_SIDE} pixels, voxels for --dims 3"),
+    (["--dims", "3", "--size", "7"], "--size (size): expected a side of at least 8 pixels, voxels for --dims 3"),
+    (["--size", "4"], "--size (size): expected a side of at least 8 pixels"),
     (["--size", "10"], "--size 10: the periodic embedding (--padding 16 px on each side) may not be wider than the "
                        "sample; use --size 16 or more"),
     (["--size", "17", "--periodic", "circular"], "--size 17: the network of lgtutorial-case1 takes sides divisible "
@@ -345,3 +345,13 @@ def test_generate_with_a_pt_that_is_not_weights_prints_one_line(opaque, tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "weights_only" not in err
     assert "could not read it as score-model weights, not a file of tensors this package reads" in err
+
+
+def test_the_library_refuses_the_sizes_the_command_refuses():
+    from lgtutorial.sampling.settings import HybridSettings
+    from lgtutorial.sampling.sizes import MIN_SIDE
+
+    for size in (2, MIN_SIDE - 1):
+        with pytest.raises(ValueError, match=f"--size \\(size\\): expected a side of at least {MIN_SIDE}"):
+            HybridSettings(size=size)
+    assert HybridSettings(size=MIN_SIDE).size == MIN_SIDE

@@ -30,6 +30,7 @@ from lgtutorial._checks import (
     positive_number,
 )
 from lgtutorial.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS, SamplerConfiguration
+from lgtutorial.sampling.sizes import MIN_SIDE
 from lgtutorial.score import schedules
 
 __all__ = ["RefinementOptions", "HybridSettings"]
@@ -120,6 +121,8 @@ class HybridSettings(RefinementOptions):
         super().__post_init__()
         check_settings(self, {
             "n_samples": (positive_int, "a positive integer"),
-            "size": (optional(lambda v: is_int(v) and v >= 2), "a side of at least 2 pixels, or none"),
+            "size": (optional(lambda v: is_int(v) and v >= MIN_SIDE),
+                     f"a side of at least {MIN_SIDE} pixels, voxels for --dims 3 (on fewer, one pixel moves a volume "
+                     "fraction by more than 1/64, and no feature fits that the score model could refine), or none"),
             "seed": (non_negative_int, "a non-negative integer"),
         })

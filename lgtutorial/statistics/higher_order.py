@@ -23,6 +23,7 @@ import torch
 
 from lgtutorial.microstructure import as_tensor, float_microstructure
 from lgtutorial.statistics.two_point import (
+    clip_round_off,
     crop_lags,
     fast_fft_size,
     two_point_statistics,
@@ -95,6 +96,9 @@ def three_point_statistics(
     (0.5, 0.1667)
     """
     m = float_microstructure(microstructure)
+    dtype = m.dtype
+    if not periodic:  # float64 inside: at lags with few valid triples float32's round-off left [0, 1]
+        m = m.to(torch.float64)
     n_samples, n_phases, height, width = m.shape
     shifts = [tuple(int(s) for s in r) for r in first_displacements]
     if not shifts or any(len(r) != 2 for r in shifts):
@@ -124,7 +128,10 @@ def three_point_statistics(
             f = unpad_lags(_cross_correlate(expanded * valid, flat, shape), (height, width), cutoff)
             f = torch.where(pairs > 0.5, f / pairs.clamp_min(1.0), torch.full_like(f, math.nan))
         outputs.append(f.reshape(b, p, len(shifts), *f.shape[-2:]))
-    return torch.cat(outputs)
+    f = torch.cat(outputs)
+    if bool(((m >= 0) & (m <= 1)).all()):  # then every probability lies in [0, 1]: outside it is round-off
+        f = clip_round_off(f)
+    return f.to(dtype)
 
 
 def radial_average(statistics, *, max_radius: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,11 +28,24 @@ __all__ = [
     "fast_fft_size",
     "unpad_lags",
     "contact_chances",
+    "clip_round_off",
 ]
 
 #: How far round-off may carry a non-periodic statistic of a field with values in [0, 1] outside [0, 1]:
 #: float64 FFTs of 10^8 pixels err by about 1e-8. A value further out is left alone, for it is no round-off.
 _ROUND_OFF = 1e-6
+
+
+def clip_round_off(f: torch.Tensor) -> torch.Tensor:
+    """Probabilities computed by FFT, with values within round-off (1e-6) outside [0, 1] clipped into it.
+
+    For statistics of a field with values in [0, 1], where every true value lies in [0, 1]; a value further
+    out is left alone, for it is no round-off.
+
+    >>> clip_round_off(torch.tensor([-1e-9, 0.5, 1 + 1e-9, 1.1], dtype=torch.float64)).tolist()
+    [0.0, 0.5, 1.0, 1.1]
+    """
+    return torch.where((f > -_ROUND_OFF) & (f < 1 + _ROUND_OFF), f.clamp(0.0, 1.0), f)
 
 
 def _as_field(microstructure) -> torch.Tensor:
@@ -199,7 +212,7 @@ def two_point_statistics(
     pairs = pairs.round()
     f = f / pairs.clamp_min(min_pairs)
     if bool(((m >= 0) & (m <= 1)).all()):  # then every f_ab(r) lies in [0, 1]: outside it is round-off
-        f = torch.where((f > -_ROUND_OFF) & (f < 1 + _ROUND_OFF), f.clamp(0.0, 1.0), f)
+        f = clip_round_off(f)
     f = torch.where(pairs >= min_pairs, f, torch.full_like(f, float("nan")))
     return f.to(dtype)
 
