@@ -30,12 +30,14 @@ from lgtutorial.sampling.integrators import (
     reverse_diffusion,
     reverse_diffusion_evaluations,
 )
+from lgtutorial.sampling.ode import check_few_step_options, edm_evaluations, edm_sampler, few_step_schedule
 from lgtutorial.score.schedules import N_LEVELS, SIGMA_C, SIGMA_MAX, SIGMA_MIN, STEP_LR
 
 __all__ = ["model_volume_fraction_shift", "resolve_refinement", "SamplerConfiguration", "SAMPLERS", "DEFAULT_SAMPLER", "resolve_sampler", "prepare_model",
            "sampler_from_noise", "evaluations_at", "sampler_help"]
 
-METHODS = ("langevin", "reverse-sde")
+METHODS = ("langevin", "reverse-sde", "ode", "edm")
+FEW_STEP = ("ode", "edm")  # methods of :mod:`lgtutorial.sampling.ode`, on their own ``steps``-level schedule
 
 #: The sampler used wherever none is named: the generator, ``HybridSettings`` (and so ``lgtutorial
 #: generate``, ``demo`` and ``fit``), and a sweep design's ``sampler.name``. The paper's own is
@@ -49,7 +51,9 @@ class SamplerConfiguration:
 
     Attributes:
         method: ``"langevin"`` (annealed Langevin, Eq. (5) of Robertson et al. 2023, one step per
-            level) or ``"reverse-sde"`` (:func:`lgtutorial.sampling.integrators.reverse_diffusion`).
+            level), ``"reverse-sde"`` (:func:`lgtutorial.sampling.integrators.reverse_diffusion`), ``"ode"``
+            (the probability-flow ODE) or ``"edm"`` (the same with churn), both
+            :func:`lgtutorial.sampling.ode.edm_sampler`.
         levels: levels of the geometric schedule over the model's whole range ``[sigma_L, sigma_1]``;
             those from ``sigma_c`` down are run. ``None``: the model's own (1000 in the paper).
         sigma_end: last level run (the one of the schedule closest to it); ``None``: the model's
@@ -74,6 +78,11 @@ class SamplerConfiguration:
             samples into one phase; see :data:`SAMPLERS`.
         channels_last: run the network on channels-last tensors (a copy of the model).
         compile: ``torch.compile`` the network (a copy; tens of seconds once per shape on a CPU).
+        solver, steps, spacing, rho: ``"ode"``/``"edm"`` only: ``"euler"`` or ``"heun"`` steps, how many
+            (``steps + 1`` levels from ``sigma_c`` down to ``sigma_end``, else the model's smallest), spaced
+            ``"geometric"``-ally or as EDM's ``sigma^(1/rho)`` (``"edm"``); ``levels`` is not used.
+        churn, churn_min, churn_max, churn_noise: ``"edm"`` only: ``S_churn``, ``S_tmin``, ``S_tmax``,
+            ``S_noise`` of Karras et al. 2022, Algorithm 2.
         description: one line for tables and ``--help``.
     """
 
@@ -91,6 +100,14 @@ class SamplerConfiguration:
     segment_start: bool | None = None
     channels_last: bool = False
     compile: bool = False
+    solver: str = "heun"
+    steps: int | None = None
+    spacing: str = "geometric"
+    rho: float = 7.0
+    churn: float = 0.0
+    churn_min: float = 0.0
+    churn_max: float = float("inf")
+    churn_noise: float = 1.0
     description: str = ""
 
     def __post_init__(self):
@@ -113,6 +130,11 @@ class SamplerConfiguration:
             raise ValueError(f"initial_correctors must be a non-negative integer, got {self.initial_correctors!r}")
         if self.initial_correctors and self.method != "reverse-sde":
             raise ValueError("initial_correctors applies to method 'reverse-sde' only")
+        check_few_step_options(self)
+        if (self.steps is None) == (self.method in FEW_STEP):
+            raise ValueError(f"steps must be set for the methods {FEW_STEP} and only for them, got steps={self.steps!r}")
+        if self.churn and self.method != "edm":
+            raise ValueError(f"churn applies to method 'edm' only, got churn={self.churn!r}")
 
     def segments_start(self, n_phases: int) -> bool:
         """Whether a GRF start of ``n_phases`` phases is segmented before refinement (``segment_start``,
@@ -127,6 +149,8 @@ class SamplerConfiguration:
         """Score evaluations per sample over ``n_levels`` levels run."""
         if self.method == "langevin":
             return n_levels
+        if self.method in FEW_STEP:
+            return edm_evaluations(n_levels, solver=self.solver, denoise=self.denoise)
         return reverse_diffusion_evaluations(
             n_levels, corrector_steps=self.corrector_steps, denoise=self.denoise,
             initial_correctors=self.initial_correctors,
@@ -145,6 +169,10 @@ class SamplerConfiguration:
                 score_fn, x, sigmas, step_lr=step_lr or self.step_lr, generator=generator, callback=callback,
                 project=project,
             )
+        if self.method in FEW_STEP:
+            return edm_sampler(score_fn, x, sigmas, solver=self.solver, churn=self.churn, churn_min=self.churn_min,
+                               churn_max=self.churn_max, churn_noise=self.churn_noise, denoise=self.denoise,
+                               generator=generator, callback=callback, project=project)
         return reverse_diffusion(
             score_fn, x, sigmas, generator=generator, callback=callback, project=project,
             corrector_steps=self.corrector_steps, corrector_ratio=self.corrector_ratio, denoise=self.denoise,
@@ -293,6 +321,11 @@ def sampler_schedule(configuration: SamplerConfiguration, sigma_max: float, sigm
     one closest to ``sigma_c`` down, cut at the level closest to ``configuration.sigma_end`` (at least 2)."""
     from lgtutorial.score.schedules import truncated_schedule, truncation_index
 
+    if configuration.method in FEW_STEP:  # its own levels, from sigma_c (or the top) to sigma_end (or the bottom)
+        top = sigma_max if sigma_c is None else min(max(float(sigma_c), sigma_min), sigma_max)
+        bottom = sigma_min if configuration.sigma_end is None else max(configuration.sigma_end, sigma_min)
+        return few_step_schedule(top, bottom, configuration.steps, spacing=configuration.spacing,
+                                 rho=configuration.rho, device=device)
     sigmas = truncated_schedule(sigma_max, sigma_min, n_levels=n_levels, sigma_c=sigma_c, device=device)
     if configuration.sigma_end is not None:  # stop early, at the level closest to sigma_end
         end, first = configuration.sigma_end, float(sigmas[0])
