@@ -97,3 +97,44 @@ def fake_cuda():
         pytest.skip(f"fake CUDA layer unavailable: {reason}")
     with FakeCuda(watch=Path(data.__file__).parent) as layer:  # watches lgtutorial/
         yield layer
+
+
+#: What the device-dependent tests of the sampling, hybrid, training and volume files run on (issue #43): the CPU,
+#: the fake GPU of :mod:`tests.fake_cuda` (CPU data behind tensors that say ``cuda:0``), and a real GPU where
+#: this machine has one (skipped, with the reason, elsewhere). ``benchmarks/gpu_smoke.py`` selects the real GPU's
+#: cases with ``-k "cuda and not fake"``.
+DEVICE_KINDS = ("cpu", "fake-cuda", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU on this machine")))
+
+
+@pytest.fixture(params=DEVICE_KINDS)
+def device_kind(request) -> str:
+    """``"cpu"``, ``"fake-cuda"`` or ``"cuda"``: which of :data:`DEVICE_KINDS` this run of the test is on."""
+    return request.param
+
+
+@pytest.fixture
+def device(device_kind, request):
+    """The device of this run of a test: the CPU, or CUDA (the fake GPU of ``fake_cuda`` on for the test, or a real one).
+
+    Request it after the fixtures that make the test's inputs, so that they are made on the CPU before the fake
+    layer is on. On the CPU and the fake GPU seeded draws are the CPU's (the fake GPU's generators are CPU
+    generators), so results can be compared with the CPU's bit for bit there; :func:`cpu_streams` says when.
+    On the fake GPU the test then fails if the package called a tensor factory without a device that the
+    allow-list of ``tests/test_device_paths.py`` does not explain.
+    """
+    if device_kind != "fake-cuda":
+        yield torch.device(device_kind)
+        return
+    layer = request.getfixturevalue("fake_cuda")
+    yield torch.device("cuda")
+    from tests.test_device_paths import unexplained
+
+    left = unexplained(layer)
+    assert not left, f"device-less tensor factories in lgtutorial/ not in test_device_paths.ALLOWED: {left}"
+
+
+def cpu_streams(device_kind: str) -> bool:
+    """Whether seeded random draws on this kind of device repeat the CPU's: on the CPU and the fake GPU, not on a
+    real GPU (its generators are Philox streams of their own; tests assert statistical properties there)."""
+    return device_kind != "cuda"

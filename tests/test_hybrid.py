@@ -1,4 +1,9 @@
-"""The volume-fraction posterior wrapper and the hybrid generator (with analytic and the authors' scores)."""
+"""The volume-fraction posterior wrapper and the hybrid generator (with analytic and the authors' scores).
+
+The tests that take ``device`` run on the CPU, the fake GPU and a real one where present (``tests/conftest.py``);
+their inputs are made on the CPU first (the module's fixtures), and on the fake GPU seeded samples are compared
+with the CPU's bit for bit.
+"""
 
 import math
 from types import SimpleNamespace
@@ -22,6 +27,7 @@ from lgtutorial.sampling.samples import finalize
 from lgtutorial.score.schedules import truncated_schedule
 from lgtutorial.statistics.two_point import volume_fractions
 from lgtutorial.synthetic import blobs
+from tests.conftest import cpu_streams
 
 
 def gaussian_score(mean: float, std: float):
@@ -45,38 +51,58 @@ class ToyModel(torch.nn.Module):
         return (self.conv(x) - x) / (0.05 + sigma**2)
 
 
+@pytest.fixture(scope="module")
+def micro() -> torch.Tensor:
+    """A periodic 2-phase structure (1, 2, 32, 32): features about 3 px across, 35 % phase 1."""
+    return blobs(32, 1.4, fractions=(0.65, 0.35))
+
+
+@pytest.fixture(scope="module")
+def coarse() -> torch.Tensor:
+    """Coarser features (6 px across), 40 % phase 1."""
+    return blobs(32, 3.0, fractions=(0.6, 0.4))
+
+
+@pytest.fixture(scope="module")
+def stripes() -> torch.Tensor:
+    """Three stripes of 8 px, one per phase, periodic (1, 3, 24, 24)."""
+    labels = torch.arange(24).view(1, 24).expand(24, 24) // 8
+    return labels_to_one_hot(labels[None], n_phases=3)
+
+
 @pytest.fixture
-def field() -> GaussianRandomField:
-    # a periodic 2-phase structure: features about 3 px across, 35 % phase 1
-    return GaussianRandomField.from_microstructure(blobs(32, 1.4, fractions=(0.65, 0.35)))
+def field(micro) -> GaussianRandomField:
+    return GaussianRandomField.from_microstructure(micro)
 
 
 # -- the posterior wrapper ---------------------------------------------------------------------
 @pytest.mark.parametrize("estimate", ["segmented", "mean"])
-def test_the_posterior_pulls_the_volume_fraction_toward_the_target(estimate):
+def test_the_posterior_pulls_the_volume_fraction_toward_the_target(estimate, device):
+    # statistical: it holds on every device's random streams; the target is a CPU tensor, moved by the posterior
     prior = gaussian_score(0.2, 0.1)  # every pixel near 0.2: phase 1 is absent without conditioning
-    sigmas = truncated_schedule(20.0, 0.01, n_levels=200, sigma_c=0.75)
-    start = torch.full((2, 1, 16, 16), 0.2)
+    sigmas = truncated_schedule(20.0, 0.01, n_levels=200, sigma_c=0.75).to(device)
+    start = torch.full((2, 1, 16, 16), 0.2, device=device)
     posterior = volume_fraction_posterior(prior, torch.tensor([0.5]), estimate=estimate)
     measure = segmented_volume_fractions if estimate == "segmented" else mean_volume_fractions
-    free = measure(annealed_langevin(prior, start, sigmas, generator=torch.Generator().manual_seed(0)))
-    pulled = measure(annealed_langevin(posterior, start, sigmas, generator=torch.Generator().manual_seed(0)))
+    free = measure(annealed_langevin(prior, start, sigmas, generator=torch.Generator(device=device).manual_seed(0)))
+    pulled = measure(annealed_langevin(posterior, start, sigmas, generator=torch.Generator(device=device).manual_seed(0)))
+    assert pulled.device.type == device.type
     assert (pulled - 0.5).abs().max() < (free - 0.5).abs().min() - 0.05
     if estimate == "segmented":
         assert (pulled - 0.5).abs().max() < 0.05
 
 
-def test_the_likelihood_term_is_uniform_inside_the_mask_and_zero_outside():
-    mask = interior_mask((4, 4), 2)
-    x = torch.zeros(1, 1, 8, 8)
+def test_the_likelihood_term_is_uniform_inside_the_mask_and_zero_outside(device):
+    mask = interior_mask((4, 4), 2, device=device)
+    x = torch.zeros(1, 1, 8, 8, device=device)
     x[..., ~mask] = 5.0  # the frame does not count toward the volume fraction
     posterior = volume_fraction_posterior(
         lambda y, s: torch.zeros_like(y), [0.25], estimate="mean", mask=mask, widths=(0.1, 0.1)
     )
-    pull = posterior(x, torch.tensor(1.0))
-    assert torch.all(pull[..., ~mask] == 0)
+    pull = posterior(x, torch.tensor(1.0, device=device))
+    assert torch.all(pull[..., ~mask] == 0) and pull.device.type == device.type
     expected = -(0.0 - 0.25) / (16 * 0.1**2)
-    torch.testing.assert_close(pull[..., mask], torch.full((1, 1, 16), expected))
+    torch.testing.assert_close(pull[..., mask], torch.full((1, 1, 16), expected, device=device))
 
 
 def test_the_denoised_measure_sees_the_clean_structure_under_the_noise():
@@ -132,7 +158,7 @@ def test_posterior_rejects_bad_targets_and_shapes():
 
 # -- statistics on another grid ------------------------------------------------------------------
 def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
-    micro = blobs(48, 1.4, fractions=(0.65, 0.35))
+    micro = blobs(48, 1.4, fractions=(0.65, 0.35))  # (on other devices: tests/test_device_paths.py)
     row = statistics_row(micro)
     assert statistics_row_for_shape(row, (48, 48)) is not None
     torch.testing.assert_close(statistics_row_for_shape(row, (48, 48)), row)
@@ -149,12 +175,20 @@ def test_statistics_row_for_shape_keeps_volume_fractions_and_a_valid_spectrum():
 
 
 # -- the generator -------------------------------------------------------------------------------
-def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(field):
+def _seeded_samples(micro, device, *, seed: int, batch_size=None, return_grf=False):
+    field = GaussianRandomField.from_microstructure(micro, device=device)
+    generator = HybridGenerator(field, ToyModel(), sampler="faithful", levels=60, padding=4)
+    return generator.sample(3, seed=seed, return_grf=return_grf, progress=False, batch_size=batch_size)
+
+
+def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(micro, device_kind, device):
+    field = GaussianRandomField.from_microstructure(micro, device=device)
     generator = HybridGenerator(field, ToyModel(), sampler="faithful", levels=60, padding=4)
     first = generator.sample(3, seed=1, return_grf=True, progress=False, batch_size=2)
     again = generator.sample(3, seed=1, progress=False, batch_size=2)  # same seed and batches: same samples
     other = generator.sample(3, seed=2, progress=False)
     assert first.microstructures.shape == (3, 2, 32, 32)
+    assert first.microstructures.device.type == first.refined.device.type == first.grf.device.type == device.type
     assert torch.all(first.microstructures.sum(1) == 1)
     assert torch.equal(first.microstructures, again.microstructures)
     assert not torch.equal(first.microstructures, other.microstructures)
@@ -165,9 +199,14 @@ def test_generator_returns_seeded_one_hot_samples_and_the_grf_inputs(field):
         volume_fractions(first.grf), field.target_volume_fractions.expand(3, 2), atol=1.0 / 32**2, rtol=0
     )
     assert again.grf is None and "target" in first.report()
+    if cpu_streams(device_kind) and device.type == "cuda":  # the fake GPU: the CPU's samples, bit for bit
+        on_cpu = _seeded_samples(micro, torch.device("cpu"), seed=1, batch_size=2, return_grf=True)
+        for name in ("microstructures", "refined", "grf"):
+            assert torch.equal(getattr(first, name).cpu(), getattr(on_cpu, name)), name
 
 
-def test_conditioning_brings_a_biased_model_to_the_target(field):
+def test_conditioning_brings_a_biased_model_to_the_target(micro, device):
+    field = GaussianRandomField.from_microstructure(micro, device=device)
     target = float(field.target_volume_fractions[1])
     errors = {}
     for condition in (True, False):
@@ -185,28 +224,27 @@ def test_conditioning_brings_a_biased_model_to_the_target(field):
     assert errors[True] < 0.05 < errors[False]
 
 
-def test_more_than_two_phases_refine_the_raw_field():
-    labels = torch.arange(24).view(1, 24).expand(24, 24) // 8  # three stripes, periodic
-    field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
+def test_more_than_two_phases_refine_the_raw_field(stripes, device):
+    field = GaussianRandomField.from_microstructure(stripes, device=device)
     samples = HybridGenerator(field, ToyModel(channels=3), sampler="faithful", levels=40, padding=4).sample(
         2, seed=0, return_grf=True, progress=False
     )
-    assert samples.microstructures.shape == (2, 3, 24, 24)
+    assert samples.microstructures.shape == (2, 3, 24, 24) and samples.microstructures.device.type == device.type
     assert not torch.all((samples.grf == 0) | (samples.grf == 1))  # continuous GRF input
-    torch.testing.assert_close(samples.grf.sum(1), torch.ones(2, 24, 24))
+    torch.testing.assert_close(samples.grf.sum(1), torch.ones(2, 24, 24, device=device))
 
 
-def test_the_fast_samplers_segment_the_start_for_three_phases_too():
+def test_the_fast_samplers_segment_the_start_for_three_phases_too(stripes, device):
     """The paper's sampler keeps its rule (continuous for N > 2); the fast ones refine a segmented start,
     whose volume fractions are the target's to a pixel; an explicit segment_grf wins over both."""
-    labels = torch.arange(24).view(1, 24).expand(24, 24) // 8
-    field = GaussianRandomField.from_microstructure(labels_to_one_hot(labels[None], n_phases=3))
+    field = GaussianRandomField.from_microstructure(stripes, device=device)
     model = ToyModel(channels=3)
     fast = HybridGenerator(field, model, sampler="fast", padding=4)
     assert fast.segment_grf and not HybridGenerator(field, model, sampler="faithful", padding=4).segment_grf
     assert not HybridGenerator(field, model, sampler="fast", padding=4, segment_grf=False).segment_grf
-    start = fast.starting_points(2, generator=torch.Generator().manual_seed(0))
-    assert bool(((start == 0) | (start == 1)).all()) and torch.equal(start.sum(1), torch.ones(2, 24, 24))
+    start = fast.starting_points(2, generator=torch.Generator(device=device).manual_seed(0))
+    assert start.device.type == device.type and bool(((start == 0) | (start == 1)).all())
+    assert torch.equal(start.sum(1), torch.ones(2, 24, 24, device=device))
     torch.testing.assert_close(start.mean((-2, -1)), field.target_volume_fractions.expand(2, 3).float(),
                                atol=1 / 24**2, rtol=0)
 
@@ -246,16 +284,16 @@ def test_bad_combinations_give_clear_errors(field):
 
 # -- with the authors' case-study-1 model ------------------------------------------------------
 @pytest.mark.requires_data("nbsa-authors-checkpoint", "nbsa-proxy", "ngrf-three-phase-simple")
-def test_authors_model_refines_a_grf_sample():
+def test_authors_model_refines_a_grf_sample(device):
     from lgtutorial.data import load_reference
     from lgtutorial.score.registry import load_score_model
 
-    model, sigmas = load_score_model("nbsa-authors-checkpoint")
+    model, sigmas = load_score_model("nbsa-authors-checkpoint", device=device)
     reference, _ = load_reference("nbsa-proxy")
     generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(32, 32), sampler="faithful",
-                                               levels=40)
+                                               levels=40, device=device)
     samples = generator.sample(1, seed=0, return_grf=True, progress=False)
-    assert samples.microstructures.shape == (1, 2, 32, 32)
+    assert samples.microstructures.shape == (1, 2, 32, 32) and samples.microstructures.device.type == device.type
     assert torch.all(samples.microstructures.sum(1) == 1)
     assert not torch.equal(samples.microstructures, samples.grf)  # the model changed the GRF sample
     with pytest.raises(ValueError, match="1 channel\\(s\\) but the statistics describe 3 phases"):
@@ -264,11 +302,6 @@ def test_authors_model_refines_a_grf_sample():
 
 
 # -- the collapse guard ----------------------------------------------------------------------------
-def _blob_field():
-    """The statistics of coarser features (6 px across), 40 % phase 1."""
-    return GaussianRandomField.from_microstructure(blobs(32, 3.0, fractions=(0.6, 0.4)))
-
-
 def _overconfident(x, sigma):
     """A score that pulls every pixel hard towards its nearest phase: stable under the paper's small
     steps, but the fast sampler's larger ones overshoot and collapse the sample into one phase (as a
@@ -276,14 +309,15 @@ def _overconfident(x, sigma):
     return -4.0 * (x - (x > 0.5).to(x.dtype)) / sigma**2
 
 
-def test_collapsed_samples_are_redone_with_the_faithful_sampler():
-    field = _blob_field()
+def test_collapsed_samples_are_redone_with_the_faithful_sampler(coarse, device):
+    field = GaussianRandomField.from_microstructure(coarse, device=device)
     target = float(field.target_volume_fractions[1])
     unguarded = HybridGenerator(field, _overconfident, channels=1, sampler="fast", guard=None).sample(4, seed=0, progress=False)
     assert float(unguarded.achieved_volume_fractions[:, 1].max()) < 0.05  # collapsed, silently
     generator = HybridGenerator(field, _overconfident, channels=1, sampler="fast")
     guarded = generator.sample(4, seed=0, progress=False)
     assert guarded.recovered == [0, 1, 2, 3] and guarded.degenerate == []
+    assert guarded.microstructures.device.type == guarded.refined.device.type == device.type
     # the evaluation counter includes the faithful redos
     fallback = generator.fallback()
     assert fallback.sampler_name == "faithful" and fallback.evaluations == 4 * fallback.evaluations_per_sample
@@ -292,8 +326,8 @@ def test_collapsed_samples_are_redone_with_the_faithful_sampler():
     assert "redone with the faithful sampler" in guarded.report()
 
 
-def test_samples_that_fail_even_the_faithful_sampler_are_listed_as_degenerate():
-    field = _blob_field()
+def test_samples_that_fail_even_the_faithful_sampler_are_listed_as_degenerate(coarse, device):
+    field = GaussianRandomField.from_microstructure(coarse, device=device)
 
     def broken(x, sigma):
         return torch.full_like(x, float("nan"))

@@ -1,4 +1,7 @@
-"""Annealed Langevin, the truncated schedule, the periodic embedding and circular convolutions."""
+"""Annealed Langevin, the truncated schedule, the periodic embedding and circular convolutions.
+
+The tests that take ``device`` run on the CPU, the fake GPU and a real one where present (``tests/conftest.py``).
+"""
 
 import pytest
 import torch
@@ -13,8 +16,7 @@ from lgtutorial.sampling.integrators import (
 )
 from lgtutorial.score.channels import from_model_channels, to_model_channels
 from lgtutorial.score.schedules import geometric_sigmas, truncated_schedule
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+from tests.conftest import cpu_streams
 
 
 def gaussian_score(mean: float, std: float):
@@ -38,36 +40,35 @@ def test_zero_score_and_zero_noise_is_the_identity():
     assert out is not x  # the input is not modified in place
 
 
-def test_langevin_samples_a_gaussian_with_the_right_mean_and_spread():
-    generator = torch.Generator().manual_seed(1)
-    sigmas = geometric_sigmas(5.0, 0.01, 300)
-    x = 5.0 * torch.randn(4000, generator=generator)
+def test_langevin_samples_a_gaussian_with_the_right_mean_and_spread(device):
+    # statistical: it holds on every device's random streams
+    generator = torch.Generator(device=device).manual_seed(1)
+    sigmas = geometric_sigmas(5.0, 0.01, 300, device=device)
+    x = 5.0 * torch.randn(4000, generator=generator, device=device)
     out = annealed_langevin(gaussian_score(1.0, 0.5), x, sigmas, step_lr=1e-4, generator=generator)
+    assert out.device.type == device.type
     assert float(out.mean()) == pytest.approx(1.0, abs=0.05)
     assert float(out.std()) == pytest.approx(0.5, rel=0.1)
 
 
-def test_seeded_runs_repeat_and_the_callback_sees_every_step():
-    sigmas = geometric_sigmas(1.0, 0.01, 6)
-    x = torch.zeros(1, 1, 4, 4)
+def _seeded_run(device, callback=None) -> torch.Tensor:
+    return annealed_langevin(gaussian_score(0.0, 1.0), torch.zeros(1, 1, 4, 4, device=device),
+                             geometric_sigmas(1.0, 0.01, 6, device=device),
+                             generator=torch.Generator(device=device).manual_seed(3), steps_per_level=2,
+                             callback=callback)
+
+
+def test_seeded_runs_repeat_and_the_callback_sees_every_step(device_kind, device):
     seen = []
-    runs = [
-        annealed_langevin(
-            gaussian_score(0.0, 1.0),
-            x,
-            sigmas,
-            generator=torch.Generator().manual_seed(3),
-            steps_per_level=2,
-            callback=seen.append,
-        )
-        for _ in range(2)
-    ]
-    assert torch.equal(runs[0], runs[1])
-    assert len(seen) == 2 * 2 * len(sigmas)
+    runs = [_seeded_run(device, seen.append) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1]) and runs[0].device.type == device.type
+    assert len(seen) == 2 * 2 * 6
     assert {"i", "sigma", "x", "step_size"} <= set(seen[0])
+    assert all(info["x"].device.type == info["sigma"].device.type == device.type for info in seen)
+    if cpu_streams(device_kind):  # the fake GPU draws the CPU's numbers: the same run, bit for bit
+        assert torch.equal(runs[0].cpu(), _seeded_run(torch.device("cpu")))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_shapes_dtypes_and_devices_are_preserved(device):
     x = torch.rand(3, 2, 8, 6, device=device, dtype=torch.float64)
     out = annealed_langevin(
@@ -79,7 +80,7 @@ def test_shapes_dtypes_and_devices_are_preserved(device):
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
     embedded = periodic_embed(x, 2)
     assert embedded.shape == (3, 2, 12, 10) and embedded.device == x.device
-    assert interior_mask((8, 6), 2, device=device).device.type == torch.device(device).type
+    assert interior_mask((8, 6), 2, device=device).device.type == device.type
 
 
 def test_bad_schedules_are_rejected():
@@ -119,12 +120,12 @@ def test_periodic_embedding_continues_across_every_edge():
         periodic_embed(x, 6)
 
 
-def test_embedding_makes_a_non_periodic_local_score_act_periodically():
+def test_embedding_makes_a_non_periodic_local_score_act_periodically(device_kind, device):
     """With the frame re-copied after every step, zero-padded convolutions see a periodic domain:
     the result equals running the same score with circular padding on the bare domain."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 1, 12, 10, generator=generator)
-    sigmas = geometric_sigmas(1.0, 0.01, 20)
+    x = torch.rand(2, 1, 12, 10, generator=generator).to(device)
+    sigmas = geometric_sigmas(1.0, 0.01, 20, device=device)
 
     def circular_score(y, sigma):
         return local_score(torch.nn.functional.pad(y, (1, 1, 1, 1), mode="circular"), sigma)[..., 1:-1, 1:-1]
@@ -142,6 +143,11 @@ def test_embedding_makes_a_non_periodic_local_score_act_periodically():
     plain = annealed_langevin(local_score, x, sigmas, step_lr=1e-3, noise_scale=0.0)
     torch.testing.assert_close(crop_embedding(embedded, width), reference)
     assert not torch.allclose(plain, reference, atol=1e-3)  # without the embedding the edges differ
+    assert embedded.device.type == reference.device.type == device.type
+    if device_kind == "fake-cuda":  # no noise: the same CPU kernels give the CPU's numbers
+        cpu = annealed_langevin(local_score, periodic_embed(x.cpu(), width), sigmas.cpu(), step_lr=1e-3,
+                                noise_scale=0.0, project=lambda y: refresh_embedding(y, width))
+        assert torch.equal(embedded.cpu(), cpu)
 
 
 def test_circular_padding_copy_is_shift_equivariant_and_leaves_the_original_alone():
