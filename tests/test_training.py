@@ -1,7 +1,12 @@
-"""Denoising score matching, the trainer (EMA, resume, checkpoints), sampling and the report, at tiny sizes."""
+"""Denoising score matching, the trainer (EMA, resume, checkpoints), sampling and the report, at tiny sizes.
+
+The tests that take ``device`` run on the CPU, the fake GPU and a real one where present (``tests/conftest.py``);
+on the fake GPU, whose random draws are the CPU's, a run is compared with the CPU's bit for bit.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -17,7 +22,9 @@ from lgtutorial.score.settings import TRAINING_PRESETS, TrainingSettings, UNetSe
 from lgtutorial.score.step import _update_ema
 from lgtutorial.score.training import train_score_model
 from lgtutorial.score.unet import ScoreUNet
+from tests.conftest import cpu_streams
 
+CPU = torch.device("cpu")
 TINY_MODEL = UNetSettings(channels=1, latent_channels=6, depth=1, num_blocks=1)
 TINY = TrainingSettings(patch_size=16, n_patches=120, batch_size=8, steps=16, eval_every=8, checkpoint_every=8,
                         device="cpu")
@@ -46,26 +53,28 @@ def test_presets_hold_the_papers_recipe():
         TrainingSettings.preset("fast")
 
 
-def test_loss_is_the_sigma_weighted_score_matching_objective():
-    model = ScoreUNet(TINY_MODEL, generator=torch.Generator().manual_seed(0)).eval()
-    clean = torch.rand(4, 1, 8, 8)
-    sigmas = torch.tensor([3.0, 1.0, 0.1])
-    loss = denoising_score_matching_loss(model, clean, sigmas, generator=torch.Generator().manual_seed(5))
-    # the same draws, written as (1/2) sigma^2 || s(x~, sigma) + (x~ - x) / sigma^2 ||^2
-    generator = torch.Generator().manual_seed(5)
-    sigma = sigmas[torch.randint(3, (4,), generator=generator)].view(-1, 1, 1, 1)
-    noisy = clean + sigma * torch.randn(clean.shape, generator=generator)
+def test_loss_is_the_sigma_weighted_score_matching_objective(device):
+    model = ScoreUNet(TINY_MODEL, generator=torch.Generator().manual_seed(0)).eval().to(device)
+    clean = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)).to(device)
+    sigmas = torch.tensor([3.0, 1.0, 0.1], device=device)
+    loss = denoising_score_matching_loss(model, clean, sigmas, generator=torch.Generator(device=device).manual_seed(5))
+    assert loss.device.type == device.type and loss.ndim == 0
+    # the same draws (the same device's generator), written as (1/2) sigma^2 || s(x~, sigma) + (x~ - x) / sigma^2 ||^2
+    generator = torch.Generator(device=device).manual_seed(5)
+    sigma = sigmas[torch.randint(3, (4,), generator=generator, device=device)].view(-1, 1, 1, 1)
+    noisy = clean + sigma * torch.randn(clean.shape, generator=generator, device=device)
     with torch.no_grad():
         direct = 0.5 * (sigma**2 * (model.score(noisy, sigma.flatten()) + (noisy - clean) / sigma**2).square()).sum((1, 2, 3))
     torch.testing.assert_close(loss.detach(), direct.mean(), rtol=1e-5, atol=1e-5)
 
 
-def test_ema_warm_up():
-    model, ema = ScoreUNet(TINY_MODEL), ScoreUNet(TINY_MODEL)
+def test_ema_warm_up(device):
+    model, ema = ScoreUNet(TINY_MODEL).to(device), ScoreUNet(TINY_MODEL).to(device)
     before = [p.clone() for p in ema.parameters()]
     _update_ema(ema, model, 0, 0.999)  # decay (1 + 0) / (10 + 0) = 0.1
     for old, new, target in zip(before, ema.parameters(), model.parameters()):
         torch.testing.assert_close(new, 0.1 * old + 0.9 * target)
+        assert new.device.type == device.type
     _update_ema(ema, model, 10**6, 0.999)  # capped at 0.999 late in training
     assert min(0.999, (1 + 10**6) / (10 + 10**6)) == 0.999
 
@@ -87,7 +96,7 @@ def test_training_reduces_the_test_loss_and_learns_to_denoise(trained):
 
 
 @pytest.mark.requires_data("nbsa-proxy")
-def test_checkpoint_round_trip_with_weights_only(trained):
+def test_checkpoint_round_trip_with_weights_only(trained, device):
     run, folder = trained
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 16 and state["model_settings"] == dataclasses.asdict(TINY_MODEL)
@@ -103,6 +112,12 @@ def test_checkpoint_round_trip_with_weights_only(trained):
         torch.testing.assert_close(model(x), run.model(x))
     raw, _, _ = load_checkpoint(folder / "checkpoint.pt", weights="model")
     assert all(torch.equal(a, b) for a, b in zip(raw.parameters(), run.raw_model.parameters()))
+    # loaded onto the device: the same weights there, the levels beside them
+    moved, moved_sigmas, _ = load_checkpoint(folder, device=device)
+    assert next(moved.parameters()).device.type == moved_sigmas.device.type == device.type
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(moved.parameters(), model.parameters()))
+    with torch.no_grad():
+        torch.testing.assert_close(moved(x.to(device)).cpu(), run.model(x), rtol=1e-4, atol=1e-4)
 
 
 def _interrupt_at(step):
@@ -114,21 +129,34 @@ def _interrupt_at(step):
 
 
 @pytest.mark.requires_data("nbsa-proxy")
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, device_kind, device):
+    """On another device than the CPU the run is interrupted on one and resumed on the other, both ways: the
+    checkpoint's state (weights, EMA, Adam, scheduler, running loss) moves between devices."""
     settings = dataclasses.replace(TINY, steps=8, eval_every=3, checkpoint_every=4)
     whole = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
                               output=tmp_path / "whole", progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
-                          output=tmp_path / "parts", progress=False, callback=_interrupt_at(5))
-    assert torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)["step"] == 5
-    resumed = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, training_settings=settings,
-                                output=tmp_path / "parts", resume=True, progress=False)
-    for name in ("model", "raw_model"):
-        for a, b in zip(getattr(whole, name).parameters(), getattr(resumed, name).parameters()):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    assert whole.history["step"] == resumed.history["step"] == [0, 3, 6, 8]
-    torch.testing.assert_close(torch.tensor(whole.history["test_loss"]), torch.tensor(resumed.history["test_loss"]))
+    for first, then in [(CPU, CPU)] if device.type == "cpu" else [(device, CPU), (CPU, device)]:
+        folder = tmp_path / f"{first.type}-{then.type}"
+        with pytest.raises(KeyboardInterrupt):
+            train_score_model("nbsa-proxy", model_settings=TINY_MODEL, progress=False, output=folder,
+                              training_settings=dataclasses.replace(settings, device=str(first)),
+                              callback=_interrupt_at(5))
+        state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+        assert state["step"] == 5 and state["provenance"]["device"] == str(first)
+        resumed = train_score_model("nbsa-proxy", model_settings=TINY_MODEL, output=folder, resume=True,
+                                    training_settings=dataclasses.replace(settings, device=str(then)), progress=False)
+        assert all(p.device.type == then.type for p in resumed.model.parameters())
+        assert whole.history["step"] == resumed.history["step"] == [0, 3, 6, 8]
+        if cpu_streams(device_kind):  # the CPU's draws on either device: the uninterrupted run's weights
+            for name in ("model", "raw_model"):
+                for a, b in zip(getattr(whole, name).parameters(), getattr(resumed, name).parameters()):
+                    torch.testing.assert_close(a, b.cpu(), rtol=0, atol=1e-6)
+            torch.testing.assert_close(torch.tensor(whole.history["test_loss"]),
+                                       torch.tensor(resumed.history["test_loss"]))
+        else:  # a GPU draws other batches and noise: the history up to the checkpoint is the one it carried
+            assert all(math.isfinite(v) for v in resumed.history["test_loss"])
+            if first.type == "cpu":
+                assert resumed.history["test_loss"][:2] == whole.history["test_loss"][:2]
 
 
 @pytest.mark.requires_data("nbsa-proxy", "ti-alpha-beta", "nbsa-authors-checkpoint")
@@ -176,16 +204,29 @@ def test_shortened_schedule_caps_the_step_ratio():
     torch.testing.assert_close(steps / levels**2, torch.full((500,), 0.4))  # 2x
 
 
+def _report(run, device, levels, steps):
+    """The training report of a copy of the run's model, with copies of its patch sets kept on ``device`` (as
+    the trainer keeps them)."""
+    model = copy.deepcopy(run.model).to(device)
+    train, test = (copy.deepcopy(patches).to(device) for patches in (run.patches.train, run.patches.test))
+    return training_report(model, train, sigmas=levels, step_sizes=steps, n_samples=3, test_patches=test,
+                           generator=torch.Generator(device=device).manual_seed(0))
+
+
 @pytest.mark.requires_data("nbsa-proxy")
-def test_unconditional_samples_and_report(trained):
+def test_unconditional_samples_and_report(trained, device_kind, device):
     run, _ = trained
     levels, steps = shortened_schedule(run.sigmas, 20)
-    samples = sample_unconditional(run.model, n_samples=3, shape=(16, 32), sigmas=levels, step_sizes=steps,
-                                   generator=torch.Generator().manual_seed(0))
-    assert samples.shape == (3, 2, 16, 32) and torch.equal(samples.sum(1), torch.ones(3, 16, 32))
-    report = training_report(run.model, run.patches.train, sigmas=levels, step_sizes=steps, n_samples=3,
-                             test_patches=run.patches.test, generator=torch.Generator().manual_seed(0))
+    model = copy.deepcopy(run.model).to(device)  # the module-wide run stays on the CPU
+    samples = sample_unconditional(model, n_samples=3, shape=(16, 32), sigmas=levels, step_sizes=steps,
+                                   generator=torch.Generator(device=device).manual_seed(0))
+    assert samples.shape == (3, 2, 16, 32) and torch.equal(samples.sum(1), torch.ones(3, 16, 32, device=device))
+    report = _report(run, device, levels, steps)
     summary = report.summary
+    assert report.samples.device.type == "cpu"
+    if cpu_streams(device_kind) and device.type == "cuda":  # the fake GPU: the CPU's report, number for number
+        on_cpu = _report(run, CPU, levels, steps)
+        assert torch.equal(report.samples, on_cpu.samples) and summary == on_cpu.summary
     assert report.samples.shape == (3, 2, 16, 16)
     assert summary["volume_fraction"]["training_mean"][1] == pytest.approx(0.37, abs=0.05)
     assert sum(summary["volume_fraction"]["samples_mean"]) == pytest.approx(1.0)
@@ -208,18 +249,21 @@ def test_cli_train_writes_checkpoint_and_report(tmp_path):
     assert state["model_settings"]["latent_channels"] == 40
 
 
-def test_dihedral_augmentation_draws_every_symmetry_and_keeps_each_patch_whole():
+def test_dihedral_augmentation_draws_every_symmetry_and_keeps_each_patch_whole(device_kind, device):
     from lgtutorial.score.step import dihedral_augment
 
-    patches = torch.rand(4000, 3, 5, 5)
-    out = dihedral_augment(patches, generator=torch.Generator().manual_seed(0))
+    patches = torch.rand(4000, 3, 5, 5, generator=torch.Generator().manual_seed(1)).to(device)
+    out = dihedral_augment(patches, generator=torch.Generator(device=device).manual_seed(0))
+    assert out.device.type == device.type
+    if cpu_streams(device_kind) and device.type == "cuda":  # the fake GPU draws the CPU's symmetries
+        assert torch.equal(out.cpu(), dihedral_augment(patches.cpu(), generator=torch.Generator().manual_seed(0)))
     # each output is one of the 8 images of its own patch, and the 8 are drawn about equally often
     images = torch.stack([patches, patches.flip(-1), patches.flip(-2), patches.flip(-1, -2), patches.mT,
                           patches.mT.flip(-1), patches.mT.flip(-2), patches.mT.flip(-1, -2)])
     which = (images == out).flatten(2).all(-1).float().argmax(0)
     assert ((images == out).flatten(2).all(-1).sum(0) == 1).all()
     counts = torch.bincount(which, minlength=8)
-    assert counts.min() > 400 and counts.max() < 600, counts
+    assert counts.min() > 400 and counts.max() < 600, counts  # statistical: any device's draws
     torch.testing.assert_close(out.sum(dim=(2, 3)), patches.sum(dim=(2, 3)))
     with pytest.raises(ValueError, match="square patches"):
         dihedral_augment(torch.rand(2, 1, 4, 6))
@@ -261,13 +305,15 @@ class _NoiseRecorder(torch.nn.Module):
         return torch.zeros_like(x)
 
 
-def test_log_normal_noise_levels_follow_their_law_inside_the_trained_range():
-    sigmas = torch.exp(torch.linspace(math.log(50.0), math.log(0.01), 1000))
-    clean = torch.zeros(4000, 1, 24, 24)
+def test_log_normal_noise_levels_follow_their_law_inside_the_trained_range(device):
+    # statistical: it holds on every device's random streams
+    sigmas = torch.exp(torch.linspace(math.log(50.0), math.log(0.01), 1000, device=device))
+    clean = torch.zeros(4000, 1, 24, 24, device=device)
     recorder = _NoiseRecorder()
     mean, std = math.log(0.45), 1.2
-    denoising_score_matching_loss(recorder, clean, sigmas, generator=torch.Generator().manual_seed(0),
+    denoising_score_matching_loss(recorder, clean, sigmas, generator=torch.Generator(device=device).manual_seed(0),
                                   log_normal=(mean, std))
+    assert recorder.seen[0].device.type == device.type
     drawn = recorder.seen[0].flatten(1).std(dim=1)  # each patch's noise level, to about 3 %
     log_drawn = drawn.log()
     # inside the range the draws follow N(mean, std) in ln sigma; the tails are clamped to the range's ends
@@ -278,7 +324,7 @@ def test_log_normal_noise_levels_follow_their_law_inside_the_trained_range():
     assert float(drawn.max()) < 50.0 * 1.15 and float(drawn.min()) > 0.01 * 0.85
     # the paper's uniform draw over the levels puts far fewer patches there
     uniform = _NoiseRecorder()
-    denoising_score_matching_loss(uniform, clean, sigmas, generator=torch.Generator().manual_seed(0))
+    denoising_score_matching_loss(uniform, clean, sigmas, generator=torch.Generator(device=device).manual_seed(0))
     spread = uniform.seen[0].flatten(1).std(dim=1)
     assert float(((spread > 0.16) & (spread < 1.0)).float().mean()) < inside / 2
 

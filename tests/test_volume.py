@@ -1,4 +1,8 @@
-"""3D generation from one 2D micrograph: statistics under isotropy, the slice score, the volume generator, export."""
+"""3D generation from one 2D micrograph: statistics under isotropy, the slice score, the volume generator, export.
+
+The tests that take ``device`` run on the CPU, the fake GPU and a real one where present (``tests/conftest.py``),
+at 8^3 to 16^3 (the 32^3 refinements stay on the CPU); their micrographs are made on the CPU first.
+"""
 
 import math
 import warnings
@@ -24,6 +28,7 @@ from lgtutorial.volume.statistics import (
     radial_profiles,
     transversely_isotropic_statistics,
 )
+from tests.conftest import cpu_streams
 
 
 def blobs(size: int = 64, seed: int = 0, *, stretch: int = 1) -> torch.Tensor:
@@ -37,6 +42,12 @@ def blobs(size: int = 64, seed: int = 0, *, stretch: int = 1) -> torch.Tensor:
 def tiny_model(seed: int = 0, channels: int = 1) -> ScoreUNet:
     settings = UNetSettings(channels=channels, latent_channels=4, depth=1, num_blocks=0)
     return ScoreUNet(settings, generator=torch.Generator().manual_seed(seed)).eval()
+
+
+@pytest.fixture(scope="module")
+def micrograph() -> torch.Tensor:
+    """:func:`blobs` of 64 px, made once on the CPU."""
+    return blobs()
 
 
 def assert_valid_row(row: torch.Tensor, v: torch.Tensor, reference_phase: int = 0) -> GaussianRandomField:
@@ -140,11 +151,11 @@ def test_transversely_isotropic_statistics_keep_the_long_axis():
 # -- the slice score ---------------------------------------------------------------------------------------
 
 
-def test_slice_score_is_the_2d_model_on_every_slice_of_every_orientation():
-    model = tiny_model()
+def test_slice_score_is_the_2d_model_on_every_slice_of_every_orientation(device):
+    model = tiny_model().to(device)
     periodic = with_circular_padding(model)
-    volume = torch.rand(2, 1, 6, 8, 10, generator=torch.Generator().manual_seed(0))
-    sigma = torch.tensor([0.5, 0.2])
+    volume = torch.rand(2, 1, 6, 8, 10, generator=torch.Generator().manual_seed(0)).to(device)
+    sigma = torch.tensor([0.5, 0.2], device=device)
     score = slice_score(model, chunk_size=5)  # chunks that do not divide the slice counts
     with torch.no_grad():
         result = score(volume, sigma)
@@ -155,7 +166,7 @@ def test_slice_score_is_the_2d_model_on_every_slice_of_every_orientation():
         }
         for orientation, expected in by_hand.items():
             assert torch.allclose(score.only(orientation)(volume, sigma), expected, atol=1e-5)
-    assert torch.allclose(result, sum(by_hand.values()) / 3, atol=1e-5)
+    assert torch.allclose(result, sum(by_hand.values()) / 3, atol=1e-5) and result.device.type == device.type
     assert score.calls == 4 and score.slices == 2 * (6 + 8 + 10) * 2
 
 
@@ -200,20 +211,29 @@ def test_an_untrained_tiny_model_refines_a_32_cube_without_nans(scheme, sampler)
     assert "score evaluations" in samples.report()
 
 
-def test_annealed_passes_run_one_schedule_per_pass_in_turning_orientations():
-    generator = VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(16, 16, 16), sigma_pass=(0.5, 0.3, 0.15, 0.1))
+def _annealed_volume(micrograph, device, callback=None):
+    generator = VolumeGenerator.from_micrograph(micrograph, tiny_model(), shape=(16, 16, 16), device=device,
+                                                sigma_pass=(0.5, 0.3, 0.15, 0.1))
+    return generator, generator.sample(1, seed=0, progress=False, callback=callback, return_grf=True)
+
+
+def test_annealed_passes_run_one_schedule_per_pass_in_turning_orientations(micrograph, device_kind, device):
+    seen = []
+    generator, samples = _annealed_volume(micrograph, device, lambda info: seen.append(info["pass"]))
     assert generator.passes == ("xy", "xz", "yz", "xy", "xz")
     starts = [float(levels[0]) for levels in generator.pass_schedules]
     assert starts == sorted(starts, reverse=True) and abs(starts[0] - 0.5) < 0.05  # each re-noises less
-    seen = []
-    samples = generator.sample(1, seed=0, progress=False, callback=lambda info: seen.append(info["pass"]))
     assert sorted(set(seen)) == [0, 1, 2, 3, 4] or sorted(set(seen)) == [0, 1, 2, 3]  # a pass at sigma_end may be empty
     assert samples.evaluations == generator.evaluations_per_sample and samples.slice_evaluations == generator.slices_per_sample
+    assert samples.volumes.device.type == device.type and torch.all(samples.volumes.sum(1) == 1)
+    if cpu_streams(device_kind) and device.type == "cuda":  # the fake GPU: the CPU's volume, bit for bit
+        on_cpu = _annealed_volume(micrograph, torch.device("cpu"))[1]
+        assert torch.equal(samples.volumes.cpu(), on_cpu.volumes) and torch.equal(samples.grf.cpu(), on_cpu.grf)
     assert len(ANNEALED_PASSES) == 11 and ANNEALED_PASSES[0] == 0.6 and ANNEALED_PASSES[-1] == 0.15
     with pytest.raises(ValueError, match="non-empty sequence"):
-        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), sigma_pass=())
+        VolumeGenerator.from_micrograph(micrograph, tiny_model(), shape=(8, 8, 8), sigma_pass=())
     with pytest.raises(ValueError, match="sigma_pass must lie in the model's range"):
-        VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), sigma_pass=(0.5, 50.0))
+        VolumeGenerator.from_micrograph(micrograph, tiny_model(), shape=(8, 8, 8), sigma_pass=(0.5, 50.0))
 
 
 def test_final_denoising_step_runs_all_orientations_once_per_draw():
@@ -237,24 +257,24 @@ def test_final_denoising_step_runs_all_orientations_once_per_draw():
         VolumeGenerator.from_micrograph(blobs(), tiny_model(), shape=(8, 8, 8), final_sigma=0.4, final_draws=0)
 
 
-def test_final_denoising_step_keeps_a_volume_the_orientations_agree_on():
+def test_final_denoising_step_keeps_a_volume_the_orientations_agree_on(micrograph, device):
     # a score that says "this is clean" (zero) in every orientation: the averaged draws' noise cancels,
     # every voxel keeps its phase (no volume-fraction pull: conditioning off)
-    generator = VolumeGenerator.from_micrograph(blobs(), lambda x, sigma: torch.zeros_like(x), shape=(8, 8, 8),
-                                                channels=1, condition_volume_fraction=False, final_sigma=0.05,
-                                                final_draws=4)
-    volume = (torch.rand(1, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.6).float()
-    out = generator._final_denoise(volume, generator=torch.Generator().manual_seed(1))
-    assert torch.equal((out > 0.5).float(), volume)
-
-
-def test_volume_fraction_posterior_acts_on_the_whole_volume():
-    micrograph = blobs()
     generator = VolumeGenerator.from_micrograph(micrograph, lambda x, sigma: torch.zeros_like(x), shape=(8, 8, 8),
-                                                channels=1)
-    x = torch.zeros(1, 1, 8, 8, 8)
+                                                channels=1, condition_volume_fraction=False, final_sigma=0.05,
+                                                final_draws=4, device=device)
+    volume = (torch.rand(1, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.6).float().to(device)
+    out = generator._final_denoise(volume, generator=torch.Generator(device=device).manual_seed(1))
+    assert torch.equal((out > 0.5).float(), volume) and out.device.type == device.type
+
+
+def test_volume_fraction_posterior_acts_on_the_whole_volume(micrograph, device):
+    generator = VolumeGenerator.from_micrograph(micrograph, lambda x, sigma: torch.zeros_like(x), shape=(8, 8, 8),
+                                                channels=1, device=device)
+    x = torch.zeros(1, 1, 8, 8, 8, device=device)
     x[:, :, :4] = 1.0  # half the volume in phase 1, above the target of 0.35
-    pull = generator.score()(x, torch.tensor(0.5))
+    pull = generator.score()(x, torch.tensor(0.5, device=device))
+    assert pull.device.type == device.type
     assert torch.all(pull < 0) and torch.allclose(pull, pull.flatten()[0].expand_as(pull))  # same push everywhere
 
 
@@ -280,12 +300,12 @@ def test_likelihood_widths_stop_narrowing_above_width_voxels(monkeypatch):
 # -- export ------------------------------------------------------------------------------------------------
 
 
-def test_tiff_stack_round_trips_with_tifffile(tmp_path):
+def test_tiff_stack_round_trips_with_tifffile(tmp_path, device):
     import tifffile
 
     labels = torch.randint(0, 3, (1, 5, 6, 7), generator=torch.Generator().manual_seed(0))
     volume = labels_to_one_hot(labels, n_phases=3, spatial_dims=3)
-    path = save_tiff_stack(volume, tmp_path / "out" / "volume.tif", voxel_size=0.5)
+    path = save_tiff_stack(volume.to(device), tmp_path / "out" / "volume.tif", voxel_size=0.5)
     stored = tifffile.imread(path)
     assert stored.dtype == np.uint8 and stored.shape == (5, 6, 7)
     assert np.array_equal(stored, labels[0].numpy())
@@ -293,13 +313,15 @@ def test_tiff_stack_round_trips_with_tifffile(tmp_path):
         assert tif.is_imagej and tif.imagej_metadata["spacing"] == 0.5 and len(tif.pages) == 5
     assert torch.equal(load_tiff_stack(path, n_phases=3), volume)
     assert not list(path.parent.glob(".*.tmp"))  # the temporary file was renamed onto the target
+    save_tiff_stack(labels[0].to(device), tmp_path / "labels.tif")  # integer labels on the device too
+    assert np.array_equal(tifffile.imread(tmp_path / "labels.tif"), labels[0].numpy())
 
 
-def test_orthogonal_slices_figure_is_written_as_png(tmp_path):
+def test_orthogonal_slices_figure_is_written_as_png(tmp_path, device):
     import matplotlib
 
     matplotlib.use("Agg")
-    volume = labels_to_one_hot(torch.randint(0, 2, (1, 6, 6, 6)), n_phases=2, spatial_dims=3)
+    volume = labels_to_one_hot(torch.randint(0, 2, (1, 6, 6, 6)), n_phases=2, spatial_dims=3).to(device)
     figure = plot_orthogonal_slices(volume, path=tmp_path / "slices.png", title="test")
     assert len(figure.axes) == 3 and (tmp_path / "slices.png").read_bytes()[:4] == b"\x89PNG"
 
