@@ -284,13 +284,28 @@ def _run_sweep(args) -> int:
 COMMANDS["sweep"] = (_add_sweep, _run_sweep)
 
 
+class _KeepHyphenatedNames(argparse.HelpFormatter):
+    """Wraps help text between words only, never inside a hyphenated name ('few-step', 'fast-v1')."""
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _KeepHyphenatedNames)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lgtutorial",
         description="Local-global decompositions for conditional microstructure generation.",
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True)  # sub-parsers are _Parsers too
     for add, _ in COMMANDS.values():
         add(subparsers)
     return parser

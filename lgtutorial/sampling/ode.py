@@ -31,13 +31,15 @@ import torch
 from lgtutorial.sampling.integrators import ScoreFunction
 from lgtutorial.score.schedules import geometric_sigmas, rho_spaced_sigmas
 
-__all__ = ["SOLVERS", "SPACINGS", "edm_sampler", "probability_flow_ode", "edm_evaluations", "few_step_schedule",
-           "check_few_step_options"]
+__all__ = ["SOLVERS", "SPACINGS", "FEW_STEP_METHODS", "edm_sampler", "probability_flow_ode", "edm_evaluations",
+           "few_step_schedule", "few_step_levels", "few_step_keywords", "check_few_step_options"]
 
 #: ODE steps: first order (one evaluation a step) or Heun's second order (two).
 SOLVERS = ("euler", "heun")
 #: How a few-step schedule spaces its levels: evenly in log sigma, or in ``sigma^(1/rho)`` (EDM).
 SPACINGS = ("geometric", "edm")
+#: The sampler configurations' methods run by :func:`edm_sampler`: the ODE, and the same with churn.
+FEW_STEP_METHODS = ("ode", "edm")
 
 
 def edm_evaluations(n_levels: int, *, solver: str = "heun", denoise: bool = False) -> int:
@@ -67,9 +69,28 @@ def few_step_schedule(sigma_top: float, sigma_bottom: float, steps: int, *, spac
     return geometric_sigmas(sigma_top, sigma_bottom, steps + 1, device=device)
 
 
+def few_step_levels(options, sigma_max: float, sigma_min: float, sigma_c, *, device=None) -> torch.Tensor:
+    """The levels a few-step configuration runs: ``options.steps + 1`` from ``sigma_c`` (None: the top of the
+    model's range) down to ``options.sigma_end`` (None: the model's smallest level), both kept inside the range."""
+    top = sigma_max if sigma_c is None else min(max(float(sigma_c), sigma_min), sigma_max)
+    bottom = sigma_min if options.sigma_end is None else max(options.sigma_end, sigma_min)
+    return few_step_schedule(top, bottom, options.steps, spacing=options.spacing, rho=options.rho, device=device)
+
+
+def few_step_keywords(options) -> dict:
+    """The keywords of :func:`edm_sampler` a sampler configuration sets."""
+    names = ("solver", "churn", "churn_min", "churn_max", "churn_noise", "denoise")
+    return {name: getattr(options, name) for name in names}
+
+
 def check_few_step_options(options) -> None:
     """Check the few-step fields of a sampler configuration (``solver``, ``steps``, ``spacing``, ``rho``,
     ``churn``, ``churn_min``, ``churn_max``, ``churn_noise``); a ``ValueError`` names the field."""
+    if (options.steps is None) == (options.method in FEW_STEP_METHODS):
+        raise ValueError(f"steps must be set for the methods {FEW_STEP_METHODS} and only for them, got "
+                         f"steps={options.steps!r} with method {options.method!r}")
+    if options.churn and options.method != "edm":
+        raise ValueError(f"churn applies to method 'edm' only, got churn={options.churn!r}")
     if options.solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {options.solver!r}")
     if options.spacing not in SPACINGS:
