@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = """
 extra_repr  # torch.nn.Module hook, called by repr()
 mtime_ns  # part of the digest cache's key: a changed file is hashed again
+_split_lines  # argparse.HelpFormatter hook, called by argparse when it wraps help text
 """
 
 
