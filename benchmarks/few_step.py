@@ -21,7 +21,11 @@ Run (each case a separate run of a few minutes on two threads):
     OMP_NUM_THREADS=2 python benchmarks/few_step.py --case case1 --samples 8 --faithful-samples 2 \\
         --output benchmarks/results/few_step_cpu
 
-which writes (and merges into) ``few_step_cpu.md`` and ``few_step_cpu.json``. Numbers, not assertions.
+which writes (and merges into) ``few_step_cpu.md`` and ``few_step_cpu.json`` (``--case case1-authors``, ``case1``,
+``case2`` each; the 256 px timing: ``--case case1-authors --label "case1-authors, 256 px: time per sample" --size 256
+--samples 3 --faithful-samples 1 --arms faithful,fast,few-step,few-step-ode``; the lath check:
+``benchmarks/lath_diagnosis.py --models lgtutorial-case2 --sampler few-step --sigmas 0.5 --starts 0.75:1 --samples 2
+--refine-from 0.53 --output benchmarks/results/few_step_lath_few-step_cpu``). Numbers, not assertions.
 """
 
 from __future__ import annotations
