@@ -24,8 +24,15 @@ import torch
 
 from lgtutorial._checks import resolve_device
 from lgtutorial.sampling.hybrid import HybridGenerator
+from lgtutorial.sampling.samplers import DEFAULT_SAMPLER
 from lgtutorial.sampling.settings import HybridSettings
 from lgtutorial.sampling.sizes import MIN_SIDE, check_memory
+from lgtutorial.score.schedules import SIGMA_C
+
+#: where the oriented layer's lath starts are refined from (the GRF's: 0.75), and how sharp their laths are
+#: painted (``OrientedLayer.sharpness``): ti-alpha-beta with lgtutorial-case2, benchmarks/results/case2_oriented_cpu.md
+ORIENTED_SIGMA_C = 0.5
+ORIENTED_SHARPNESS = 8.0
 
 __all__ = ["generate", "Generation", "DEFAULT_MODEL", "model_statistics", "check_model_material", "check_shape"]
 
@@ -132,6 +139,10 @@ class Generation:
     """the :class:`~lgtutorial.grf.material.MaterialStatistics` the model carries, when those were used"""
     device: torch.device
     seconds: float
+    global_layer: str = "grf"
+    """'grf' or 'oriented': the global layer the samples were drawn with"""
+    global_layer_reason: str = ""
+    """why (the measurement behind 'auto')"""
 
 
 def generate(settings: HybridSettings | None = None, *, progress: bool = True,
@@ -182,10 +193,49 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
     check_shape(settings, shape, model, model_name, row.shape[0], device)
     generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas)
+    layer, reason = choose_global_layer(settings, reference, generator)
+    if layer is not None:  # laths painted into the GRF's colonies, refined by the sampler that keeps them
+        settings = dataclasses.replace(
+            settings, sampler="oriented" if settings.sampler == DEFAULT_SAMPLER else settings.sampler,
+            sigma_c=ORIENTED_SIGMA_C if settings.sigma_c == SIGMA_C else settings.sigma_c)
+        generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas,
+                                                    oriented=layer)
     if on_ready is not None:
         on_ready(generator, model_name, name)
     started = time.perf_counter()
     samples = generator.sample(settings.n_samples, seed=settings.seed, return_grf=True, progress=progress)
     return Generation(samples=samples, generator=generator, settings=settings, model=model_name, name=name,
                       phases=phases, shape=shape, statistics_row=row, reference=reference, material=material,
-                      device=device, seconds=time.perf_counter() - started)
+                      device=device, seconds=time.perf_counter() - started,
+                      global_layer="grf" if layer is None else "oriented", global_layer_reason=reason)
+
+
+def choose_global_layer(settings: HybridSettings, reference, generator) -> tuple:
+    """The oriented layer (:class:`~lgtutorial.grf.oriented.OrientedLayer`) measured from ``reference``, or None
+    for the GRF, as ``settings.global_layer`` says; and the reason in words.
+
+    ``"auto"`` compares the boundary coherence of the reference's lath phases with that of two segmented GRF
+    samples of ``generator``'s field (:func:`~lgtutorial.grf.oriented.needs_oriented_layer`).
+    """
+    from lgtutorial.grf.oriented import measure_oriented_layer, needs_oriented_layer
+
+    if settings.global_layer == "grf":
+        return None, "--global-layer grf"
+    if reference is None:
+        if settings.global_layer == "oriented":
+            raise ValueError("--global-layer oriented is measured from a micrograph: pass --reference")
+        return None, "no --reference micrograph to measure orientations from"
+    try:
+        layer = measure_oriented_layer(reference, sharpness=ORIENTED_SHARPNESS)
+    except ValueError as error:
+        if settings.global_layer == "oriented":
+            raise ValueError(f"--global-layer oriented: {error}") from None
+        return None, f"no oriented layer: {error}"
+    reason = "--global-layer oriented"
+    if settings.global_layer == "auto":
+        grf = generator.field.sample(2, generator=torch.Generator(device=generator.device).manual_seed(settings.seed),
+                                     segmentation="auto").segmented
+        needed, reason = needs_oriented_layer(reference, grf, layer=layer)
+        if not needed:
+            return None, reason
+    return layer, f"{reason}; {layer.describe()}"

@@ -58,7 +58,7 @@ def run_generate(settings: HybridSettings, output: Path | None = None) -> Path:
         out = fresh_directory(output or OUTPUT_ROOT / f"generate-{name}")
         shape = generator.shape
         print(f"{settings.n_samples} hybrid samples of {shape[0]}x{shape[1]} px, {len(generator.sigmas)} levels "
-              f"from sigma {float(generator.sigmas[0]):.3g} ({settings.sampler} sampler, "
+              f"from sigma {float(generator.sigmas[0]):.3g} ({generator.options.sampler} sampler, "
               f"{generator.evaluations_per_sample} network evaluations per sample), score model {model_name}, "
               f"on {generator.device}", flush=True)
 
@@ -82,7 +82,9 @@ def run_generate(settings: HybridSettings, output: Path | None = None) -> Path:
     target = samples.target_volume_fractions.double().cpu()
     grf_segmented = generator.segment_grf
     summary = {
-        "settings": settings.__dict__,
+        "settings": result.settings.__dict__,
+        "global_layer": result.global_layer,
+        "global_layer_reason": result.global_layer_reason,
         "device": str(device),
         "phases": phases,
         "shape": list(shape),
@@ -107,6 +109,7 @@ def run_generate(settings: HybridSettings, output: Path | None = None) -> Path:
         summary["statistics_source"] = {"carried_by_model": model_name, "micrograph": material.name,
                                         **material.provenance}
     save_text(out / "summary.json", json.dumps(summary, indent=2))
+    print(f"global layer: {result.global_layer} ({result.global_layer_reason})")
     print(samples.report())
     print(f"{seconds / settings.n_samples:.1f} s per sample; wrote samples.npy, grf.npy, samples.png and "
           f"summary.json to {out}")

@@ -67,6 +67,8 @@ class HybridGenerator:
             in the paper, yes for 2 phases and no for more.
         channels: channels of a plain score function (default 1 for 2 phases, else N).
         device: where to sample (default: the field's device); must be the field's device.
+        oriented: an :class:`~lgtutorial.grf.oriented.OrientedLayer`: the segmented GRF starts get its laths
+            painted into the colonies before refinement (this book's extension for lath microstructures).
 
     Raises:
         ValueError: a model whose channels do not fit the phases of the statistics, a domain the
@@ -85,12 +87,14 @@ class HybridGenerator:
         segment_grf: bool | None = None,
         channels: int | None = None,
         device=None,
+        oriented=None,
         **changes,
     ):
         options = RefinementOptions.of(options, **changes)
         self.options = options
         self._arguments = dict(sigmas=sigmas, likelihood_widths=likelihood_widths, segment_grf=segment_grf,
-                               channels=channels, device=device)
+                               channels=channels, device=device, oriented=oriented)
+        self.oriented = oriented
         self._score_model = score_model
         sigma_c, periodic = options.sigma_c, options.periodic
         self.guard = options.guard
@@ -264,9 +268,14 @@ class HybridGenerator:
             shape = (n_samples, self.channels, *self.shape)
             return self.sigma_max * torch.randn(shape, generator=generator, device=self.device)
         samples = self.field.sample(
-            n_samples, generator=generator, segmentation="auto" if self.segment_grf else None
+            n_samples, generator=generator, segmentation="auto" if self.segment_grf or self.oriented else None
         )
-        start = samples.segmented if self.segment_grf else samples.raw
+        start = samples.segmented if self.segment_grf or self.oriented else samples.raw
+        if self.oriented is not None:
+            from lgtutorial.microstructure import labels_to_one_hot
+
+            painted = self.oriented.paint(start.argmax(1), generator=generator)
+            start = labels_to_one_hot(painted, n_phases=self.n_phases).to(start.dtype)
         return to_model_channels(start, self.channels)
 
     def refine(

@@ -1,18 +1,13 @@
-"""Named sampler configurations of the hybrid generator: the paper's, and a fast one.
+"""Named sampler configurations of the hybrid generator: the paper's, and faster ones.
 
-The paper refines a GRF sample by annealed Langevin dynamics over the levels of the 1000-level
-training schedule below ``sigma_c = 0.75``: 568 network evaluations per 2-phase sample (Section
-3.3 of Robertson et al. 2023). :data:`SAMPLERS` names that configuration ``"faithful"`` and sets
-beside it a ``"fast"`` one of 49 evaluations: the reverse-SDE predictor
-(:func:`lgtutorial.sampling.integrators.reverse_diffusion`) from ``sigma_c`` down to 0.1 with two
-Langevin corrector steps per level and one Tweedie denoising step at the end, the volume fraction of
-Eq. (12) measured on the denoised estimate, and the GRF start segmented (``segment_start``). The
-network runs on channels-last tensors; ``"fast-compiled"`` also compiles it (``torch.compile``).
-
-``HybridGenerator(..., sampler="faithful")`` (or ``"fast"``, :data:`DEFAULT_SAMPLER`, or any
-:class:`SamplerConfiguration`) selects one, as do ``lgtutorial generate --sampler``, ``lgtutorial fit
---sampler`` and a sweep design's ``sampler.name``. How ``"fast"`` was chosen and what each
-alternative measured: ``benchmarks/results/sampler_notes.md`` and chapter 5's "What was tried".
+The paper refines a GRF sample by annealed Langevin dynamics over the levels of the 1000-level training
+schedule below ``sigma_c = 0.75``: 568 network evaluations per 2-phase sample (Section 3.3 of Robertson et
+al. 2023); :data:`SAMPLERS` calls it ``"faithful"``. ``"fast"`` (49 evaluations): the reverse-SDE predictor
+(:func:`lgtutorial.sampling.integrators.reverse_diffusion`) from ``sigma_c`` down to 0.1, two Langevin
+correctors per level, a Tweedie step, Eq. (12)'s volume fraction measured on the denoised estimate, the GRF
+start segmented, channels-last (``"fast-compiled"``: also ``torch.compile``). ``HybridGenerator(...,
+sampler=...)``, ``lgtutorial generate/fit --sampler`` and a sweep's ``sampler.name`` select one (or any
+:class:`SamplerConfiguration`). How each was chosen: ``benchmarks/results/sampler_notes.md``, chapter 5.
 """
 
 from __future__ import annotations
@@ -238,9 +233,7 @@ SAMPLERS["fast-fine"] = replace(
     description="'fast' run on to sigma = 0.02 before the Tweedie step (29 steps from 0.74): for features one or two "
     "pixels wide, which the step from 0.1 leaves grey and breaks into dots more often; 88 evaluations",
 )
-#: ``"fast-compiled"``: ``"fast"`` with a ``torch.compile``-d network: each evaluation about 1.6 times
-#: faster on a CPU, after a one-off compilation of tens of seconds per domain and batch size (worth it
-#: for long runs at one size; needs a C++ compiler).
+#: ``"fast-compiled"``: ``torch.compile``: ~1.6x faster per evaluation on a CPU after tens of seconds of compiling.
 SAMPLERS["fast-compiled"] = replace(
     SAMPLERS["fast"], compile=True, description=SAMPLERS["fast"].description + ", torch.compile"
 )
@@ -260,12 +253,20 @@ SAMPLERS["few-step-ode"] = replace(
     "chord distributions 1.4-3x as far from the reference's as 'fast''s; keeps laths of a noised reference best (0.33)",
 )
 
+#: ``"oriented"``: for starts painted with laths by the oriented global layer (:mod:`lgtutorial.grf.oriented`),
+#: whose correctors would erase them; ``benchmarks/results/case2_oriented_cpu.md``.
+SAMPLERS["oriented"] = replace(
+    SAMPLERS["fast-predictor-only"], levels=52, start_noise=1.0, likelihood_scale=6.0, segment_start=True,
+    description="for lath starts of the oriented global layer: the start noised to sigma_c, the reverse-SDE predictor "
+    "alone on a 52-level schedule down to 0.05, a Tweedie step, likelihood x6 (correctors would erase the laths)",
+)
+
 
 #: Samplers that cannot start from pure noise, and the one to use instead for unconditional (SBG)
 #: runs: from sigma = 20 the corrector steps of ``"fast"`` diverged with this project's young models
 #: (the case-1 model's samples collapsed to one phase), its predictor-only variant does not.
 FROM_NOISE = {name: "fast-predictor-only" for name in ("fast", "fast-compiled", "fast-sharp", "fast-v1", "fast-fine",
-                                                    "few-step", "few-step-ode")}
+                                                    "few-step", "few-step-ode", "oriented")}
 
 
 def sampler_from_noise(sampler):

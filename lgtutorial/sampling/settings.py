@@ -116,10 +116,13 @@ class HybridSettings(RefinementOptions):
     """generate even when the statistics differ grossly from those of the model's training micrograph"""
     keep_going: bool = False
     """exit with 0 even when some samples are degenerate (they are still listed in summary.json)"""
+    global_layer: str = "auto"
+    """'grf' (the paper's global layer), 'oriented' (laths painted into the GRF's colonies, measured from --reference: this book's extension, sampled with the 'oriented' sampler from sigma_c 0.5 unless another sampler or sigma_c is named) or 'auto' (oriented where the reference's laths are clearly more coherent than GRF samples of its statistics)"""
 
     def __post_init__(self):
         super().__post_init__()
         check_settings(self, {
+            "global_layer": (one_of("grf", "oriented", "auto"), "'grf', 'oriented' or 'auto'"),
             "n_samples": (positive_int, "a positive integer"),
             "size": (optional(lambda v: is_int(v) and v >= MIN_SIDE),
                      f"a side of at least {MIN_SIDE} pixels, voxels for --dims 3 (on fewer, one pixel moves a volume "

@@ -256,6 +256,26 @@ def _separable(x: torch.Tensor, ky: torch.Tensor, kx: torch.Tensor, periodic: bo
     return torch.nn.functional.conv2d(x, kx.flip(0).view(1, 1, 1, -1))[:, 0]
 
 
+def structure_tensor(field: torch.Tensor, *, periodic: bool, derivative_sigma: float = 1.0,
+                     tensor_sigma: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The structure tensor ``J = G_rho * (grad f grad f^T)`` of ``(n, H, W)`` fields: ``(Jxx, Jyy, Jxy)``.
+
+    Gaussian derivatives of width ``derivative_sigma``, smoothed at ``tensor_sigma``; x runs along the
+    columns, y along the rows. Its leading eigenvector is the local gradient direction, at the angle
+    ``0.5 atan2(2 Jxy, Jxx - Jyy)`` from the x axis: across laths or lamellae, normal to their boundaries.
+
+    >>> from lgtutorial.synthetic import lamellae
+    >>> jxx, jyy, jxy = structure_tensor(lamellae(32, period=4)[:, 1].double(), periodic=True)
+    >>> angles = 0.5 * torch.atan2(2 * jxy, jxx - jyy)  # bands along y: normal along x
+    >>> round(float(angles.abs().max()), 3)
+    0.0
+    """
+    g, dg = _gaussian_kernels(float(derivative_sigma), field.dtype, field.device)
+    gx, gy = _separable(field, g, dg, periodic), _separable(field, dg, g, periodic)
+    rho, _ = _gaussian_kernels(float(tensor_sigma), field.dtype, field.device)
+    return tuple(_separable(v, rho, rho, periodic) for v in (gx * gx, gy * gy, gx * gy))
+
+
 def boundary_coherence(
     microstructure,
     phase: int,
@@ -304,10 +324,7 @@ def boundary_coherence(
     if exclude_phase is not None and int(exclude_window) < 1:
         raise ValueError(f"exclude_window must be at least 1 pixel, got {exclude_window}")
     x = m[:, int(phase)].to(torch.float64)
-    g, dg = _gaussian_kernels(float(derivative_sigma), x.dtype, x.device)
-    gx, gy = _separable(x, g, dg, periodic), _separable(x, dg, g, periodic)
-    rho, _ = _gaussian_kernels(float(tensor_sigma), x.dtype, x.device)
-    jxx, jyy, jxy = (_separable(v, rho, rho, periodic) for v in (gx * gx, gy * gy, gx * gy))
+    jxx, jyy, jxy = structure_tensor(x, periodic=periodic, derivative_sigma=derivative_sigma, tensor_sigma=tensor_sigma)
     weight = torch.ones_like(x)
     if exclude_phase is not None:
         box = torch.ones(int(exclude_window), dtype=x.dtype, device=x.device) / int(exclude_window)
