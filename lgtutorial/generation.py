@@ -193,7 +193,7 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
     shape = (settings.size, settings.size) if settings.size else tuple(row.shape[1:])
     check_shape(settings, shape, model, model_name, row.shape[0], device)
     generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas)
-    layer, reason = choose_global_layer(settings, reference, generator)
+    layer, reason = choose_global_layer(settings.global_layer, reference, generator, seed=settings.seed)
     if layer is not None:  # laths painted into the GRF's colonies, refined by the sampler that keeps them
         settings = dataclasses.replace(
             settings, sampler="oriented" if settings.sampler == DEFAULT_SAMPLER else settings.sampler,
@@ -210,30 +210,30 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
                       global_layer="grf" if layer is None else "oriented", global_layer_reason=reason)
 
 
-def choose_global_layer(settings: HybridSettings, reference, generator) -> tuple:
+def choose_global_layer(global_layer: str, reference, generator, *, seed: int = 0) -> tuple:
     """The oriented layer (:class:`~lgtutorial.grf.oriented.OrientedLayer`) measured from ``reference``, or None
-    for the GRF, as ``settings.global_layer`` says; and the reason in words.
+    for the GRF, as ``global_layer`` (``"grf"``, ``"oriented"``, ``"auto"``) says; and the reason in words.
 
     ``"auto"`` compares the boundary coherence of the reference's lath phases with that of two segmented GRF
     samples of ``generator``'s field (:func:`~lgtutorial.grf.oriented.needs_oriented_layer`).
     """
     from lgtutorial.grf.oriented import measure_oriented_layer, needs_oriented_layer
 
-    if settings.global_layer == "grf":
+    if global_layer == "grf":
         return None, "--global-layer grf"
     if reference is None:
-        if settings.global_layer == "oriented":
+        if global_layer == "oriented":
             raise ValueError("--global-layer oriented is measured from a micrograph: pass --reference")
         return None, "no --reference micrograph to measure orientations from"
     try:
         layer = measure_oriented_layer(reference, sharpness=ORIENTED_SHARPNESS)
     except ValueError as error:
-        if settings.global_layer == "oriented":
+        if global_layer == "oriented":
             raise ValueError(f"--global-layer oriented: {error}") from None
         return None, f"no oriented layer: {error}"
     reason = "--global-layer oriented"
-    if settings.global_layer == "auto":
-        grf = generator.field.sample(2, generator=torch.Generator(device=generator.device).manual_seed(settings.seed),
+    if global_layer == "auto":
+        grf = generator.field.sample(2, generator=torch.Generator(device=generator.device).manual_seed(seed),
                                      segmentation="auto").segmented
         needed, reason = needs_oriented_layer(reference, grf, layer=layer)
         if not needed:

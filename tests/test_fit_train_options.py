@@ -55,7 +55,7 @@ def test_fit_in_python_checks_its_arguments_first(micrographs, monkeypatch):
     monkeypatch.chdir(micrographs)
     out = micrographs / "out"
     for bad in (dict(sampler="bogus"), dict(size=0), dict(minutes=0), dict(n_samples=0), dict(seed=-1),
-                dict(device="tpu"), dict(periodic="yes")):
+                dict(device="tpu"), dict(periodic="yes"), dict(global_layer="lines")):
         with pytest.raises(ValueError, match=r"^--"):
             lg.fit(micrographs / "tiny.npy", output=out, progress=False, **bad)
         assert not out.exists(), bad

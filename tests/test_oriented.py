@@ -106,3 +106,18 @@ def test_the_global_layer_option(tmp_path):
                          global_layer="oriented", guard=None, size=64)
     assert result.global_layer == "oriented" and result.settings.sampler == "oriented"
     assert result.settings.sigma_c == 0.5 and result.generator.oriented is not None
+
+
+def test_fit_on_colonies_of_laths_picks_the_oriented_layer_and_says_so(tmp_path):
+    import numpy as np
+
+    import lgtutorial as lg
+
+    path = tmp_path / "colonies.npy"
+    np.save(path, _colonies(size=128, period=4, angles=(20.0, 95.0, 150.0)).argmax(1)[0].numpy().astype(np.uint8))
+    result = lg.fit(path, minutes=0.05, n_samples=1, size=64, output=tmp_path / "fit", device="cpu", progress=False)
+    assert result.checks["global_layer"] == "oriented", result.checks["global_layer_reason"]
+    assert "Global layer: **oriented**" in (result.output / "report.md").read_text()
+    grf = np.load(result.output / "grf.npy")  # the oriented layer's starts: laths in the colonies
+    painted = torch.from_numpy(grf).float()
+    assert float(boundary_coherence(painted, 0, periodic=True, exclude_phase=1).mean()) > 0.5

@@ -57,7 +57,8 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         output=FitSettings.output, resume: bool = FitSettings.resume, n_samples: int = FitSettings.samples,
         size: int | None = FitSettings.size, sampler: str | None = FitSettings.sampler, device=FitSettings.device,
         seed: int = FitSettings.seed, periodic: bool | None = FitSettings.periodic,
-        patch_size: int | None = FitSettings.patch_size, progress: bool = True) -> FitResult:
+        patch_size: int | None = FitSettings.patch_size, global_layer: str = FitSettings.global_layer,
+        progress: bool = True) -> FitResult:
     """From one segmented micrograph to a trained generator and a report (see the module docstring).
 
     The arguments are :class:`~lgtutorial.fitting.settings.FitSettings` (``n_samples`` is its ``samples``),
@@ -78,6 +79,7 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
         sampler: the hybrid's sampler (default: chosen by the plan, ``"fast"``, or ``"fast-fine"`` for features
             under :data:`lgtutorial.fitting.plan.FINE_FEATURE_PX` wide; failed samples are redone with ``"faithful"``).
         periodic: override the periodicity check; patch_size: override the chosen patch size.
+        global_layer: ``"grf"``, ``"oriented"`` or ``"auto"`` (see :func:`lgtutorial.generation.choose_global_layer`).
 
     Example (three lines in a notebook)::
 
@@ -94,7 +96,7 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
 
     settings = FitSettings(name=name, minutes=minutes, samples=n_samples, size=size, sampler=sampler,
                            patch_size=patch_size, periodic=periodic, device=device, seed=seed, resume=resume,
-                           output=output)
+                           output=output, global_layer=global_layer)
     started = time.perf_counter()
     micro, meta = data.load(micrograph)
     name = _name_of(name or micrograph)
@@ -150,7 +152,8 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
     model_path = export_pretrained(output / CHECKPOINT_NAME, name, directory=output / "model", preset="fit",
                                    statistics=statistics, overwrite=True)
     checks, generated = _generate_and_report(micro, meta, plan, model_path, output, n_samples=n_samples, size=size,
-                                             seed=seed, device=device, progress=progress)
+                                             seed=seed, device=device, progress=progress,
+                                             global_layer=global_layer, sampler_asked=sampler is not None)
     seconds = {"planning": planned, "training": trained, "generating_and_report": generated,
                "total": time.perf_counter() - started}
     steps_done = run.history["step"][-1] if run.history["step"] else 0
@@ -175,12 +178,14 @@ def _check_size(size: int | None, plan: FitPlan) -> None:
                          f"got {size}")
 
 
-def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, seed, device, progress):
+def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, size, seed, device, progress,
+                         global_layer="auto", sampler_asked=False):
     import matplotlib.pyplot as plt
     import numpy as np
 
     from lgtutorial._io import atomic_write
     from lgtutorial.evaluation.compare import compare
+    from lgtutorial.generation import ORIENTED_SIGMA_C, choose_global_layer
     from lgtutorial.grf.field import statistics_row
     from lgtutorial.plotting import show_microstructures
     from lgtutorial.sampling.hybrid import HybridGenerator
@@ -202,6 +207,13 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
         shape = fitted
     generator = HybridGenerator.from_statistics(statistics_row(micro), model, shape=shape, sigmas=sigmas,
                                                 sampler=plan.sampler, device=device)
+    layer, layer_reason = choose_global_layer(global_layer, micro, generator, seed=seed)
+    if layer is not None:  # laths painted into the GRF's colonies, refined by the sampler that keeps them
+        generator = HybridGenerator.from_statistics(
+            statistics_row(micro), model, shape=shape, sigmas=sigmas, sampler=plan.sampler if sampler_asked else
+            "oriented", sigma_c=ORIENTED_SIGMA_C, device=device, oriented=layer)
+        if progress:
+            print(f"global layer: oriented ({layer_reason})", flush=True)
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
     hybrid, grf = samples.microstructures.cpu(), samples.grf.cpu()
     if not bool(((grf == 0) | (grf == 1)).all()):
@@ -243,6 +255,8 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
         "degenerate_samples": samples.degenerate,
         "evaluations_per_sample": generator.evaluations_per_sample,
         "shape": list(shape),
+        "global_layer": "grf" if layer is None else "oriented",
+        "global_layer_reason": layer_reason,
     }
     checks["volume_fractions_within_0.01"] = checks["largest_volume_fraction_error"] <= 0.01
     checks["mean_chords"] = mean_chords(micro, {"GRF": grf, "hybrid": hybrid}, phases, periodic=plan.periodic)

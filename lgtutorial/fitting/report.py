@@ -59,6 +59,9 @@ def _write_report(output, name, micrograph, plan, model_path, checks, seconds, t
     except ValueError:
         shown = model_path
     lines = [f"# lgtutorial fit: {name}", "", f"Micrograph: `{micrograph}`.", "", "## Plan", "", plan.describe(), "",
+             *([f"Global layer: **{checks['global_layer']}** ({checks['global_layer_reason']})"
+                + ("; the GRF column below is the oriented layer's starts: laths painted into the GRF's colonies"
+                   if checks["global_layer"] == "oriented" else ""), ""] if "global_layer" in checks else []),
              "## Checks", "",
              f"- volume fractions of the hybrid samples within 0.01 of the reference's: "
              f"{yes(checks['volume_fractions_within_0.01'])} (largest error {checks['largest_volume_fraction_error']:.4f})",

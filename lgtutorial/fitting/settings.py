@@ -44,7 +44,9 @@ class FitSettings:
     size: int | None = None
     """side (px) of the square samples; none: the micrograph's size"""
     sampler: str | None = None
-    """the hybrid's sampler ({sampler_help}); none: chosen from the feature sizes, fast, or fast-fine for two phases with features under 4 px"""
+    """the hybrid's sampler ({sampler_help}); none: chosen from the feature sizes, fast, or fast-fine for two phases with features under 4 px (oriented with the oriented global layer)"""
+    global_layer: str = "auto"
+    """'grf' (the paper's global layer), 'oriented' (laths painted into the GRF's colonies: this book's extension) or 'auto' (oriented where the micrograph's laths are clearly more coherent than GRF samples of its statistics)"""
     patch_size: int | None = None
     """side (px) of the training patches; none: chosen from the feature sizes"""
     periodic: bool | None = None
@@ -64,6 +66,7 @@ class FitSettings:
             "name": (optional(lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty name, or none"),
             "samples": (positive_int, "a positive integer"),
             "size": (optional(lambda v: is_int(v) and v >= 2), "a side of at least 2 pixels, or none (the micrograph's)"),
+            "global_layer": (one_of("grf", "oriented", "auto"), "'grf', 'oriented' or 'auto'"),
             "sampler": (optional(one_of(*SAMPLERS)), "one of " + ", ".join(SAMPLERS) + ", or none (chosen by the plan)"),
             "patch_size": (optional(lambda v: is_int(v) and v >= 8), "a side of at least 8 pixels, or none"),
             "periodic": (lambda v: v is None or isinstance(v, bool), "true, false or none"),
