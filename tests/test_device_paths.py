@@ -67,6 +67,15 @@ ALLOWED = {
     "read back from the device) kept on the CPU for the report",
     ("lgtutorial/sampling/conditioning.py", "volume_fraction_posterior", "as_tensor"): "targets given as Python "
     "numbers are checked on the host, then moved to each iterate's device and type once (on_device)",
+    **{("lgtutorial/grf/oriented.py", function, factory): "the oriented layer is measured from the micrograph on "
+       "the host, once per run (scipy labels its colonies and picks its windows)"
+       for function, factory in (("measure_oriented_layer", "fft.fftfreq"), ("measure_oriented_layer", "hann_window"),
+                                 ("measure_oriented_layer", "tensor"), ("measure_oriented_layer", "zeros"))},
+    **{("lgtutorial/grf/oriented.py", function, factory): "laths are painted into the starts on the host, once per "
+       "batch (scipy labels the colonies), from a host generator seeded by the sampler's; the start then moves to "
+       "the device" for function, factory in (("paint", "Generator"), ("paint", "zeros"), ("_field_at", "randn"),
+                                              ("_draw_angles", "rand"), ("_orientation_field", "randn"),
+                                              ("_orientation_field", "fft.fftfreq"))},
 }
 
 

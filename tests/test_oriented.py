@@ -121,3 +121,26 @@ def test_fit_on_colonies_of_laths_picks_the_oriented_layer_and_says_so(tmp_path)
     grf = np.load(result.output / "grf.npy")  # the oriented layer's starts: laths in the colonies
     painted = torch.from_numpy(grf).float()
     assert float(boundary_coherence(painted, 0, periodic=True, exclude_phase=1).mean()) > 0.5
+
+
+@pytest.fixture
+def colonies():
+    return _colonies(size=96, period=4, angles=(20.0, 95.0, 150.0))
+
+
+def test_oriented_starts_are_drawn_on_the_samplers_device(colonies, device):
+    from lgtutorial.sampling.hybrid import HybridGenerator
+
+    micro = colonies
+    layer = measure_oriented_layer(micro, sharpness=4.0)  # measured on the host (scipy labels the colonies)
+
+    def score(x, sigma):
+        return -x / (1.0 + sigma**2)
+
+    generator = HybridGenerator.from_reference(micro.to(device), score, shape=(64, 64), sampler="oriented",
+                                               sigma_c=0.5, oriented=layer, channels=3, padding=8, device=device,
+                                               guard=None)
+    samples = generator.sample(2, seed=0, progress=False, return_grf=True)
+    assert samples.microstructures.device.type == torch.device(device).type
+    starts = samples.grf.cpu()
+    assert float(boundary_coherence(starts, 0, periodic=True, exclude_phase=1).mean()) > 0.5
