@@ -268,6 +268,83 @@ def test_the_posterior_score_is_bit_for_bit_the_boolean_mask_formula(estimate, m
         assert torch.equal(posterior(x, sigma), prior(x, sigma) + pull * mask.to(x.dtype))
 
 
+# -- the float16 path (compute capability below 8.0, e.g. Colab's T4) ------------------------------------
+# The fake GPU computes in float32 whatever the autocast type: the gradient scaler's code runs, float16's
+# numerics are not modelled.
+def _float16_step(device: torch.device) -> TrainingStep:
+    settings = TrainingSettings(patch_size=16, n_patches=9, batch_size=4, steps=4, device="cuda")
+    take_step = TrainingStep(TINY_MODEL, settings, geometric_sigmas(1.0, 0.01, 10, device=device), device)
+    assert take_step.amp_dtype == torch.float16 and take_step.scaler.is_enabled()
+    return take_step
+
+
+def test_a_float16_run_trains_saves_and_resumes_its_gradient_scaler_fake_cuda(fake_gpu, monkeypatch, tmp_path):
+    """A run interrupted and resumed on a T4 carries the scaler's state (scale, steps since the last overflow)
+    in its checkpoint and ends as the uninterrupted run does."""
+    from lgtutorial.score import training
+
+    made = []
+
+    class Recorded(TrainingStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    def stop_at_4(info):
+        if info["step"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "TrainingStep", Recorded)
+    micro = blobs(48, 4.0, seed=0)
+
+    def run(folder: str, **keywords):
+        settings = TrainingSettings(patch_size=16, n_patches=12, batch_size=4, steps=6, eval_every=3,
+                                    checkpoint_every=100, device="cuda")
+        return train_score_model(micro, model_settings=TINY_MODEL, training_settings=settings, progress=False,
+                                 output=tmp_path / folder, **keywords)
+
+    with fake_gpu(capability=(7, 5)):
+        whole = run("whole")
+        with pytest.raises(KeyboardInterrupt):
+            run("parts", callback=stop_at_4)
+        saved = torch.load(tmp_path / "parts" / "checkpoint.pt", map_location="cpu", weights_only=True)["scaler"]
+        resumed = run("parts", resume=True)
+        assert [step.amp_dtype for step in made] == [torch.float16] * 3
+        assert saved["scale"] == 2.0**16 and saved["_growth_tracker"] == 4
+        # restored: six steps without an overflow counted, as in the uninterrupted run (two had it started afresh)
+        assert made[2].scaler.state_dict() == made[0].scaler.state_dict()
+        assert made[0].scaler.state_dict()["_growth_tracker"] == 6
+        assert whole.history["step"] == resumed.history["step"] == [0, 3, 6]
+        for a, b in zip(whole.raw_model.parameters(), resumed.raw_model.parameters()):
+            assert a.device.type == "cuda" and torch.equal(a, b)
+
+
+def test_a_float16_step_whose_gradients_overflow_is_skipped_and_its_scale_halved_fake_cuda(fake_gpu):
+    with fake_gpu(capability=(7, 5)):
+        device = torch.device("cuda")
+        take_step, patches = _float16_step(device), _patches(device)
+        take_step(patches, 0)
+        take_step.scaler.update(2.0**127)  # a scale the scaled loss overflows at (float16's overflows at 65504)
+        before = [p.detach().clone() for p in take_step.model.parameters()]
+        loss = take_step(patches, 1)
+        assert torch.isfinite(loss).item() and take_step.scaler.get_scale() == 2.0**126
+        assert all(torch.equal(a, b) for a, b in zip(before, take_step.model.parameters()))  # Adam not called
+        assert all(int(state["step"]) == 1 for state in take_step.optimizer.state.values())
+        assert all(torch.isfinite(p).all() for p in take_step.ema.parameters())
+
+
+def test_a_float16_step_waits_once_for_the_scalers_overflow_check_fake_cuda(fake_gpu):
+    """``GradScaler.step`` reads its overflow flag on the host to decide whether to call Adam: one wait per
+    step, on the float16 path only (the docstring of ``TrainingStep.__call__`` says why it stays)."""
+    with fake_gpu(capability=(7, 5)):
+        device = torch.device("cuda")
+        take_step, patches = _float16_step(device), _patches(device)
+        take_step(patches, 0)
+        with HostSyncs() as syncs:
+            take_step(patches, 1)
+        assert syncs.seen == ["_local_scalar_dense"]
+
+
 # -- no CUDA at import ------------------------------------------------------------------------------
 _IMPORT_PROBE = textwrap.dedent("""
     import importlib, pickle, pkgutil, sys, traceback
