@@ -9,7 +9,9 @@ package, or no time left) is recorded with its reason, and the others still run:
 3. 300 case-1 training steps (the ``case1`` presets: batch 128, 40 px patches of nbsa-proxy) in
    float32 and under autocast to that type: steps/s (steps 2-299, timed between device syncs) and
    the test loss after them;
-4. hybrid time per 256^2 sample (the authors' checkpoint, ``faithful``, 1000 levels) at batch 8 and 32;
+4. hybrid time per 256^2 sample (the authors' checkpoint, ``faithful``, 1000 levels) at batch 8 and 32,
+   and with ``fast`` at batch 8 on channels-last and on contiguous tensors (which layout, and which batch,
+   the device should get: the CPU's were chosen by measurement, a GPU's are not yet);
 5. chapters 4, 5 and 10 in quick mode through papermill (their own parameter ``quick = True``).
 
 It writes one Markdown record (default ``benchmarks/results/gpu_smoke_<gpu>.md``).
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's package, also where it is not in
 STEPS = 300
 HYBRID_BATCHES = (8, 32)
 HYBRID_SIZE = 256
+HYBRID_LAYOUTS = ("channels-last", "contiguous")
 CHAPTERS = ("04_score_models", "05_conditional_sampling", "10_three_dimensions")
 PYTEST_SELECTION = "cuda and not fake"
 REFERENCE = "nbsa-proxy"
@@ -56,6 +59,9 @@ ITEMS = (
     *((f"hybrid batch {batch}", f"hybrid time per {HYBRID_SIZE}^2 sample at batch {batch} ({HYBRID_MODEL}, "
                                 f"faithful, 1000 levels): s/sample, achieved volume fraction", 60)
       for batch in HYBRID_BATCHES),
+    *((f"hybrid fast {layout}", f"hybrid time per {HYBRID_SIZE}^2 sample at batch {HYBRID_BATCHES[0]} ({HYBRID_MODEL}, "
+                                f"fast) with the network on {layout} tensors: s/sample", 45)
+      for layout in HYBRID_LAYOUTS),
     *((f"chapter {name[:2]}", f"book/{name}.ipynb in quick mode through papermill: runs, seconds", 90)
       for name in CHAPTERS),
 )
@@ -138,17 +144,22 @@ def training_item(device, mixed_precision: bool, deadline: Deadline, cap: float)
             f"{done} steps in {seconds:.0f} s with patch cutting and two test-loss evaluations{stopped}")
 
 
-def hybrid_item(device, batch: int) -> tuple[str, str, float]:
+def hybrid_item(device, batch: int, layout: str | None = None) -> tuple[str, str, float]:
+    """The faithful sampler at ``batch``; with ``layout``, ``fast`` with its network on that memory layout."""
+    from dataclasses import replace
+
     import torch
 
     from lgtutorial import load_reference
     from lgtutorial.sampling.hybrid import HybridGenerator
+    from lgtutorial.sampling.samplers import SAMPLERS
     from lgtutorial.score.registry import load_score_model
 
     model, sigmas = load_score_model(HYBRID_MODEL, device=device)
     reference, _ = load_reference(REFERENCE)
+    sampler = "faithful" if layout is None else replace(SAMPLERS["fast"], channels_last=layout == "channels-last")
     generator = HybridGenerator.from_reference(reference, model, sigmas=sigmas, shape=(HYBRID_SIZE, HYBRID_SIZE),
-                                               sampler="faithful", levels=1000, device=device)
+                                               sampler=sampler, levels=1000 if layout is None else None, device=device)
     side = HYBRID_SIZE + 2 * generator.padding
     with torch.no_grad():  # warm-up: one network evaluation at the working size
         generator.model.score(torch.zeros(batch, 1, side, side, device=device), generator.sigmas[0])
@@ -200,6 +211,8 @@ def readiness() -> dict[str, str | None]:
     model = file_reason(HYBRID_MODEL)
     for batch in HYBRID_BATCHES:
         reasons[f"hybrid batch {batch}"] = reference or model
+    for layout in HYBRID_LAYOUTS:
+        reasons[f"hybrid fast {layout}"] = reference or model
     lacking = _missing("papermill", "ipykernel")
     for name in CHAPTERS:
         reasons[f"chapter {name[:2]}"] = f"not installed: {', '.join(lacking)}" if lacking else None
@@ -263,6 +276,8 @@ def main(argv=None) -> int:
                 result, notes, log = tests_item(deadline, cap)
             elif item.startswith("training"):
                 result, notes = training_item(device, item.endswith("autocast"), deadline, cap)
+            elif item.startswith("hybrid fast"):
+                result, notes, _ = hybrid_item(device, HYBRID_BATCHES[0], item.rsplit(" ", 1)[1])
             elif item.startswith("hybrid"):
                 batch = int(item.rsplit(" ", 1)[1])
                 if per_sample is not None and per_sample * batch > deadline.share(cap):

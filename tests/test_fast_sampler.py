@@ -152,7 +152,7 @@ def test_the_fast_sampler_spends_a_tenth_of_the_papers_evaluations_on_its_schedu
 
 
 def test_sampler_names_and_configurations_are_validated(field):
-    with pytest.raises(ValueError, match="--sampler \\(sampler\\): expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-fine, fast-compiled, few-step, few-step-ode, got 'quick'"):
+    with pytest.raises(ValueError, match="--sampler \\(sampler\\): expected one of faithful, fast, fast-v1, fast-predictor-only, fast-sharp, fast-fine, fast-compiled, few-step, few-step-ode, oriented, got 'quick'"):
         HybridGenerator(field, CountingScore(), sampler="quick")
     with pytest.raises(TypeError, match="sampler must be a name"):
         resolve_sampler(3)

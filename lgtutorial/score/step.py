@@ -5,7 +5,11 @@ only copy of it: a batch of patches, the optional symmetry augmentation, the den
 matching loss (:mod:`lgtutorial.score.loss`) at drawn noise levels, autocast and gradient scaling
 on CUDA (the 16-bit type from the GPU's capability: :func:`amp_dtype`), gradient-norm clipping,
 Adam, the one-cycle learning rate and the EMA of the weights. A step returns its loss on the device
-and waits for nothing; the trainer reads the losses at its evaluations.
+and waits for nothing, except once under float16: the gradient scaler reads its overflow flag on the
+host to skip a step whose gradients overflowed. Only the fused Adam avoids that wait, and it is
+another kernel (the numbers would differ from every other path's) that refuses the scaler's flag
+after a checkpoint of the ordinary Adam is loaded, so a run resumed on a T4 would fail; the trainer
+reads the losses at its evaluations.
 :func:`seconds_per_step` times that same step on random patches; the fitting planner
 (:func:`steps_for_budget`) and ``benchmarks/training_throughput.py`` use it.
 """
