@@ -225,17 +225,15 @@ def choose_global_layer(global_layer: str, reference, generator, *, seed: int = 
         if global_layer == "oriented":
             raise ValueError("--global-layer oriented is measured from a micrograph: pass --reference")
         return None, "no --reference micrograph to measure orientations from"
+    reason = "--global-layer oriented"
+    if global_layer == "auto":  # the coherence first (cheap); the layer's period only where that asks for it
+        grf = generator.field.sample(2, generator=torch.Generator(device=generator.device).manual_seed(seed),
+                                     segmentation="auto").segmented
+        needed, reason = needs_oriented_layer(reference, grf)
+        if not needed:
+            return None, reason
     try:
         layer = measure_oriented_layer(reference, sharpness=ORIENTED_SHARPNESS)
     except ValueError as error:
-        if global_layer == "oriented":
-            raise ValueError(f"--global-layer oriented: {error}") from None
-        return None, f"no oriented layer: {error}"
-    reason = "--global-layer oriented"
-    if global_layer == "auto":
-        grf = generator.field.sample(2, generator=torch.Generator(device=generator.device).manual_seed(seed),
-                                     segmentation="auto").segmented
-        needed, reason = needs_oriented_layer(reference, grf, layer=layer)
-        if not needed:
-            return None, reason
+        raise ValueError(f"--global-layer oriented: {error}") from None
     return layer, f"{reason}; {layer.describe()}"

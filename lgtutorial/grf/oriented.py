@@ -289,19 +289,21 @@ def needs_oriented_layer(micro: torch.Tensor, grf_samples: torch.Tensor, *, peri
     period of at most a third of the measuring window: smooth blobs have coherent boundaries too, but no period).
     ``layer``: the micrograph's, if measured already.
     """
-    if layer is None:
-        try:
-            layer = measure_oriented_layer(micro, periodic=periodic)
-        except ValueError as error:  # no window fits inside the lath phases
-            return False, f"no oriented layer: {error}"
-    a, b = layer.phases
+    a, b = layer.phases if layer is not None else lath_phases(micro)
     reference = [float(boundary_coherence(micro, p, periodic=periodic).nanmean()) for p in (a, b)]
     grf = [float(boundary_coherence(grf_samples, p, periodic=True).nanmean()) for p in (a, b)]
     gain = min(r / max(g, 1e-12) for r, g in zip(reference, grf))
-    window = layer.spectrum.shape[-1]
-    stacked = layer.period <= window / 3
     reason = (f"boundary coherence of phases {a} and {b}: micrograph {reference[0]:.3f} / {reference[1]:.3f}, GRF "
               f"samples of its statistics {grf[0]:.3f} / {grf[1]:.3f} (x{gain:.2f}; the oriented layer from "
-              f"x{COHERENCE_GAIN}); " + (f"stacked with a period of {layer.period:.1f} px" if stacked else
-                                         f"not stacked (no period below {window / 3:.0f} px)"))
-    return gain >= COHERENCE_GAIN and stacked, reason
+              f"x{COHERENCE_GAIN})")
+    if gain < COHERENCE_GAIN:  # the cheap test first: the layer is measured only when it may be needed
+        return False, reason
+    if layer is None:
+        try:
+            layer = measure_oriented_layer(micro, periodic=periodic, phases=(a, b))
+        except ValueError as error:  # no window fits inside the lath phases
+            return False, f"{reason}; no oriented layer: {error}"
+    window = layer.spectrum.shape[-1]
+    stacked = layer.period <= window / 3
+    return stacked, reason + "; " + (f"stacked with a period of {layer.period:.1f} px" if stacked else
+                                     f"not stacked (no period below {window / 3:.0f} px)")
