@@ -198,8 +198,7 @@ def generate(settings: HybridSettings | None = None, *, progress: bool = True,
         settings = dataclasses.replace(
             settings, sampler="oriented" if settings.sampler == DEFAULT_SAMPLER else settings.sampler,
             sigma_c=ORIENTED_SIGMA_C if settings.sigma_c == SIGMA_C else settings.sigma_c)
-        generator = HybridGenerator.from_statistics(row, model, settings, shape=shape, device=device, sigmas=sigmas,
-                                                    oriented=layer)
+        generator = HybridGenerator(generator.field, model, settings, device=device, sigmas=sigmas, oriented=layer)
     if on_ready is not None:
         on_ready(generator, model_name, name)
     started = time.perf_counter()

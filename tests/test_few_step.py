@@ -17,32 +17,20 @@ from lgtutorial.sampling.samplers import (
 from lgtutorial.score.schedules import geometric_sigmas, rho_spaced_sigmas
 from lgtutorial.score.settings import UNetSettings
 from lgtutorial.score.unet import ScoreUNet
-from lgtutorial.synthetic import blobs
+from tests.scores import CountingScore, blob_field
+from tests.scores import gaussian_score as gaussian_score_of
 
 DATA_STD = 0.5
 FEW_STEP_SAMPLERS = [name for name, configuration in SAMPLERS.items() if configuration.method in ("ode", "edm")]
 
 
-def gaussian_score(x, sigma):
-    """Exact score of N(0, DATA_STD^2) smoothed by noise of level sigma."""
-    return -x / (DATA_STD**2 + sigma**2)
-
-
-class CountingScore:
-    """A local score (pull toward the neighbours' mean) that counts its evaluations per sample."""
-
-    def __init__(self):
-        self.evaluations = 0
-
-    def __call__(self, x, sigma):
-        self.evaluations += x.shape[0]
-        neighbours = torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-        return (neighbours - x) / (0.05 + sigma**2)
+#: exact score of N(0, DATA_STD^2) smoothed by noise of level sigma
+gaussian_score = gaussian_score_of(0.0, DATA_STD)
 
 
 @pytest.fixture
 def field() -> GaussianRandomField:
-    return GaussianRandomField.from_microstructure(blobs(32, 1.4, fractions=(0.65, 0.35)))
+    return blob_field()
 
 
 def noised_marginal(top: float, n: int = 40000) -> torch.Tensor:

@@ -138,10 +138,12 @@ def fit(micrograph, *, name: str | None = FitSettings.name, minutes: float = Fit
     # the time spent). A resumed fit trains on only for what is left of its budget (the checkpoint records the time
     # already spent): an interruption costs no more than its budget. A plan from before budgets trains its measured
     # steps with the minutes as a hard limit.
-    spent = 0.0
-    if resume and (output / CHECKPOINT_NAME).is_file():
-        spent = float(read_checkpoint(output / CHECKPOINT_NAME)["provenance"]["wall_time_s"])
-    limit = None if plan.training_settings.minutes is not None else max(60 * plan.minutes - spent, 1e-3)
+    limit = None  # a budget: the trainer counts the time spent before from its checkpoint
+    if plan.training_settings.minutes is None:
+        spent = 0.0
+        if resume and (output / CHECKPOINT_NAME).is_file():
+            spent = float(read_checkpoint(output / CHECKPOINT_NAME)["provenance"]["wall_time_s"])
+        limit = max(60 * plan.minutes - spent, 1e-3)
     run = train_score_model(micrograph, model_settings=plan.model_settings, training_settings=plan.training_settings,
                             output=output, resume="if-present" if resume else False, periodic=plan.periodic,
                             progress=progress, time_limit_s=limit)
@@ -209,9 +211,8 @@ def _generate_and_report(micro, meta, plan, model_path, output, *, n_samples, si
                                                 sampler=plan.sampler, device=device)
     layer, layer_reason = choose_global_layer(global_layer, micro, generator, seed=seed)
     if layer is not None:  # laths painted into the GRF's colonies, refined by the sampler that keeps them
-        generator = HybridGenerator.from_statistics(
-            statistics_row(micro), model, shape=shape, sigmas=sigmas, sampler=plan.sampler if sampler_asked else
-            "oriented", sigma_c=ORIENTED_SIGMA_C, device=device, oriented=layer)
+        generator = HybridGenerator(generator.field, model, sigmas=sigmas, sampler=plan.sampler if sampler_asked else
+                                    "oriented", sigma_c=ORIENTED_SIGMA_C, device=device, oriented=layer)
         if progress:
             print(f"global layer: oriented ({layer_reason})", flush=True)
     samples = generator.sample(n_samples, seed=seed, return_grf=True, progress=progress)
