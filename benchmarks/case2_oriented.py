@@ -77,7 +77,7 @@ def main(argv=None) -> None:
             show_microstructures([reference[0, :, :args.size, :args.size]]
                                              + list(result.samples.microstructures[:3].cpu()),
                                              ["reference (crop)"] + [f"oriented hybrid {k}" for k in range(3)])[0] \
-                .figure.savefig(f"{args.output}_samples.png", dpi=100, bbox_inches="tight")
+                .figure.savefig(f"{args.output}_samples.png", dpi=300, bbox_inches="tight")
     record["rows"] = rows
     target = rows["reference"]["volume_fractions"]
     lines = [f"# Case study 2: the oriented global layer ({args.n_samples} samples of {args.size} px, seed {args.seed})",
